@@ -1,0 +1,1 @@
+"""The ``poolbench`` command line: a thin Typer adapter over the ``poolbench`` library."""

@@ -1,0 +1,144 @@
+"""``poolbench`` commands. Each one translates arguments, calls the library and turns a
+:class:`PoolbenchError` into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cli import tables
+from poolbench.errors import PoolbenchError
+
+app = typer.Typer(
+    help="poolbench: which pooling layer should my CNN use? Train, measure, report.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED_RUNS = 1
+EXIT_BAD_INPUT = 2
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn PoolbenchError into ``error: <message>`` and exit 2 (``--debug`` keeps the trace)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PoolbenchError as err:
+            if kwargs.get("debug"):
+                raise
+            err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class CfgKind(str, Enum):
+    job = "job"
+    hydra = "hydra"
+    all = "all"
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Train and measure: one run, or a sweep with -m (no arguments: the quick comparison).",
+)
+@one_line_errors
+def run(
+    overrides: list[str] = typer.Argument(
+        None, help="Hydra overrides, e.g. pool=avg model=vgg train.epochs=3 seed=1"
+    ),
+    multirun: bool = typer.Option(
+        False, "-m", "--multirun", help="Sweep over comma-separated values (pool=max,avg)."
+    ),
+    cfg: CfgKind | None = typer.Option(
+        None, "--cfg", "-c", help="Print the composed config (job, hydra or all) and exit."
+    ),
+    resolve: bool = typer.Option(False, "--resolve", help="With --cfg: resolve interpolations."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
+) -> None:
+    from poolbench.hydra_app import launch, plan
+
+    overrides = list(overrides or [])
+    if not overrides and not multirun and cfg is None:
+        overrides = ["experiment=quick"]
+    the_plan = plan(overrides, multirun)
+    if cfg is not None:
+        launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
+        return
+    n = len(the_plan.runs)
+    if the_plan.multirun:
+        console.print(f"poolbench: sweep of {n} run{'s' * (n != 1)}", highlight=False)
+    start = time.time()
+    sweep_dir = the_plan.results_dir / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
+    extra = [f"hydra.sweep.dir={sweep_dir}"] if the_plan.multirun else []
+    try:
+        launch(overrides + extra, the_plan.multirun)
+    except SystemExit as exc:  # Hydra reports its own errors and exits
+        raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
+    records = tables.collect(the_plan)
+    failed = tables.print_outcome(console, records, the_plan, sweep_dir, time.time() - start)
+    if failed:
+        raise typer.Exit(EXIT_FAILED_RUNS)
+
+
+@app.command(help="Collect run records into a CSV and a summary over seeds (CSV + Markdown).")
+@one_line_errors
+def report(
+    dirs: list[Path] = typer.Argument(None, help="Directories to search for result.json."),
+    output: Path = typer.Option(
+        Path("results/report.csv"), "-o", "--output", help="Per-run CSV; summaries go beside it."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
+) -> None:
+    from poolbench.report import load_records, summarize, write_report
+
+    df = load_records(dirs or [Path("results")])
+    if df.empty:
+        raise PoolbenchError(
+            f"no run records (result.json) below {', '.join(map(str, dirs or ['results']))}"
+        )
+    paths = write_report(df, output)
+    tables.print_summary(console, summarize(df))
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+class ListWhat(str, Enum):
+    pools = "pools"
+    heads = "heads"
+    models = "models"
+    datasets = "datasets"
+
+
+@app.command("list", help="List what can be named in a config: pools, heads, models, datasets.")
+@one_line_errors
+def list_(
+    what: ListWhat | None = typer.Argument(None, help="pools, heads, models or datasets"),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
+) -> None:
+    for kind in [what] if what else list(ListWhat):
+        tables.print_registry(console, kind.value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Rich tables the commands print. Formatting only: the numbers come from the library."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from poolbench.hydra_app import Plan
+from poolbench.record import RECORD_NAME, atomic_write_text, read_record
+
+
+def collect(plan: Plan) -> list[dict[str, Any]]:
+    """The record of every planned run (a run that left none is reported as missing)."""
+    records = []
+    for run in plan.runs:
+        path = plan.run_dir(run) / RECORD_NAME
+        if path.is_file():
+            records.append(read_record(path))
+        else:
+            records.append(
+                {
+                    "run_name": run.run_name,
+                    "pool": run.pool.name,
+                    "head": run.head.name,
+                    "model": run.model.name,
+                    "seed": run.seed,
+                    "status": "missing",
+                    "error": f"no {RECORD_NAME} in {path.parent}",
+                }
+            )
+    return records
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def print_outcome(
+    console: Console, records: list[dict[str, Any]], plan: Plan, sweep_dir: Path, seconds: float
+) -> int:
+    """One-line summary per run, and for a sweep a table and its CSV. Returns failures."""
+    failed = [r for r in records if r.get("status") != "ok"]
+    if not plan.multirun:
+        r = records[0]
+        if r.get("status") == "ok":
+            console.print(
+                f"{r['run_name']}: test_acc {r['test_acc']:.4f}, latency {r['latency_ms']:.2f} ms "
+                f"(batch {r['latency_batch']}), {r['params']:,} params, "
+                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}")
+        return len(failed)
+
+    table = Table(title=f"poolbench sweep: {len(records)} runs in {seconds:.0f} s")
+    for col in ("pool", "head", "model", "seed", "test_acc", "latency_ms", "params", "status"):
+        table.add_column(
+            col, justify="right" if col in ("test_acc", "latency_ms", "params", "seed") else "left"
+        )
+    for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
+        table.add_row(
+            str(r.get("pool")),
+            str(r.get("head")),
+            str(r.get("model")),
+            str(r.get("seed")),
+            _fmt(r.get("test_acc"), ".4f"),
+            _fmt(r.get("latency_ms"), ".2f"),
+            _fmt(r.get("params"), ","),
+            r.get("status", "?") if r.get("status") == "ok" else f"[red]{r.get('status')}[/red]",
+        )
+    console.print(table)
+    csv_path = sweep_dir / "summary.csv"
+    atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
+    summary = f"{len(records) - len(failed)} ok, {len(failed)} failed; table: {csv_path}"
+    console.print(summary, highlight=False, soft_wrap=True)
+    for r in failed:
+        console.print(
+            f"[red]failed[/red] {r['run_name']}: {r.get('error')}", highlight=False, soft_wrap=True
+        )
+    return len(failed)
+
+
+def print_summary(console: Console, summary: pd.DataFrame) -> None:
+    if summary.empty:
+        console.print("no runs")
+        return
+    table = Table(title="summary over seeds (mean ± std, n)")
+    cols = [c for c in ("data", "model", "pool", "head") if c in summary.columns]
+    for c in cols:
+        table.add_column(c)
+    for c in ("test_acc", "latency_ms", "params", "n", "failed"):
+        table.add_column(c, justify="right")
+    for _, row in summary.iterrows():
+        acc = _fmt(row.get("test_acc_mean"), ".4f")
+        if not math.isnan(row.get("test_acc_std", math.nan)):
+            acc += f" ± {row['test_acc_std']:.4f}"
+        table.add_row(
+            *(str(row[c]) for c in cols),
+            acc,
+            _fmt(row.get("latency_ms_mean"), ".2f"),
+            _fmt(row.get("params_mean"), ",.0f"),
+            str(row["n"]),
+            str(row["failed"]),
+        )
+    console.print(table)
+
+
+def print_registry(console: Console, what: str) -> None:
+    from poolbench.data import DATASETS
+    from poolbench.models import MODELS
+    from poolbench.pooling import POOLS
+
+    if what in ("pools", "heads"):
+        kind = "local" if what == "pools" else "global"
+        entries = [e for e in POOLS.entries() if e.meta["kind"] == kind]
+        title = f"{what} ({'pool=' if kind == 'local' else 'head='}<name>)"
+        table = Table(title=title)
+        for c in ("name", "parameters", "learnable", "paper", "description"):
+            table.add_column(c, overflow="fold")
+        for e in entries:
+            table.add_row(
+                e.name,
+                ", ".join(map(str, e.params)),
+                "yes" if e.meta.get("learnable") else "no",
+                e.meta.get("paper", ""),
+                e.description,
+            )
+    else:
+        registry = MODELS if what == "models" else DATASETS
+        table = Table(title=f"{what} ({'model' if what == 'models' else 'data'}=<name>)")
+        for c in ("name", "parameters", "description"):
+            table.add_column(c, overflow="fold")
+        for e in registry.entries():
+            table.add_row(e.name, ", ".join(map(str, e.params)), e.description)
+    console.print(table)

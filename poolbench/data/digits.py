@@ -1,0 +1,71 @@
+"""``digits``: scikit-learn's handwritten digits (1,797 8x8 images, 10 classes).
+
+The images ship inside scikit-learn (UCI optical digits, Alpaydin & Kaynak 1998), so this
+dataset works offline. They are upsampled (bilinear) to ``image_size`` so that several 2x2
+pooling stages make sense, and split into train/test by a fixed, seeded, stratified split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from poolbench.data import register_dataset
+from poolbench.data.memory import InMemoryDataset
+from poolbench.errors import ConfigError
+
+
+@register_dataset(
+    "digits",
+    description="scikit-learn load_digits(): 1,797 real 8x8 digit images, offline, upsampled",
+    in_channels=1,
+    num_classes=10,
+    image_size=16,
+)
+def digits(
+    image_size: int = 16,
+    test_fraction: float = 0.25,
+    split_seed: int = 0,
+    crop_pad: int = 1,
+) -> InMemoryDataset:
+    """Load the digits, upsample to ``image_size`` and split them."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ConfigError(f"digits: expected image_size to be an integer >= 8, got {image_size!r}")
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"digits: expected 0 < test_fraction < 1, got {test_fraction}")
+    if not isinstance(crop_pad, int) or crop_pad < 0:
+        raise ConfigError(f"digits: expected crop_pad to be an integer >= 0, got {crop_pad!r}")
+
+    raw = load_digits()
+    images = torch.from_numpy(raw.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    if image_size != 8:
+        images = F.interpolate(images, size=image_size, mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.from_numpy(raw.target.astype(np.int64))
+
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=test_fraction,
+        random_state=split_seed,
+        stratify=raw.target,
+    )
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    train_x = images[train_idx]
+    mean = float(train_x.float().mean())
+    std = float(train_x.float().std())
+    return InMemoryDataset(
+        name="digits",
+        train_x=train_x,
+        train_y=labels[train_idx],
+        test_x=images[test_idx],
+        test_y=labels[test_idx],
+        num_classes=10,
+        mean=(mean,),
+        std=(std,),
+        flip=False,  # digits are not mirror-symmetric
+        crop_pad=crop_pad,
+    )

@@ -1,0 +1,120 @@
+"""Network architectures, by registry name.
+
+``create_model(name, num_classes, in_channels, pool, head, **params)`` builds a network whose
+downsampling stages are built from ``pool`` and whose global pooling is ``head`` (both
+:class:`poolbench.config.PoolSpec`). ``check_model`` runs a dry forward pass that checks
+every pooling stage against the feature map it receives, before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from poolbench.config import PoolSpec
+from poolbench.errors import ShapeError
+from poolbench.pooling.base import GlobalPool, LocalPool
+from poolbench.registry import Registry
+
+MODELS = Registry("model")
+register_model = MODELS.register
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+def create_model(
+    name: str, num_classes: int, in_channels: int, pool: PoolSpec, head: PoolSpec, **params: Any
+) -> nn.Module:
+    """Build model ``name``; unknown names and params list the valid ones."""
+    entry = MODELS.get(name)
+    MODELS.check_params(name, params)
+    return entry.factory(
+        num_classes=num_classes, in_channels=in_channels, pool=pool, head=head, **params
+    )
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """One pooling layer seen in a dry run: where it is, what it gets and gives."""
+
+    index: int
+    name: str
+    layer: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+
+
+def check_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[StageShape]:
+    """Dry-run ``model`` on one ``(C, H, W)`` image; return the pooling stages' shapes.
+
+    Every :class:`LocalPool` checks its input before it runs, so a feature map smaller than a
+    window fails as ``pool 3 (F=5, S=2) needs input >= 5, feature map is 4x4`` with the stage
+    named, instead of a shape error deep inside torch.
+    """
+    stages: list[StageShape] = []
+    handles = []
+    pools = [(n, m) for n, m in model.named_modules() if isinstance(m, (LocalPool, GlobalPool))]
+    counter = {"local": 0}
+    for name, module in pools:
+        index = 0
+        if isinstance(module, LocalPool):
+            counter["local"] += 1
+            index = counter["local"]
+
+        def pre_hook(mod: nn.Module, args: tuple, _name: str = name, _i: int = index) -> None:
+            if isinstance(mod, LocalPool):
+                x = args[0]
+                mod.check_input(x.shape[-2], x.shape[-1], where=f"pool {_i} ({_name})")
+
+        def post_hook(
+            mod: nn.Module, args: tuple, out: Any, _name: str = name, _i: int = index
+        ) -> None:
+            x = args[0]
+            in_shape = tuple(x.shape[1:]) if torch.is_tensor(x) else tuple(x[-1].shape[1:])
+            stages.append(
+                StageShape(
+                    _i,
+                    _name,
+                    type(mod).__name__,
+                    in_shape,
+                    tuple(out.shape[1:]),
+                    sum(p.numel() for p in mod.parameters()),
+                )
+            )
+
+        handles.append(module.register_forward_pre_hook(pre_hook))
+        handles.append(module.register_forward_hook(post_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=device))
+    except ShapeError:
+        raise
+    except RuntimeError as err:
+        raise ShapeError(
+            f"model cannot take input {input_shape[1]}x{input_shape[2]}: {str(err).splitlines()[0]}"
+        ) from None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return stages
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# Importing the architecture modules registers them.
+from poolbench.models import vgg  # noqa: E402,F401
+
+__all__ = ["MODELS", "StageShape", "check_model", "count_params", "create_model", "list_models"]

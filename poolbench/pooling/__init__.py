@@ -1,0 +1,89 @@
+"""Pooling layers, by registry name.
+
+``create_pool(name, channels, **params)`` builds any registered layer; the params are the same
+words as the config keys (``F`` window, ``S`` stride, ``p`` ...). ``list_pools(kind)`` names
+them. Each family lives in its own module, which registers its layers on import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from torch import nn
+
+from poolbench.errors import ConfigError
+from poolbench.pooling.base import GlobalPool, LocalPool, pooled_size
+from poolbench.registry import Entry, Registry
+
+POOLS = Registry("pool")
+
+Kind = Literal["local", "global"]
+
+
+def register_pool(
+    name: str,
+    *,
+    kind: Kind,
+    paper: str = "",
+    learnable: bool = False,
+    description: str | None = None,
+    **meta: Any,
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register a pooling layer under ``name``; duplicates are refused."""
+    if kind not in ("local", "global"):
+        raise ValueError(f"pool kind must be 'local' or 'global', got {kind!r}")
+    return POOLS.register(
+        name, description=description, kind=kind, paper=paper, learnable=learnable, **meta
+    )
+
+
+def list_pools(kind: Kind | None = None) -> list[str]:
+    """Registered pool names, optionally only the ``local`` or the ``global`` ones."""
+    return [e.name for e in POOLS.entries() if kind is None or e.meta["kind"] == kind]
+
+
+def pool_entry(name: str) -> Entry:
+    return POOLS.get(name)
+
+
+def create_pool(name: str, channels: int, **params: Any) -> nn.Module:
+    """Build pooling layer ``name`` for a ``channels``-channel input.
+
+    Unknown names list the valid ones; unknown params list the layer's parameters.
+    """
+    entry = POOLS.get(name)
+    POOLS.check_params(name, params)
+    return entry.factory(channels=channels, **params)
+
+
+def create_for_slot(name: str, slot: Kind, channels: int, **params: Any) -> nn.Module:
+    """Build a pool for a model slot (``local`` downsampling stage or ``global`` head).
+
+    A global pool named for a downsampling stage (or the reverse) is a configuration error that
+    names the valid choices for that slot.
+    """
+    entry = POOLS.get(name)
+    if entry.meta["kind"] != slot:
+        role = "pool (downsampling stage)" if slot == "local" else "head (global pooling)"
+        raise ConfigError(
+            f"'{name}' is a {entry.meta['kind']} pool and cannot be a {role}; "
+            f"valid choices: {', '.join(list_pools(slot))}"
+        )
+    return create_pool(name, channels, **params)
+
+
+# Importing the family modules registers their layers.
+from poolbench.pooling import classic, global_  # noqa: E402,F401
+
+__all__ = [
+    "GlobalPool",
+    "LocalPool",
+    "POOLS",
+    "create_for_slot",
+    "create_pool",
+    "list_pools",
+    "pool_entry",
+    "pooled_size",
+    "register_pool",
+]

@@ -1,0 +1,115 @@
+"""Base classes shared by every pooling layer.
+
+A *local* pool maps ``(N, C, H, W) -> (N, C, H', W')`` with window ``F`` and stride ``S``; with
+padding ``P`` and floor rounding its output side is the seeds' rule
+
+    W2 = floor((W1 - F + 2P) / S) + 1
+
+A *global* pool maps ``(N, C, H, W) -> (N, D)`` and states ``out_features`` (D), so the
+classifier after it can be sized without running it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from poolbench.errors import ConfigError, ShapeError
+
+
+def check_int(name: str, value: object, minimum: int, layer: str) -> int:
+    """Validate an integer hyperparameter, naming the layer, the value and the valid range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{layer}: expected {name} to be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{layer}: expected {name} >= {minimum}, got {name}={value}")
+    return value
+
+
+def check_positive(name: str, value: object, layer: str) -> float:
+    """Validate a strictly positive real hyperparameter (``p`` of Lp and GeM, ``eps`` ...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{layer}: expected {name} to be a number > 0, got {value!r}")
+    if not value > 0 or math.isinf(value):
+        raise ConfigError(f"{layer}: expected {name} > 0 and finite, got {name}={value}")
+    return float(value)
+
+
+def pooled_size(size: int, F: int, S: int, padding: int = 0, ceil_mode: bool = False) -> int:
+    """Output side of a window-F, stride-S pool: floor((size - F + 2P) / S) + 1.
+
+    With ``ceil_mode`` the division rounds up, except that (as in torch) the last window must
+    start inside the padded input.
+    """
+    span = size + 2 * padding - F
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // S + 1
+    out = -(-span // S) + 1
+    if (out - 1) * S >= size + padding:
+        out -= 1
+    return out
+
+
+class LocalPool(nn.Module):
+    """A downsampling pool with window ``F``, stride ``S`` and optional zero ``padding``."""
+
+    kind = "local"
+
+    def __init__(self, F: int = 2, S: int = 2, padding: int = 0, ceil_mode: bool = False) -> None:
+        super().__init__()
+        layer = type(self).__name__
+        self.F = check_int("F", F, 1, layer)
+        self.S = check_int("S", S, 1, layer)
+        self.padding = check_int("padding", padding, 0, layer)
+        if self.padding > self.F // 2:
+            raise ConfigError(
+                f"{layer}: expected padding <= F/2 = {self.F // 2}, got padding={padding}"
+            )
+        self.ceil_mode = bool(ceil_mode)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return (
+            pooled_size(height, self.F, self.S, self.padding, self.ceil_mode),
+            pooled_size(width, self.F, self.S, self.padding, self.ceil_mode),
+        )
+
+    def check_input(self, height: int, width: int, where: str = "pool") -> None:
+        """Raise :class:`ShapeError` if a ``height x width`` map is too small for the window."""
+        need = self.F - 2 * self.padding
+        if height < need or width < need:
+            pad = f", P={self.padding}" if self.padding else ""
+            raise ShapeError(
+                f"{where} (F={self.F}, S={self.S}{pad}) needs input >= {need}, "
+                f"feature map is {height}x{width} "
+                f"(output side = floor((W1 - F + 2P)/S) + 1)"
+            )
+
+    def extra_repr(self) -> str:
+        s = f"F={self.F}, S={self.S}"
+        if self.padding:
+            s += f", padding={self.padding}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        return s
+
+
+class GlobalPool(nn.Module):
+    """Pools a whole feature map to a vector of ``out_features`` (D) values per image.
+
+    A global pool whose registry entry says ``takes_stages=True`` receives the list of every
+    stage's feature map (for multi-stage fusion heads) and is built with ``stage_channels``.
+    """
+
+    kind = "global"
+    takes_stages = False
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = check_int("channels", channels, 1, type(self).__name__)
+        self.out_features = self.channels
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, out_features={self.out_features}"

@@ -1,0 +1,91 @@
+"""Run records: one ``result.json`` per run, written atomically.
+
+The record's keys are the CSV columns of ``poolbench report`` (same names). ``RECORD_FIELDS``
+lists the ones every record has; later features add keys, and reports keep unknown ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RECORD_NAME = "result.json"
+
+RECORD_FIELDS = (
+    "run_id",
+    "run_name",
+    "status",
+    "error",
+    "pool",
+    "F",
+    "S",
+    "p",
+    "head",
+    "model",
+    "data",
+    "seed",
+    "epochs",
+    "test_acc",
+    "test_top5",
+    "train_loss",
+    "params",
+    "latency_ms",
+    "latency_batch",
+    "throughput_img_s",
+    "train_time_s",
+    "device",
+    "dtype",
+    "threads",
+    "torch_version",
+    "poolbench_version",
+    "git_sha",
+    "overrides",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    path = Path(run_dir) / RECORD_NAME
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def git_sha() -> str | None:
+    """The commit of the poolbench checkout, when it is one (None for an installed wheel)."""
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

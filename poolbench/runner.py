@@ -1,0 +1,134 @@
+"""One run, end to end: config -> data -> model -> checks -> train -> measure -> record.
+
+``execute`` never raises for a failing run: the failure is the record (``status=failed`` with
+its ``error``), so that a sweep goes on. ``validate`` does every check that needs no training,
+for the CLI to run before anything starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import poolbench
+from poolbench.config import RunConfig
+from poolbench.data import create_dataset, dataset_input_shape
+from poolbench.device import resolve_device, resolve_precision
+from poolbench.errors import PoolbenchError
+from poolbench.measure import inference_latency
+from poolbench.models import check_model, count_params, create_model
+from poolbench.pooling import pool_entry
+from poolbench.record import git_sha, write_record
+from poolbench.train import seed_everything, train
+
+log = logging.getLogger("poolbench")
+
+
+def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.Module:
+    return create_model(
+        cfg.model.name,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        pool=cfg.pool,
+        head=cfg.head,
+        **cfg.model.params,
+    )
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check names, parameters and every pooling stage's shape, without loading data.
+
+    Raises :class:`PoolbenchError` with a one-line message.
+    """
+    pool_entry(cfg.pool.name)
+    pool_entry(cfg.head.name)
+    input_shape = dataset_input_shape(cfg.data.name, cfg.data.params)
+    model = build_model(cfg, num_classes=10, in_channels=input_shape[0])
+    check_model(model, input_shape)
+    resolve_precision(cfg.precision, resolve_device(cfg.device))
+
+
+def base_record(cfg: RunConfig) -> dict[str, Any]:
+    return {
+        "run_id": cfg.run_id,
+        "run_name": cfg.run_name,
+        "status": "running",
+        "error": None,
+        "pool": cfg.pool.name,
+        "F": cfg.pool.params.get("F"),
+        "S": cfg.pool.params.get("S"),
+        "p": cfg.pool.params.get("p"),
+        "head": cfg.head.name,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "epochs": cfg.train.epochs,
+        "test_acc": None,
+        "test_top5": None,
+        "train_loss": None,
+        "params": None,
+        "latency_ms": None,
+        "latency_batch": cfg.latency_batch,
+        "throughput_img_s": None,
+        "train_time_s": None,
+        "device": None,
+        "dtype": None,
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "poolbench_version": poolbench.__version__,
+        "git_sha": git_sha(),
+        "overrides": " ".join(cfg.overrides),
+        "config": cfg.identity,
+    }
+
+
+def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str, Any]:
+    """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``)."""
+    run_dir = Path(run_dir)
+    record = base_record(cfg)
+    try:
+        record.update(_train_and_measure(cfg, live))
+        record["status"] = "ok"
+    except PoolbenchError as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        log.error("%s failed: %s", cfg.run_name, err)
+    except Exception as err:  # a bug or a numerical failure: keep the traceback in the log
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc())
+    write_record(run_dir, record)
+    return record
+
+
+def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+
+    data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
+    model = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    stages = check_model(model, data.input_shape)
+    for s in stages:
+        log.info("  %-24s %-14s %s -> %s", s.name, s.layer, s.input_shape, s.output_shape)
+
+    result = train(
+        model, data, cfg.train, device, precision, cfg.seed, title=cfg.run_name, live=live
+    )
+    latency_ms, latency_iqr_ms = inference_latency(
+        model, data.input_shape, cfg.latency_batch, device, precision, repeats=cfg.latency_repeats
+    )
+    return {
+        "test_acc": result.test_acc,
+        "test_top5": result.test_top5,
+        "train_loss": result.train_loss,
+        "params": count_params(model),
+        "latency_ms": latency_ms,
+        "latency_iqr_ms": latency_iqr_ms,
+        "throughput_img_s": result.throughput_img_s,
+        "train_time_s": result.train_time_s,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "dtype": precision.name,
+    }

@@ -1,0 +1,153 @@
+"""The training loop: data -> model -> optimiser -> epochs -> evaluation.
+
+One readable function, no framework in between (after airbench and nanoGPT).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poolbench.config import TrainConfig
+from poolbench.data.memory import InMemoryDataset
+from poolbench.device import Precision, synchronize
+from poolbench.errors import TrainingDiverged
+from poolbench.progress import RunProgress
+
+
+@dataclass
+class TrainResult:
+    train_loss: float
+    test_acc: float
+    test_top5: float
+    train_time_s: float
+    throughput_img_s: float
+    epochs: int
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BatchNorm/bias and on pooling parameters such as GeM's p.
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "onecycle":
+        warmup = max(1, int(cfg.warmup_frac * total_steps))
+
+        def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: InMemoryDataset,
+    device: torch.device,
+    precision: Precision,
+    batch_size: int = 512,
+) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (0-1) on the test split."""
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = total = 0
+    for x, y in data.test_batches(batch_size):
+        with precision.autocast(device):
+            logits = model(x)
+        k = min(5, logits.shape[1])
+        top = logits.float().topk(k, dim=1).indices
+        correct1 += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(dim=1).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return correct1 / total, correct5 / total
+
+
+def train(
+    model: nn.Module,
+    data: InMemoryDataset,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: Precision,
+    seed: int,
+    title: str = "run",
+    live: bool | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    optimizer = make_optimizer(model, cfg)
+    steps = data.steps_per_epoch(cfg.batch_size)
+    schedule = make_schedule(optimizer, cfg, cfg.epochs * steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+
+    model.train()
+    images = 0
+    train_seconds = 0.0
+    epoch_loss = math.nan
+    with RunProgress(title, cfg.epochs, steps, live=live) as progress:
+        for epoch in range(1, cfg.epochs + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            batches = 0
+            for batch, (x, y) in enumerate(data.train_batches(cfg.batch_size, generator), 1):
+                with precision.autocast(device):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                loss_sum += loss.detach()
+                batches += 1
+                images += len(y)
+                if progress.live:
+                    elapsed = train_seconds + time.perf_counter() - start
+                    progress.step(epoch, batch, loss.item(), images / max(elapsed, 1e-9))
+            synchronize(device)
+            train_seconds += time.perf_counter() - start
+            epoch_loss = (loss_sum / max(batches, 1)).item()
+            if not math.isfinite(epoch_loss):
+                raise TrainingDiverged(f"training loss is {epoch_loss} at epoch {epoch}")
+            progress.epoch_end(epoch, epoch_loss, None, images / max(train_seconds, 1e-9))
+
+    test_acc, test_top5 = evaluate(model, data, device, precision)
+    return TrainResult(
+        train_loss=epoch_loss,
+        test_acc=test_acc,
+        test_top5=test_top5,
+        train_time_s=train_seconds,
+        throughput_img_s=images / max(train_seconds, 1e-9),
+        epochs=cfg.epochs,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+__all__ = ["TrainResult", "evaluate", "seed_everything", "train"]

@@ -1,0 +1,167 @@
+"""The commands through typer's CliRunner: runs, sweeps, reports, listings, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from poolbench.record import RECORD_FIELDS
+from tests.conftest import FAST
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))]
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "report", "list"):
+        assert command in result.output
+
+
+def test_single_run_writes_complete_record(workdir: Path):
+    result = invoke("run", "pool=avg", "seed=3", *FAST)
+    assert result.exit_code == 0, result.output
+    (record,) = records(workdir / "results")
+    assert set(RECORD_FIELDS) <= set(record)
+    assert record["status"] == "ok" and record["error"] is None
+    assert (record["pool"], record["F"], record["S"], record["seed"]) == ("avg", 2, 2, 3)
+    assert 0.0 <= record["test_acc"] <= record["test_top5"] <= 1.0
+    assert record["latency_ms"] > 0 and record["throughput_img_s"] > 0
+    assert (
+        record["params"]
+        == 8 * 9 + 2 * 8 + 16 * 8 * 9 + 2 * 16 + 16 * 16 * 9 + 2 * 16 + 16 * 10 + 10
+    )
+    assert "pool=avg" in record["overrides"]
+    run_dir = workdir / "results" / "runs" / record["run_name"]
+    assert (run_dir / "poolbench.log").read_text().count("epoch 1/1") == 1
+    assert "test_acc" in result.output  # the one-line summary
+
+
+def test_same_config_same_run_id_different_seed_different_id(workdir: Path):
+    from poolbench.hydra_app import plan
+
+    a = plan(["pool=max", "seed=0"]).runs[0]
+    b = plan(["seed=0", "pool=max"]).runs[0]
+    c = plan(["pool=max", "seed=1"]).runs[0]
+    assert a.run_id == b.run_id != c.run_id
+
+
+def test_multirun_sweep_prints_table_and_csv(workdir: Path):
+    result = invoke("run", "-m", "pool=max,avg", *FAST)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["pool"] for r in records(workdir / "results" / "runs")) == ["avg", "max"]
+    assert "2 ok, 0 failed" in result.output
+    (csv,) = (workdir / "results" / "sweeps").rglob("summary.csv")
+    assert sorted(pd.read_csv(csv)["pool"]) == ["avg", "max"]
+
+
+def test_no_arguments_is_the_quick_sweep_plan():
+    from poolbench.hydra_app import plan
+    from poolbench.pooling import list_pools
+
+    the_plan = plan(["experiment=quick"])
+    assert the_plan.multirun
+    assert sorted(r.pool.name for r in the_plan.runs) == sorted(list_pools("local"))
+    assert {r.data.name for r in the_plan.runs} == {"digits"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pool=sofpool"], "unknown pool 'sofpool'; available: avg"),
+        (["model=resnet"], "unknown model 'resnet'; available:"),
+        (["data=mnist"], "unknown data 'mnist'; available: digits"),
+        (["pool.foo=3"], "Could not override 'pool.foo'"),
+        (["+pool.foo=3"], "pool 'max' has no parameter 'foo'; its parameters: F, S"),
+        (["pool=="], "Error parsing override 'pool=='"),
+        (["pool.F=0"], "expected F >= 1, got F=0"),
+        (["pool.F=9"], "pool 2 (stages.1.1) (F=9, S=2) needs input >= 9, feature map is 4x4"),
+        (["head=max"], "unknown head 'max'; available: global_avg"),
+        (["device=tpu"], "expected device to be one of auto, cpu, cuda, got 'tpu'"),
+        (["train.optimizer=adam"], "expected train.optimizer to be one of sgd, adamw"),
+        (["-m", "pool=max,sofpool"], "unknown pool 'sofpool'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], expected: str):
+    result = runner.invoke(app, ["run", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (workdir / "results").exists()  # nothing ran, nothing half-written
+
+
+def test_failing_run_is_recorded_and_sweep_continues(workdir: Path, monkeypatch):
+    import poolbench.runner as runner_mod
+
+    real_train = runner_mod.train
+
+    def flaky_train(model, data, cfg, device, precision, seed, **kw):
+        if seed == 1:
+            raise FloatingPointError("boom")
+        return real_train(model, data, cfg, device, precision, seed, **kw)
+
+    monkeypatch.setattr(runner_mod, "train", flaky_train)
+    result = runner.invoke(app, ["run", "-m", "seed=0,1", *FAST])
+    assert result.exit_code == 1
+    by_seed = {r["seed"]: r for r in records(workdir / "results" / "runs")}
+    assert by_seed[0]["status"] == "ok"
+    assert by_seed[1]["status"] == "failed" and "boom" in by_seed[1]["error"]
+    assert "1 ok, 1 failed" in result.output
+
+
+def test_cfg_job_prints_composed_config(workdir: Path, capfd):
+    result = invoke("run", "pool=avg", "pool.F=3", "--cfg", "job")
+    assert result.exit_code == 0
+    out = capfd.readouterr().out + result.output
+    assert "name: avg" in out and "F: 3" in out
+    assert not (workdir / "results").exists()
+
+
+def test_report_summary_over_seeds(workdir: Path):
+    assert invoke("run", "-m", "pool=max,avg", "seed=0,1", *FAST).exit_code == 0
+    result = invoke("report", "results", "-o", "out/report.csv")
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(workdir / "out" / "report.csv")
+    assert len(runs) == 4 and set(RECORD_FIELDS) <= set(runs.columns)
+    summary = pd.read_csv(workdir / "out" / "report_summary.csv")
+    assert sorted(summary["pool"]) == ["avg", "max"]
+    assert (summary["n"] == 2).all()
+    for _, row in summary.iterrows():
+        accs = runs.loc[runs["pool"] == row["pool"], "test_acc"]
+        assert row["test_acc_mean"] == pytest.approx(accs.mean())
+        assert row["test_acc_std"] == pytest.approx(accs.std(ddof=1), nan_ok=True)
+    md = (workdir / "out" / "report_summary.md").read_text()
+    assert md.startswith("|") and "test_acc_mean" in md
+
+
+def test_report_without_records_is_an_error(workdir: Path):
+    (workdir / "empty").mkdir()
+    result = runner.invoke(app, ["report", "empty"])
+    assert result.exit_code == 2 and "no run records" in result.output
+
+
+@pytest.mark.parametrize("what", ["pools", "heads", "models", "datasets"])
+def test_list(what: str):
+    result = invoke("list", what)
+    assert result.exit_code == 0
+    expected = {"pools": "max", "heads": "global_avg", "models": "vgg", "datasets": "digits"}
+    assert expected[what] in result.output
+
+
+def test_list_unknown_category():
+    result = runner.invoke(app, ["list", "poolz"])
+    assert result.exit_code == 2
