@@ -6,7 +6,9 @@ an error, so two modules can never silently shadow each other.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,3 +119,10 @@ class Registry:
                 f"{self.kind} '{name}' has no parameter {', '.join(map(repr, unknown))}; "
                 f"its parameters: {', '.join(valid) or 'none'}"
             )
+
+
+def import_submodules(package: str, path: list[str], skip: tuple[str, ...] = ()) -> None:
+    """Import every module of ``package`` (each registers its entries on import)."""
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if info.name not in skip and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")

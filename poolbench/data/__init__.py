@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from poolbench.data.memory import InMemoryDataset
-from poolbench.registry import Registry
+from poolbench.registry import Registry, import_submodules
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
@@ -32,6 +32,6 @@ def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, in
     return (entry.meta["in_channels"], size, size)
 
 
-from poolbench.data import digits  # noqa: E402,F401
+import_submodules(__name__, __path__, skip=("memory",))
 
 __all__ = ["DATASETS", "InMemoryDataset", "create_dataset", "dataset_input_shape", "list_datasets"]

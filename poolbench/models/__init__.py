@@ -17,7 +17,7 @@ from torch import nn
 from poolbench.config import PoolSpec
 from poolbench.errors import ShapeError
 from poolbench.pooling.base import GlobalPool, LocalPool
-from poolbench.registry import Registry
+from poolbench.registry import Registry, import_submodules
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -115,6 +115,6 @@ def count_params(model: nn.Module) -> int:
 
 
 # Importing the architecture modules registers them.
-from poolbench.models import vgg  # noqa: E402,F401
+import_submodules(__name__, __path__, skip=())
 
 __all__ = ["MODELS", "StageShape", "check_model", "count_params", "create_model", "list_models"]

@@ -14,7 +14,7 @@ from torch import nn
 
 from poolbench.errors import ConfigError
 from poolbench.pooling.base import GlobalPool, LocalPool, pooled_size
-from poolbench.registry import Entry, Registry
+from poolbench.registry import Entry, Registry, import_submodules
 
 POOLS = Registry("pool")
 
@@ -74,7 +74,7 @@ def create_for_slot(name: str, slot: Kind, channels: int, **params: Any) -> nn.M
 
 
 # Importing the family modules registers their layers.
-from poolbench.pooling import classic, global_  # noqa: E402,F401
+import_submodules(__name__, __path__, skip=("base",))
 
 __all__ = [
     "GlobalPool",
