@@ -50,11 +50,16 @@ def pool_entry(name: str) -> Entry:
 def create_pool(name: str, channels: int, **params: Any) -> nn.Module:
     """Build pooling layer ``name`` for a ``channels``-channel input.
 
-    Unknown names list the valid ones; unknown params list the layer's parameters.
+    Unknown names list the valid ones; unknown params list the layer's parameters. A head
+    registered with ``takes_stages=True`` also takes ``stage_channels`` (every stage's width).
     """
     entry = POOLS.get(name)
+    # stage_channels comes from the model, not the config, so it is not checked as a config key.
+    internal: dict[str, Any] = {}
+    if entry.meta.get("takes_stages") and "stage_channels" in params:
+        internal["stage_channels"] = params.pop("stage_channels")
     POOLS.check_params(name, params)
-    return entry.factory(channels=channels, **params)
+    return entry.factory(channels=channels, **internal, **params)
 
 
 def create_for_slot(name: str, slot: Kind, channels: int, **params: Any) -> nn.Module:
