@@ -64,20 +64,23 @@ def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
     return out.to(dtype)
 
 
-def global_lp(x: Tensor, p: float, eps: float = 1e-12) -> Tensor:
+def global_lp(x: Tensor, p: float) -> Tensor:
     """The Lp norm of each channel over all positions.
 
     ``x (Tensor[N, C, H, W]) -> Tensor[N, C]``: (Σ_{h,w} |x|^p)^(1/p), ``p >= 1``.
 
     ``nn.LPPool2d`` raises x itself to p, which is NaN for a negative x and a fractional p and
     changes sign for odd integer p; here negative inputs count by their magnitude, which makes
-    the output the Lp norm (>= 0). The sum is clamped at ``eps`` before the 1/p root, whose
-    gradient is infinite at 0 (an all-zero channel after ReLU). In float32 under autocast.
+    the output the Lp norm (>= 0). The 1/p root has an infinite slope at 0 (an all-zero
+    channel after ReLU), so the sum is clamped at the smallest normal number before the root
+    and an all-zero channel gives exactly 0 with gradient 0. In float32 under autocast.
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        out = xf.abs().pow(p).sum(dim=(2, 3)).clamp(min=eps).pow(1.0 / p)
+        total = xf.abs().pow(p).sum(dim=(2, 3))
+        root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
+        out = torch.where(total > 0, root, torch.zeros_like(root))
     return out.to(dtype)
 
 
