@@ -89,7 +89,7 @@ def test_no_arguments_is_the_quick_sweep_plan():
         (["pool=="], "Error parsing override 'pool=='"),
         (["pool.F=0"], "expected F >= 1, got F=0"),
         (["pool.F=9"], "pool 2 (stages.1.1) (F=9, S=2) needs input >= 9, feature map is 4x4"),
-        (["head=max"], "unknown head 'max'; available: global_avg"),
+        (["head=max"], "unknown head 'max'; available: adaptive_avg, adaptive_feature"),
         (["device=tpu"], "expected device to be one of auto, cpu, cuda, got 'tpu'"),
         (["train.optimizer=adam"], "expected train.optimizer to be one of sgd, adamw"),
         (["-m", "pool=max,sofpool"], "unknown pool 'sofpool'"),

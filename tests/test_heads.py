@@ -560,3 +560,9 @@ def test_every_head_has_an_informative_repr():
     assert "num_patterns=1, dim=2" in repr(create_pool("hopfield", 2))
     assert "heads=1, grid=7, out_dim=2" in repr(create_pool("attention", 2))
     assert "out_features=4" in repr(create_pool("catavgmax", 2))
+
+
+def test_adaptive_feature_stage_channels_come_from_the_model_not_the_config():
+    spec = PoolSpec("adaptive_feature", {"stage_channels": [1]})
+    with pytest.raises(ConfigError, match=r"stage_channels from the model \(\[4, 8\]\)"):
+        create_model("vgg", 10, 1, PoolSpec("max"), spec, widths=[4, 8])

@@ -27,6 +27,11 @@ def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
 def build_head(head: PoolSpec, channels: int, stage_channels: Sequence[int]) -> nn.Module:
     """The global pool before the classifier; multi-stage heads also get every stage's width."""
     if pool_entry(head.name).meta.get("takes_stages"):
+        if "stage_channels" in head.params:
+            raise ConfigError(
+                f"head '{head.name}' gets stage_channels from the model "
+                f"({list(stage_channels)}); remove head.stage_channels from the config"
+            )
         return create_for_slot(
             head.name, "global", channels, stage_channels=list(stage_channels), **head.params
         )

@@ -162,7 +162,7 @@ class AvgMaxPool(GlobalPool):
 
 @register_pool("catavgmax", kind="global", paper="timm adaptive_catavgmax_pool")
 class CatAvgMaxPool(GlobalPool):
-    """[global mean, global max] concatenated along channels; D = 2C."""
+    """Global mean and global max, concatenated along channels; D = 2C."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels)
