@@ -566,3 +566,15 @@ def test_adaptive_feature_stage_channels_come_from_the_model_not_the_config():
     spec = PoolSpec("adaptive_feature", {"stage_channels": [1]})
     with pytest.raises(ConfigError, match=r"stage_channels from the model \(\[4, 8\]\)"):
         create_model("vgg", 10, 1, PoolSpec("max"), spec, widths=[4, 8])
+
+
+def test_attention_scores_and_softmax_run_in_float32_under_autocast():
+    from poolbench.pooling.attention import attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 1, 5, 8).bfloat16() * 20 for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend(q, k, v, 0.125)
+    assert out.dtype == torch.float32
+    expected = torch.softmax(0.125 * q.float() @ k.float().transpose(-2, -1), -1) @ v.float()
+    torch.testing.assert_close(out, expected)

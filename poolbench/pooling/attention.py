@@ -85,7 +85,7 @@ class HopfieldPool(GlobalPool):
         self.norm = nn.LayerNorm(self.channels)
         self.w_key = nn.Linear(self.channels, self.dim)
         self.w_value = nn.Linear(self.dim, self.dim)
-        # Unit-variance queries: with β = 1/√d the initial scores have unit scale.
+        # Unit-variance queries: with β = 1/√d the initial scores are of order 1.
         self.state = nn.Parameter(torch.randn(self.num_patterns, self.dim))
         self.out_features = self.num_patterns * self.dim
 
