@@ -1,0 +1,90 @@
+"""Anti-aliased pooling: ``blur`` (Zhang 2019, "Making convolutional networks shift-invariant
+again", the MaxBlurPool layer).
+
+Max pooling is two steps, a dense max (stride 1) and a subsampling; only the subsampling
+aliases. Zhang inserts a low-pass binomial filter between them: max with window F at stride
+1, then a ``blur_size``-tap binomial blur applied at stride S.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F_
+from torch import Tensor
+
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, check_int, pooled_size
+
+
+def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = (0, 0)) -> Tensor:
+    """Blur ``x (Tensor[N, C, H, W])`` with the separable binomial filter of ``blur_size``
+    taps (rows of Pascal's triangle / 2^(size-1): 3 -> [1, 2, 1]/4) and sample at stride S.
+
+    The binomial filter of n taps is n-1 successive 2-tap box filters, and a 2x2 box filter is
+    a 2x2 average pool, so the blur is ``blur_size - 1`` average pools, the last one strided:
+    exact, and several times faster on CPU than a depthwise convolution. The map is first
+    reflect-padded by ``blur_size - 1`` in total per axis (left: (n-1)//2, right: the rest,
+    as Zhang does), plus ``extra`` = (bottom, right) rows/columns for ceil mode, so the output
+    side is ``floor((H + extra - 1)/S) + 1``. Reflection needs a map wider than the pad; a
+    narrower one is replicate-padded instead.
+    """
+    total = blur_size - 1
+    if total == 0:
+        if extra != (0, 0):
+            x = F_.pad(x, (0, extra[1], 0, extra[0]), mode="replicate")
+        return x[:, :, ::S, ::S]
+    left = total // 2
+    right = total - left
+    pad = (left, right + extra[1], left, right + extra[0])
+    mode = "reflect" if min(x.shape[-2:]) > max(pad) else "replicate"
+    x = F_.pad(x, pad, mode=mode)
+    for _ in range(total - 1):
+        x = F_.avg_pool2d(x, 2, 1)
+    return F_.avg_pool2d(x, 2, S)
+
+
+def blur_pool2d(
+    x: Tensor,
+    F: int,
+    S: int,
+    padding: int = 0,
+    ceil_mode: bool = False,
+    blur_size: int = 3,
+) -> Tensor:
+    """Anti-aliased max pooling of ``x (Tensor[N, C, H, W])`` (Zhang 2019, MaxBlurPool).
+
+    ``max_pool2d(x, F, stride=1, padding)`` then :func:`binomial_blur2d` at stride S. The
+    output side is the usual ``floor((H - F + 2P)/S) + 1`` (ceil with ``ceil_mode``).
+    """
+    h, w = x.shape[-2:]
+    dense = F_.max_pool2d(x, F, 1, padding)  # (N, C, H - F + 2P + 1, W - F + 2P + 1)
+    extra = (0, 0)
+    if ceil_mode:
+        dh, dw = dense.shape[-2:]
+        oh = pooled_size(h, F, S, padding, True)
+        ow = pooled_size(w, F, S, padding, True)
+        extra = ((oh - 1) * S + 1 - dh, (ow - 1) * S + 1 - dw)
+    return binomial_blur2d(dense, blur_size, S, (max(0, extra[0]), max(0, extra[1])))
+
+
+@register_pool("blur", kind="local", paper="Zhang 2019 (anti-aliased MaxBlurPool)")
+class BlurPool(LocalPool):
+    """Anti-aliased max pooling: max at stride 1, then a binomial blur at stride S."""
+
+    def __init__(
+        self,
+        channels: int,
+        F: int = 2,
+        S: int = 2,
+        padding: int = 0,
+        ceil_mode: bool = False,
+        blur_size: int = 3,
+    ) -> None:
+        super().__init__(F, S, padding, ceil_mode)
+        self.blur_size = check_int("blur_size", blur_size, 1, type(self).__name__)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H', W')
+        return blur_pool2d(x, self.F, self.S, self.padding, self.ceil_mode, self.blur_size)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blur_size={self.blur_size}"
