@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, check_positive
@@ -22,6 +23,97 @@ from poolbench.pooling.base import LocalPool, check_positive
 
 def _fp32(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _is_block(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool) -> bool:
+    """Non-overlapping F x F blocks (F == S, no padding): the case with a fused backward."""
+    h, w = x.shape[-2:]
+    return F == S and not padding and (not ceil_mode or (h % F == 0 and w % F == 0))
+
+
+def _crop_blocks(x: Tensor, F: int) -> Tensor:
+    """Drop the rows/columns no floor-mode window reaches, so the map tiles into blocks."""
+    h, w = x.shape[-2] // F * F, x.shape[-1] // F * F
+    return x[:, :, :h, :w].contiguous()
+
+
+def _up(t: Tensor) -> Tensor:
+    # (N, C, H', W') -> (N, C, H', 1, W', 1), broadcasting over a (N, C, H', F, W', F) view
+    return t[:, :, :, None, :, None]
+
+
+def _blocks(x: Tensor, F: int) -> Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, c, h // F, F, w // F, F)
+
+
+def _lp_root(total: Tensor, p: float) -> Tensor:
+    # The root's derivative is infinite at 0; clamping makes all-zero windows output
+    # tiny^(1/p) (< 1e-19 for p <= 2) with a zero gradient instead of NaN.
+    total = total.clamp_min(torch.finfo(total.dtype).tiny)
+    return total.sqrt() if p == 2 else total.pow(1.0 / p)
+
+
+class _BlockLpPool(torch.autograd.Function):
+    """Lp pooling over F x F blocks with the closed-form gradient
+    ``dx_i = g * sign(x_i) |x_i|^(p-1) / out^(p-1)`` (one pass instead of autograd's five).
+    ``|x|^(p-1) sign(x)`` is taken as 0 at x = 0 (the subgradient; autograd gives NaN there
+    for p < 1)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, F: int) -> Tensor:  # type: ignore[override]
+        powered = x.square() if p == 2 else x.abs().pow(p)
+        out = _lp_root(F_.avg_pool2d(powered, F, F) * (F * F), p)
+        ctx.save_for_backward(x, out, None if p == 2 else powered)
+        ctx.p, ctx.F = p, F
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        x, out, powered = ctx.saved_tensors
+        p, F = ctx.p, ctx.F
+        if p == 2:
+            scale = grad / out
+            return (_blocks(x, F) * _up(scale)).view_as(x), None, None
+        scale = grad / out.pow(p - 1)
+        signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
+        return (_blocks(signed, F) * _up(scale)).view_as(x), None, None
+
+
+class _BlockGeMPool(torch.autograd.Function):
+    """GeM over F x F blocks with a closed-form gradient for x and a learnable p.
+
+    With c = clamp(x, eps), y = c^p, M = mean(y), out = M^(1/p), A = F*F:
+    ``dx_i = g out / (p M A) * p y_i / c_i`` where x_i >= eps (else 0), and
+    ``dp = sum_w g out (-ln M) / p^2 + sum_i g out / (p M A) * y_i ln c_i``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: Tensor, F: int, eps: float) -> Tensor:  # type: ignore[override]
+        c = x.clamp_min(eps)
+        log_c = c.log()
+        y = torch.exp(log_c * p)  # c^p; keeps log c, which dp needs
+        mean = F_.avg_pool2d(y, F, F)
+        out = mean.pow(1.0 / p)
+        ctx.save_for_backward(x, p, c, log_c, y, mean, out)
+        ctx.F = F
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
+        x, p, c, log_c, y, mean, out = ctx.saved_tensors
+        F = ctx.F
+        g_out = grad * out
+        t = (_blocks(y, F) * _up(g_out / (p * mean * (F * F)))).view_as(x)
+        grad_p = None
+        if ctx.needs_input_grad[1]:  # learnable p
+            grad_p = -(g_out * mean.log()).sum() / (p * p) + torch.dot(t.flatten(), log_c.flatten())
+            grad_p = grad_p.reshape(p.shape)
+        # t is a fresh tensor: finish dx in place; clamp_min passes gradient where x >= eps
+        grad_x = t.mul_(p).div_(c).masked_fill_(x < c, 0.0)
+        return grad_x, grad_p, None, None
 
 
 def lp_pool2d(
@@ -37,13 +129,12 @@ def lp_pool2d(
     """
     with torch.autocast(x.device.type, enabled=False):
         xf = _fp32(x)
-        powered = xf.square() if p == 2 else xf.abs().pow(p)
-        total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=True)
-        total = total * (F * F)
-        # The root's derivative is infinite at 0; clamping makes all-zero windows output
-        # tiny^(1/p) (< 1e-19 for p <= 2) with a zero gradient instead of NaN.
-        total = total.clamp_min(torch.finfo(total.dtype).tiny)
-        out = total.sqrt() if p == 2 else total.pow(1.0 / p)
+        if _is_block(xf, F, S, padding, ceil_mode):
+            out = _BlockLpPool.apply(_crop_blocks(xf, F), p, F)
+        else:
+            powered = xf.square() if p == 2 else xf.abs().pow(p)
+            total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=True)
+            out = _lp_root(total * (F * F), p)
     return out.to(x.dtype)
 
 
@@ -88,12 +179,15 @@ def gem_pool2d(
     """
     with torch.autocast(x.device.type, enabled=False):
         xf = _fp32(x)
-        pf = p.to(xf.dtype) if isinstance(p, Tensor) else p
-        if isinstance(pf, Tensor) and pf.numel() > 1:
-            pf = pf.view(1, -1, 1, 1)
-        powered = xf.clamp_min(eps).pow(pf)
-        mean = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=False)
-        out = mean.pow(1.0 / pf)
+        pf = p.to(xf.dtype) if isinstance(p, Tensor) else torch.tensor(p, dtype=xf.dtype)
+        if pf.numel() == 1 and _is_block(xf, F, S, padding, ceil_mode):
+            out = _BlockGeMPool.apply(_crop_blocks(xf, F), pf, F, eps)
+        else:
+            if pf.numel() > 1:
+                pf = pf.view(1, -1, 1, 1)
+            powered = xf.clamp_min(eps).pow(pf)
+            mean = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=False)
+            out = mean.pow(1.0 / pf)
     return out.to(x.dtype)
 
 
@@ -124,8 +218,7 @@ class GeMPool(LocalPool):
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')
-        p = self.p if self.learnable_p else float(self.p)
-        return gem_pool2d(x, p, self.F, self.S, self.padding, self.ceil_mode, self.eps)
+        return gem_pool2d(x, self.p, self.F, self.S, self.padding, self.ceil_mode, self.eps)
 
     def extra_repr(self) -> str:
         kind = "learnable" if self.learnable_p else "fixed"

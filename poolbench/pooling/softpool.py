@@ -41,7 +41,8 @@ class _BlockSoftPool(torch.autograd.Function):
         e = torch.exp(x)
         mean_e = F_.avg_pool2d(e, F, F)
         lo, hi = _SAFE_MEAN_EXP
-        if not bool(((mean_e > lo) & (mean_e < hi)).all()):
+        smallest, largest = torch.aminmax(mean_e)
+        if not (lo < float(smallest) and float(largest) < hi):
             # Large or very negative activations: shift each window by its max so the largest
             # term of every window is exp(0) = 1 (no overflow, no all-zero denominator).
             shift = F_.max_pool2d(x, F, F)
