@@ -63,7 +63,7 @@ class _BlockLpPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float, F: int) -> Tensor:  # type: ignore[override]
         powered = x.square() if p == 2 else x.abs().pow(p)
-        out = _lp_root(F_.avg_pool2d(powered, F, F) * (F * F), p)
+        out = _lp_root(F_.avg_pool2d(powered, F, F, divisor_override=1), p)
         ctx.save_for_backward(x, out, None if p == 2 else powered)
         ctx.p, ctx.F = p, F
         return out
@@ -133,8 +133,9 @@ def lp_pool2d(
             out = _BlockLpPool.apply(_crop_blocks(xf, F), p, F)
         else:
             powered = xf.square() if p == 2 else xf.abs().pow(p)
-            total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=True)
-            out = _lp_root(total * (F * F), p)
+            # divisor 1: window sums (partial ceil-mode windows and zero padding included)
+            total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, divisor_override=1)
+            out = _lp_root(total, p)
     return out.to(x.dtype)
 
 
