@@ -84,35 +84,38 @@ class _BlockLpPool(torch.autograd.Function):
 class _BlockGeMPool(torch.autograd.Function):
     """GeM over F x F blocks with a closed-form gradient for x and a learnable p.
 
-    With c = clamp(x, eps), y = c^p, M = mean(y), out = M^(1/p), A = F*F:
-    ``dx_i = g out / (p M A) * p y_i / c_i`` where x_i >= eps (else 0), and
-    ``dp = sum_w g out (-ln M) / p^2 + sum_i g out / (p M A) * y_i ln c_i``.
+    With c = clamp(x, eps), y = c^p, M = mean(y), out = M^(1/p), A = F*F and
+    ``t_i = g out / (M A) * y_i`` (p cancels):
+    ``dx_i = t_i / c_i`` where x_i >= eps (else 0), and
+    ``dp = sum_w g out (-ln M) / p^2 + sum_i t_i ln(c_i) / p``.
+    The power takes p as a Python number (a scalar-exponent kernel, one pass, where a tensor
+    exponent costs a log and an exp); on CUDA reading p is a device sync.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, p: Tensor, F: int, eps: float) -> Tensor:  # type: ignore[override]
+        exponent = float(p)
         c = x.clamp_min(eps)
-        log_c = c.log()
-        y = torch.exp(log_c * p)  # c^p; keeps log c, which dp needs
+        y = c.pow(exponent)
         mean = F_.avg_pool2d(y, F, F)
-        out = mean.pow(1.0 / p)
-        ctx.save_for_backward(x, p, c, log_c, y, mean, out)
-        ctx.F = F
+        out = mean.pow(1.0 / exponent)
+        ctx.save_for_backward(x, p, c, y, mean, out)
+        ctx.F, ctx.eps = F, eps
         return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
-        x, p, c, log_c, y, mean, out = ctx.saved_tensors
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:  # type: ignore[override]
+        x, p, c, y, mean, out = ctx.saved_tensors
         F = ctx.F
         g_out = grad * out
-        t = (_blocks(y, F) * _up(g_out / (p * mean * (F * F)))).view_as(x)
+        t = (_blocks(y, F) * _up(g_out / (mean * (F * F)))).view_as(x)
         grad_p = None
         if ctx.needs_input_grad[1]:  # learnable p
-            grad_p = -(g_out * mean.log()).sum() / (p * p) + torch.dot(t.flatten(), log_c.flatten())
-            grad_p = grad_p.reshape(p.shape)
+            window_term = -(g_out * mean.log()).sum() / (p * p)
+            grad_p = (window_term + torch.dot(t.flatten(), c.log().flatten()) / p).reshape(p.shape)
         # t is a fresh tensor: finish dx in place; clamp_min passes gradient where x >= eps
-        grad_x = t.mul_(p).div_(c).masked_fill_(x < c, 0.0)
+        grad_x = t.div_(c).masked_fill_(x < ctx.eps, 0.0)
         return grad_x, grad_p, None, None
 
 
