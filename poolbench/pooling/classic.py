@@ -230,7 +230,7 @@ class MaxAvgPool(LocalPool):
         return f"{super().extra_repr()}, alpha={self.alpha}"
 
 
-@register_pool("none", kind="local", paper="Springenberg et al. 2014 (no pooling baseline)")
+@register_pool("none", kind="local", paper="(baseline: no pooling)")
 class NoPool(LocalPool):
     """Identity: the stage keeps its resolution (the "getting rid of pooling" baseline).
 
