@@ -157,6 +157,9 @@ def test_maxavg_weighting(alpha):
     out = create_pool("maxavg", 3, alpha=alpha).double()(x)
     expected = alpha * F_.max_pool2d(x, 2, 2) + (1 - alpha) * F_.avg_pool2d(x, 2, 2)
     torch.testing.assert_close(out, expected)
+    module = create_pool("maxavg", 3, alpha=alpha).double()
+    small = x[:1, :2, :6, :4].clone().requires_grad_()  # whole blocks: the fused backward
+    assert torch.autograd.gradcheck(module, (small,))
     with pytest.raises(ConfigError, match="alpha"):
         create_pool("maxavg", 3, alpha=1.5)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
@@ -194,6 +195,48 @@ class CenterPool(LocalPool):
         return center_pool2d(x, self.F, self.S, self.padding, self.ceil_mode)
 
 
+class _BlockMaxAvgPool(torch.autograd.Function):
+    """``alpha * max + (1 - alpha) * mean`` over F x F blocks with a one-pass backward: the
+    mean's share of the gradient is broadcast over each block, then the max's share is added
+    at the switches (autograd would run both pooling backwards and sum two full-size maps)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: float, F: int) -> Tensor:  # type: ignore[override]
+        mx, switches = F_.max_pool2d(x, F, F, return_indices=True)
+        ctx.save_for_backward(switches)
+        ctx.alpha, ctx.F, ctx.shape = alpha, F, x.shape
+        return torch.lerp(F_.avg_pool2d(x, F, F), mx, alpha)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (switches,) = ctx.saved_tensors
+        alpha, F = ctx.alpha, ctx.F
+        n, c, h, w = grad.shape
+        share = (grad * ((1 - alpha) / (F * F)))[:, :, :, None, :, None]
+        grad_x = share.expand(n, c, h, F, w, F).reshape(ctx.shape)  # (N, C, H, W), a copy
+        grad_x.view(n, c, -1).scatter_add_(
+            2, switches.view(n, c, -1), (grad * alpha).view(n, c, -1)
+        )
+        return grad_x, None, None
+
+
+def max_avg_pool2d(
+    x: Tensor, alpha: float, F: int, S: int, padding: int = 0, ceil_mode: bool = False
+) -> Tensor:
+    """``alpha * max_window x + (1 - alpha) * mean_window x`` for ``x (Tensor[N, C, H, W])``.
+
+    The mean excludes zero padding. Non-overlapping blocks (F == S, no padding, the map
+    tiling exactly) take a fused backward; other settings use autograd.
+    """
+    h, w = x.shape[-2:]
+    if F == S and not padding and h % F == 0 and w % F == 0:
+        return _BlockMaxAvgPool.apply(x.contiguous(), alpha, F)
+    mx = F_.max_pool2d(x, F, S, padding, ceil_mode=ceil_mode)
+    avg = F_.avg_pool2d(x, F, S, padding, ceil_mode=ceil_mode, count_include_pad=False)
+    return torch.lerp(avg, mx, alpha)
+
+
 @register_pool(
     "maxavg", kind="local", paper="(the seeds' max-avg pooling; fixed mix as in Lee et al. 2016)"
 )
@@ -221,10 +264,7 @@ class MaxAvgPool(LocalPool):
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')
-        args = (self.F, self.S, self.padding)
-        mx = F_.max_pool2d(x, *args, ceil_mode=self.ceil_mode)
-        avg = F_.avg_pool2d(x, *args, ceil_mode=self.ceil_mode, count_include_pad=False)
-        return torch.lerp(avg, mx, self.alpha)
+        return max_avg_pool2d(x, self.alpha, self.F, self.S, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, alpha={self.alpha}"
