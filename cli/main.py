@@ -135,6 +135,32 @@ def list_(
         tables.print_registry(console, kind.value)
 
 
+@app.command(help="Time pooling layers (forward, forward+backward) against native max_pool2d.")
+@one_line_errors
+def bench(
+    pools: str | None = typer.Option(
+        None, "--pools", help="Comma-separated pool names (default: every local pool)."
+    ),
+    shape: str = typer.Option("64,128,32,32", "--shape", help="Input shape N,C,H,W."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: all)."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed calls per layer and mode."),
+    repeats: int = typer.Option(10, "--repeats", help="Timed rounds (interleaved)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="CSV path (default: results/bench/bench-<conditions>.csv)."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
+) -> None:
+    from poolbench.bench import default_csv_path, make_spec, run_bench, write_csv
+
+    spec = make_spec(pools, shape, dtype, device, threads, warmup, repeats)
+    rows = run_bench(spec)
+    tables.print_bench(console, rows)
+    path = write_csv(rows, output or default_csv_path(spec))
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())

@@ -114,6 +114,32 @@ def print_summary(console: Console, summary: pd.DataFrame) -> None:
     console.print(table)
 
 
+def print_bench(console: Console, rows: list[Any]) -> None:
+    """The ``poolbench bench`` table: one line per layer, forward and forward+backward."""
+    if not rows:
+        return
+    first = rows[0]
+    table = Table(
+        title=f"pooling layers at {first.shape} {first.dtype} on {first.device}, "
+        f"{first.threads} threads, median of {first.repeats} (interleaved)"
+    )
+    table.add_column("pool")
+    for mode in ("fwd", "fwd+bwd"):
+        table.add_column(f"{mode} ms ± IQR", justify="right")
+        table.add_column(f"{mode} × max", justify="right")
+        table.add_column(f"{mode} GB/s", justify="right")
+    by_pool: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_pool.setdefault(r.pool, {})[r.mode] = r
+    for pool, modes in by_pool.items():
+        cells = []
+        for mode in ("fwd", "fwd+bwd"):
+            r = modes[mode]
+            cells += [f"{r.median_ms:.2f} ± {r.iqr_ms:.2f}", f"{r.ratio:.2f}", f"{r.gb_s:.2f}"]
+        table.add_row(pool, *cells)
+    console.print(table)
+
+
 def print_registry(console: Console, what: str) -> None:
     from poolbench.data import DATASETS
     from poolbench.models import MODELS

@@ -1,0 +1,101 @@
+"""Anti-aliased pooling: ``blur`` (Zhang 2019, "Making convolutional networks shift-invariant
+again", the MaxBlurPool layer).
+
+Max pooling is two steps, a dense max (stride 1) and a subsampling; only the subsampling
+aliases. Zhang inserts a low-pass binomial filter between them: max with window F at stride
+1, then a ``blur_size``-tap binomial blur applied at stride S.
+
+Cost, heavy by design: the dense max evaluates a window at every position (F=2, S=2: four
+times the windows of max pooling) and the blur is a depthwise convolution on that full-size
+map. Forward+backward at 64x128x32x32 fp32 on 2 shared CPU cores: about 5-6x native
+``max_pool2d(x, 2, 2)`` (``poolbench bench --pools blur``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor
+
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, check_int, pooled_size
+
+
+def binomial_filter(blur_size: int) -> list[float]:
+    """Row ``blur_size - 1`` of Pascal's triangle, normalised: 3 -> [1, 2, 1] / 4."""
+    taps = [math.comb(blur_size - 1, k) for k in range(blur_size)]
+    return [t / sum(taps) for t in taps]
+
+
+def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = (0, 0)) -> Tensor:
+    """Blur ``x (Tensor[N, C, H, W])`` with the 2-D binomial filter of ``blur_size`` taps per
+    side (outer product of :func:`binomial_filter`) and sample at stride S.
+
+    As in Zhang's code, the map is reflect-padded by ``blur_size - 1`` in total per axis
+    (top/left ``(n-1)//2``, bottom/right the rest), plus ``extra`` = (bottom, right) rows and
+    columns for ceil mode, so the output side is ``floor((H + extra - 1)/S) + 1``. Reflection
+    needs a map wider than the pad; a narrower one is replicate-padded instead. One depthwise
+    convolution (on CPU faster than the separable pair or a cascade of 2x2 average pools).
+    """
+    total = blur_size - 1
+    left = total // 2
+    pad = (left, total - left + extra[1], left, total - left + extra[0])
+    if any(pad):
+        mode = "reflect" if min(x.shape[-2:]) > max(pad) else "replicate"
+        x = F_.pad(x, pad, mode=mode)
+    if blur_size == 1:
+        return x[:, :, ::S, ::S]
+    taps = torch.tensor(binomial_filter(blur_size), dtype=x.dtype, device=x.device)
+    channels = x.shape[1]
+    kernel = torch.outer(taps, taps).expand(channels, 1, blur_size, blur_size)
+    return F_.conv2d(x, kernel, stride=S, groups=channels)
+
+
+def blur_pool2d(
+    x: Tensor,
+    F: int,
+    S: int,
+    padding: int = 0,
+    ceil_mode: bool = False,
+    blur_size: int = 3,
+) -> Tensor:
+    """Anti-aliased max pooling of ``x (Tensor[N, C, H, W])`` (Zhang 2019, MaxBlurPool).
+
+    ``max_pool2d(x, F, stride=1, padding)`` then :func:`binomial_blur2d` at stride S. The
+    output side is the usual ``floor((H - F + 2P)/S) + 1`` (ceil with ``ceil_mode``).
+    """
+    h, w = x.shape[-2:]
+    dense = F_.max_pool2d(x, F, 1, padding)  # (N, C, H - F + 2P + 1, W - F + 2P + 1)
+    extra = (0, 0)
+    if ceil_mode:
+        dh, dw = dense.shape[-2:]
+        oh = pooled_size(h, F, S, padding, True)
+        ow = pooled_size(w, F, S, padding, True)
+        extra = ((oh - 1) * S + 1 - dh, (ow - 1) * S + 1 - dw)
+    return binomial_blur2d(dense, blur_size, S, (max(0, extra[0]), max(0, extra[1])))
+
+
+@register_pool("blur", kind="local", paper="Zhang 2019 (anti-aliased MaxBlurPool)")
+class BlurPool(LocalPool):
+    """Anti-aliased max pooling: max at stride 1, then a binomial blur at stride S."""
+
+    def __init__(
+        self,
+        channels: int,
+        F: int = 2,
+        S: int = 2,
+        padding: int = 0,
+        ceil_mode: bool = False,
+        blur_size: int = 3,
+    ) -> None:
+        super().__init__(F, S, padding, ceil_mode)
+        self.blur_size = check_int("blur_size", blur_size, 1, type(self).__name__)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H', W')
+        return blur_pool2d(x, self.F, self.S, self.padding, self.ceil_mode, self.blur_size)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blur_size={self.blur_size}"

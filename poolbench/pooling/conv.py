@@ -1,0 +1,39 @@
+"""Learned downsampling: ``strided_conv`` (Springenberg, Dosovitskiy, Brox & Riedmiller 2014,
+"Striving for simplicity: the all convolutional net").
+
+The All-Convolutional Net replaces each pooling layer by a convolution with the same window
+and stride, channels -> channels, whose weights are learned with the rest of the network.
+
+Cost, heavy by design: a dense convolution, C * F * F multiply-adds per output value where
+max pooling makes F * F comparisons; forward+backward at 64x128x32x32 fp32 on 2 shared CPU
+cores measured about 3-4x native ``max_pool2d(x, 2, 2)``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, check_int
+
+
+@register_pool(
+    "strided_conv", kind="local", paper="Springenberg et al. 2014 (All-CNN)", learnable=True
+)
+class StridedConvPool(LocalPool):
+    """A learned F x F convolution at stride S (channels -> channels) in place of pooling.
+
+    No non-linearity of its own: in poolbench's models the next stage's convolution and
+    activation follow. PyTorch's default (Kaiming-uniform) initialisation; zero padding.
+    """
+
+    def __init__(
+        self, channels: int, F: int = 2, S: int = 2, padding: int = 0, bias: bool = True
+    ) -> None:
+        super().__init__(F, S, padding)
+        channels = check_int("channels", channels, 1, type(self).__name__)
+        self.conv = nn.Conv2d(channels, channels, F, S, padding, bias=bool(bias))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H', W')
+        return self.conv(x)

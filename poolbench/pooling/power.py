@@ -1,0 +1,229 @@
+"""Power-mean pooling: ``lp`` and ``gem``.
+
+- ``lp``: Lp pooling, ``(sum_window |x|^p)^(1/p)`` (Sermanet, Chintala & LeCun 2012;
+  Boureau, Ponce & LeCun 2010), the formula of ``torch.nn.LPPool2d`` made safe for negative
+  inputs by taking ``|x|`` (so the output is the window's Lp norm).
+- ``gem``: generalized-mean pooling, ``(mean_window clamp(x, eps)^p)^(1/p)`` with ``p``
+  learnable (init 3) or fixed (Radenovic, Tolias & Chum 2018). p=1 is avg, p -> inf is max.
+
+Both compute their powers in float32, also under autocast (bf16 overflows/underflows at
+powers of activations long before fp32 does), and return the input's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, check_positive
+
+
+def _fp32(x: Tensor) -> Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _is_block(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool) -> bool:
+    """Non-overlapping F x F blocks (F == S, no padding): the case with a fused backward."""
+    h, w = x.shape[-2:]
+    return F == S and not padding and (not ceil_mode or (h % F == 0 and w % F == 0))
+
+
+def _crop_blocks(x: Tensor, F: int) -> Tensor:
+    """Drop the rows/columns no floor-mode window reaches, so the map tiles into blocks."""
+    h, w = x.shape[-2] // F * F, x.shape[-1] // F * F
+    return x[:, :, :h, :w].contiguous()
+
+
+def _up(t: Tensor) -> Tensor:
+    # (N, C, H', W') -> (N, C, H', 1, W', 1), broadcasting over a (N, C, H', F, W', F) view
+    return t[:, :, :, None, :, None]
+
+
+def _blocks(x: Tensor, F: int) -> Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, c, h // F, F, w // F, F)
+
+
+def _lp_root(total: Tensor, p: float) -> Tensor:
+    # The root's derivative is infinite at 0; clamping makes all-zero windows output
+    # tiny^(1/p) (< 1e-19 for p <= 2) with a zero gradient instead of NaN.
+    total = total.clamp_min(torch.finfo(total.dtype).tiny)
+    return total.sqrt() if p == 2 else total.pow(1.0 / p)
+
+
+class _BlockLpPool(torch.autograd.Function):
+    """Lp pooling over F x F blocks with the closed-form gradient
+    ``dx_i = g * sign(x_i) |x_i|^(p-1) / out^(p-1)`` (one pass instead of autograd's five).
+    ``|x|^(p-1) sign(x)`` is taken as 0 at x = 0 (the subgradient; autograd gives NaN there
+    for p < 1)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, F: int) -> Tensor:  # type: ignore[override]
+        powered = x.square() if p == 2 else x.abs().pow(p)
+        out = _lp_root(F_.avg_pool2d(powered, F, F, divisor_override=1), p)
+        ctx.save_for_backward(x, out, None if p == 2 else powered)
+        ctx.p, ctx.F = p, F
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        x, out, powered = ctx.saved_tensors
+        p, F = ctx.p, ctx.F
+        if p == 2:
+            scale = grad / out
+            return (_blocks(x, F) * _up(scale)).view_as(x), None, None
+        scale = grad / out.pow(p - 1)
+        signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
+        return (_blocks(signed, F) * _up(scale)).view_as(x), None, None
+
+
+class _BlockGeMPool(torch.autograd.Function):
+    """GeM over F x F blocks with a closed-form gradient for x and a learnable p.
+
+    With c = clamp(x, eps), y = c^p, M = mean(y), out = M^(1/p), A = F*F and
+    ``t_i = g out / (M A) * y_i`` (p cancels):
+    ``dx_i = t_i / c_i`` where x_i >= eps (else 0), and
+    ``dp = sum_w g out (-ln M) / p^2 + sum_i t_i ln(c_i) / p``.
+    The power takes p as a Python number (a scalar-exponent kernel, one pass, where a tensor
+    exponent costs a log and an exp); on CUDA reading p is a device sync.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: Tensor, F: int, eps: float) -> Tensor:  # type: ignore[override]
+        exponent = float(p)
+        c = x.clamp_min(eps)
+        y = c.pow(exponent)
+        mean = F_.avg_pool2d(y, F, F)
+        out = mean.pow(1.0 / exponent)
+        ctx.save_for_backward(x, p, c, y, mean, out)
+        ctx.F, ctx.eps = F, eps
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:  # type: ignore[override]
+        x, p, c, y, mean, out = ctx.saved_tensors
+        F = ctx.F
+        g_out = grad * out
+        t = (_blocks(y, F) * _up(g_out / (mean * (F * F)))).view_as(x)
+        grad_p = None
+        if ctx.needs_input_grad[1]:  # learnable p
+            window_term = -(g_out * mean.log()).sum() / (p * p)
+            grad_p = (window_term + torch.dot(t.flatten(), c.log().flatten()) / p).reshape(p.shape)
+        # t is a fresh tensor: finish dx in place; clamp_min passes gradient where x >= eps
+        grad_x = t.div_(c).masked_fill_(x < ctx.eps, 0.0)
+        return grad_x, grad_p, None, None
+
+
+def lp_pool2d(
+    x: Tensor, p: float, F: int, S: int, padding: int = 0, ceil_mode: bool = False
+) -> Tensor:
+    """Lp pooling of ``x (Tensor[N, C, H, W])``: ``(sum_window |x|^p)^(1/p)``.
+
+    ``torch.nn.LPPool2d`` raises ``x`` itself to the power p, which is NaN for negative inputs
+    and non-integer p, and signed for odd p; we use ``|x|`` so the result is the Lp norm of
+    the window for any sign (identical to LPPool2d for x >= 0 or even integer p). Zero padding
+    adds nothing to the sum. An all-zero window outputs 0 with gradient 0 (the sum is clamped
+    to the smallest normal float before the root, whose derivative is infinite at 0).
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        xf = _fp32(x)
+        if _is_block(xf, F, S, padding, ceil_mode):
+            out = _BlockLpPool.apply(_crop_blocks(xf, F), p, F)
+        else:
+            powered = xf.square() if p == 2 else xf.abs().pow(p)
+            # divisor 1: window sums (partial ceil-mode windows and zero padding included)
+            total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, divisor_override=1)
+            out = _lp_root(total, p)
+    return out.to(x.dtype)
+
+
+@register_pool("lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)")
+class LpPool(LocalPool):
+    """Lp pooling ``(sum_window |x|^p)^(1/p)``: p=1 sums |x|, p -> inf is max |x|."""
+
+    def __init__(
+        self,
+        channels: int,
+        F: int = 2,
+        S: int = 2,
+        padding: int = 0,
+        ceil_mode: bool = False,
+        p: float = 2.0,
+    ) -> None:
+        super().__init__(F, S, padding, ceil_mode)
+        self.p = check_positive("p", p, type(self).__name__)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H', W')
+        return lp_pool2d(x, self.p, self.F, self.S, self.padding, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p:g}"
+
+
+def gem_pool2d(
+    x: Tensor,
+    p: Tensor | float,
+    F: int,
+    S: int,
+    padding: int = 0,
+    ceil_mode: bool = False,
+    eps: float = 1e-6,
+) -> Tensor:
+    """Generalized mean of ``x (Tensor[N, C, H, W])``: ``(mean_window clamp(x, eps)^p)^(1/p)``.
+
+    Radenovic, Tolias & Chum 2018. The clamp keeps the power real for negative inputs and the
+    root's argument positive. Padding is not counted in the mean. ``p`` may be a tensor (a
+    learnable exponent), broadcast over channels if it has one value per channel.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        xf = _fp32(x)
+        pf = p.to(xf.dtype) if isinstance(p, Tensor) else torch.tensor(p, dtype=xf.dtype)
+        if pf.numel() == 1 and _is_block(xf, F, S, padding, ceil_mode):
+            out = _BlockGeMPool.apply(_crop_blocks(xf, F), pf, F, eps)
+        else:
+            if pf.numel() > 1:
+                pf = pf.view(1, -1, 1, 1)
+            powered = xf.clamp_min(eps).pow(pf)
+            mean = F_.avg_pool2d(powered, F, S, padding, ceil_mode, count_include_pad=False)
+            out = mean.pow(1.0 / pf)
+    return out.to(x.dtype)
+
+
+@register_pool("gem", kind="local", paper="Radenovic, Tolias & Chum 2018 (GeM)", learnable=True)
+class GeMPool(LocalPool):
+    """Generalized-mean pooling with exponent p (learnable by default, init 3)."""
+
+    def __init__(
+        self,
+        channels: int,
+        F: int = 2,
+        S: int = 2,
+        padding: int = 0,
+        ceil_mode: bool = False,
+        p: float = 3.0,
+        learnable_p: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__(F, S, padding, ceil_mode)
+        layer = type(self).__name__
+        p = check_positive("p", p, layer)
+        self.eps = check_positive("eps", eps, layer)
+        self.learnable_p = bool(learnable_p)
+        if self.learnable_p:
+            self.p = nn.Parameter(torch.tensor(p))
+        else:
+            self.register_buffer("p", torch.tensor(p))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H', W')
+        return gem_pool2d(x, self.p, self.F, self.S, self.padding, self.ceil_mode, self.eps)
+
+    def extra_repr(self) -> str:
+        kind = "learnable" if self.learnable_p else "fixed"
+        return f"{super().extra_repr()}, p={float(self.p):.3g} ({kind}), eps={self.eps:g}"

@@ -1,0 +1,83 @@
+"""Wavelet pooling: ``wavelet`` (Williams & Li 2018, "Wavelet pooling for convolutional neural
+networks", ICLR).
+
+The paper pools by a second-level fast wavelet transform: decompose the map twice, discard
+the first-level detail sub-bands, and reconstruct one level (inverse FWT) from the
+second-level sub-bands, which halves each side. Because the transform is orthogonal and
+perfectly reconstructing, that reconstruction *is* the first-level approximation band LL1, so
+we compute LL1 directly (one low-pass branch instead of three transforms; the tests check it
+against the literal decompose-twice-reconstruct-once procedure in float64).
+
+Orthonormal filters, so for Haar ``LL1 = (a + b + c + d) / 2`` over each 2x2 block, i.e.
+``2 * avg_pool2d(x, 2, 2)``: the scale grows by 2 per stage, as in the paper's transform.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor
+
+from poolbench.errors import ConfigError
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool
+
+_SQRT3 = math.sqrt(3.0)
+
+# Orthonormal low-pass (scaling) filters h[n], as published (Daubechies 1988).
+WAVELETS: dict[str, tuple[float, ...]] = {
+    "haar": (1 / math.sqrt(2), 1 / math.sqrt(2)),
+    "db2": tuple(v / (4 * math.sqrt(2)) for v in (1 + _SQRT3, 3 + _SQRT3, 3 - _SQRT3, 1 - _SQRT3)),
+}
+
+
+def wavelet_lowpass(name: str) -> tuple[float, ...]:
+    try:
+        return WAVELETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"WaveletPool: expected wavelet to be one of {', '.join(WAVELETS)}, got {name!r}"
+        ) from None
+
+
+def wavelet_pool2d(x: Tensor, wavelet: str = "haar") -> Tensor:
+    """First-level approximation band of ``x (Tensor[N, C, H, W])``, ``(N, C, H//2, W//2)``.
+
+    ``LL1[k, l] = sum_{m, n} h[m] h[n] x[(2k + m) mod H, (2l + n) mod W]`` with the wavelet's
+    orthonormal low-pass filter ``h`` and periodic extension (only filters longer than 2 taps
+    reach past the edge). An odd last row/column is dropped first, so H' = floor(H/2) like
+    2x2 max pooling. This equals Williams & Li's second-level wavelet pooling (see module).
+    """
+    h = wavelet_lowpass(wavelet)
+    rows, cols = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[:, :, :rows, :cols]
+    if len(h) == 2:  # Haar: h[0] = h[1] = 1/sqrt(2), so LL1 = 2 * (2x2 block mean)
+        return F_.avg_pool2d(x, 2, 2) * 2.0
+    taps = len(h) - 2
+    x = F_.pad(x, (0, taps, 0, taps), mode="circular")
+    h1 = torch.tensor(h, dtype=x.dtype, device=x.device)
+    kernel = torch.outer(h1, h1).expand(x.shape[1], 1, len(h), len(h))
+    return F_.conv2d(x, kernel, stride=2, groups=x.shape[1])
+
+
+@register_pool("wavelet", kind="local", paper="Williams & Li 2018 (wavelet pooling)")
+class WaveletPool(LocalPool):
+    """Second-level wavelet pooling (Haar by default; db2): halves each side, no F/S.
+
+    The transform fixes the geometry: a 2x2 block per output for Haar (window 2, stride 2),
+    so F and S are not parameters; the output side is floor(H/2).
+    """
+
+    def __init__(self, channels: int, wavelet: str = "haar") -> None:
+        super().__init__(F=2, S=2)
+        wavelet_lowpass(wavelet)
+        self.wavelet = wavelet
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (N, C, H, W) -> (N, C, H // 2, W // 2)
+        return wavelet_pool2d(x, self.wavelet)
+
+    def extra_repr(self) -> str:
+        return f"wavelet={self.wavelet!r}"
