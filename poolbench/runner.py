@@ -20,7 +20,7 @@ from poolbench.data import create_dataset, dataset_input_shape
 from poolbench.device import resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.measure import inference_latency
-from poolbench.models import check_model, count_params, create_model
+from poolbench.models import check_model, count_params, create_model, summarize_model
 from poolbench.pooling import pool_entry
 from poolbench.record import git_sha, write_record
 from poolbench.train import seed_everything, train
@@ -37,6 +37,18 @@ def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.
         head=cfg.head,
         **cfg.model.params,
     )
+
+
+def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
+    """Per-stage output shape, parameters and pooling parameters (counted separately)."""
+    log.info("  %-12s %-18s %10s %8s  %s", "stage", "output", "params", "pool", "pooling")
+    for row in summarize_model(model, input_shape):
+        shape = "x".join(str(d) for d in row.output_shape)
+        log.info(
+            "  %-12s %-18s %10d %8d  %s", row.name, shape, row.params, row.pool_params, row.pools
+        )
+    for line in getattr(model, "replacements", []):
+        log.info("  replaced %s", line)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -113,6 +125,7 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
     stages = check_model(model, data.input_shape)
     for s in stages:
         log.info("  %-24s %-14s %s -> %s", s.name, s.layer, s.input_shape, s.output_shape)
+    log_model_summary(model, data.input_shape)
 
     result = train(
         model, data, cfg.train, device, precision, cfg.seed, title=cfg.run_name, live=live
