@@ -16,7 +16,7 @@ import torch
 
 import poolbench
 from poolbench.config import RunConfig
-from poolbench.data import create_dataset, dataset_input_shape
+from poolbench.data import DATASETS, check_dataset, create_dataset, dataset_input_shape
 from poolbench.device import resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.measure import inference_latency
@@ -52,14 +52,18 @@ def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int])
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check names, parameters and every pooling stage's shape, without loading data.
+    """Check names, parameters, data on disk and every pooling stage's shape, without loading
+    data.
 
     Raises :class:`PoolbenchError` with a one-line message.
     """
     pool_entry(cfg.pool.name)
     pool_entry(cfg.head.name)
+    DATASETS.check_params(cfg.data.name, cfg.data.params)
+    check_dataset(cfg.data.name, cfg.data.params)
     input_shape = dataset_input_shape(cfg.data.name, cfg.data.params)
-    model = build_model(cfg, num_classes=10, in_channels=input_shape[0])
+    num_classes = DATASETS.get(cfg.data.name).meta["num_classes"] or 10
+    model = build_model(cfg, num_classes=num_classes, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
 
@@ -142,6 +146,8 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
         "latency_iqr_ms": latency_iqr_ms,
         "throughput_img_s": result.throughput_img_s,
         "train_time_s": result.train_time_s,
+        "val_acc": result.val_acc,
+        "best_epoch": result.best_epoch,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": precision.name,
     }
