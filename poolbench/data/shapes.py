@@ -79,7 +79,7 @@ def render(
     freq = 2 + 6 * torch.rand(n, 1, 1, generator=g)
     phase = 2 * math.pi * torch.rand(n, 1, 1, generator=g)
     wave = torch.sin(2 * math.pi * freq * (x * theta.cos() + y * theta.sin()) + phase)
-    texture = 0.5 + 0.2 * wave + 0.1 * torch.randn(n, s, s, generator=g)
+    texture = 0.5 + 0.15 * wave + 0.08 * torch.randn(n, s, s, generator=g)
     bg_colour = 0.25 + 0.5 * torch.rand(n, 3, 1, 1, generator=g)
     background = (texture.unsqueeze(1) * bg_colour * 2).clamp(0, 1)
     fg_colour = torch.rand(n, 3, 1, 1, generator=g)
@@ -101,8 +101,8 @@ def shapes(
     image_size: int = 32,
     train_size: int = 6000,
     test_size: int = 2000,
-    min_scale: float = 0.15,
-    max_scale: float = 0.35,
+    min_scale: float = 0.2,
+    max_scale: float = 0.45,
     seed: int = 0,
     crop_pad: int = 2,
 ) -> InMemoryDataset:
