@@ -20,7 +20,9 @@ def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 8, seed: int
     folder.mkdir(parents=True, exist_ok=True)
     classes = 10 if cifar10 else 100
     label_key = "labels" if cifar10 else "fine_labels"
-    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if cifar10 else ["train", "test"]
+    files = (
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if cifar10 else ["train", "test"]
+    )
     for file in files:
         n = per_batch * (5 if not cifar10 and file == "train" else 1)
         batch = {

@@ -12,7 +12,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 
 import poolbench.data.cifar as cifar
 import poolbench.data.loader as loader
-from poolbench.data import ImageData, create_dataset, list_datasets
+from poolbench.data import ImageData, create_dataset
 from poolbench.errors import ConfigError, DataError
 from poolbench.hydra_app import plan
 from poolbench.runner import execute
@@ -54,7 +54,7 @@ def test_cifar_reads_python_batches(name: str, tmp_path: Path, unverified_cifar:
     first = raw(str(tmp_path), train=True).data[0]  # (32, 32, 3) HWC
     assert torch.equal(data.train_x[0].permute(1, 2, 0), torch.from_numpy(first))
     x, y = next(data.test_batches(4))
-    expected = (data.test_x[:4].float() - 255 * torch.tensor(cifar.STATS[name][0]).view(1, 3, 1, 1))
+    expected = data.test_x[:4].float() - 255 * torch.tensor(cifar.STATS[name][0]).view(1, 3, 1, 1)
     expected /= 255 * torch.tensor(cifar.STATS[name][1]).view(1, 3, 1, 1)
     assert torch.allclose(x, expected, atol=1e-5)
 
@@ -150,6 +150,7 @@ def test_shapes_is_seeded_sized_and_balanced():
         create_dataset("shapes", min_scale=0.4, max_scale=0.2)
 
 
+@pytest.mark.slow
 def test_shapes_is_learnable_by_a_small_cnn():
     from poolbench.config import PoolSpec, TrainConfig
     from poolbench.device import resolve_precision
@@ -175,8 +176,16 @@ def test_a_run_end_to_end_from_fixture_files(
     write_cifar(root) if name == "cifar10" else write_imagefolder(root)
     extra = ["data.workers=0", "data.image_size=16"] if name == "imagefolder" else []
     run = plan(
-        [f"data={name}", f"data.root={root}", "train.epochs=1", "train.eval_every=1",
-         "model.widths=[8,8,8]", "latency_batch=2", "latency_repeats=1", *extra]
+        [
+            f"data={name}",
+            f"data.root={root}",
+            "train.epochs=1",
+            "train.eval_every=1",
+            "model.widths=[8,8,8]",
+            "latency_batch=2",
+            "latency_repeats=1",
+            *extra,
+        ]
     ).runs[0]
     record = execute(run, workdir / "run", live=False)
     assert record["status"] == "ok", record["error"]

@@ -102,9 +102,7 @@ def test_eval_reads_validation_and_best_val_restores_the_best_epoch(monkeypatch)
         return real(*args, split=split, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate", spy)
-    cfg = TrainConfig(
-        epochs=3, batch_size=64, eval_every=1, val_fraction=0.1, select="best_val"
-    )
+    cfg = TrainConfig(epochs=3, batch_size=64, eval_every=1, val_fraction=0.1, select="best_val")
     result, _, _ = tiny_run(cfg)
     assert splits == ["val", "val", "val", "test"]  # the test split once, at the end
     best = max(result.history, key=lambda h: h["val_acc"])

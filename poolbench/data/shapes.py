@@ -2,9 +2,10 @@
 over textured backgrounds; offline, seeded, any image size and count.
 
 Six classes, each a filled silhouette defined in object coordinates ``(u, v)`` in [-1, 1]:
-disc, square, triangle, cross, ring and diamond. Every image draws a centre anywhere that
-keeps the object inside the frame, a scale, a rotation and an object colour; the background
-is a random oriented grating plus per-pixel noise in another colour. The class is *what* the
+disc, square, triangle, cross, ring and bar (no class is a rotation of another). Every image
+draws a centre anywhere that keeps the object inside the frame, a scale, a rotation and an
+object colour; the background is a random oriented grating plus per-pixel noise in another
+colour. The class is *what* the
 object is, never *where*: a network has to recognise the same silhouette at every position,
 which is the translation invariance that pooling is meant to provide. Train and test images
 are drawn from independent streams of the same seed.
@@ -21,7 +22,7 @@ from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
 from poolbench.errors import ConfigError
 
-CLASSES = ("disc", "square", "triangle", "cross", "ring", "diamond")
+CLASSES = ("disc", "square", "triangle", "cross", "ring", "bar")
 
 
 def silhouette(label: Tensor, u: Tensor, v: Tensor) -> Tensor:
@@ -43,7 +44,8 @@ def silhouette(label: Tensor, u: Tensor, v: Tensor) -> Tensor:
                 torch.maximum(v.abs() - 0.25, u.abs() - 0.9),
             ),
             (r - 0.65).abs() - 0.25,  # ring
-            u.abs() + v.abs() - 0.95,  # diamond
+            # bar: long and thin, so no rotation makes it look like the square
+            torch.maximum(u.abs() - 0.95, v.abs() - 0.3),
         ]
     )  # (classes, N, H, W)
     return shapes.gather(0, label.view(1, -1, 1, 1).expand(1, *u.shape)).squeeze(0)
