@@ -221,7 +221,7 @@ def _adapt_first_conv(model: nn.Module, in_channels: int) -> None:
                     module.stride,
                     module.padding,
                     module.dilation,
-                    module.groups if module.groups == 1 else in_channels,
+                    1,  # a stem conv: never grouped
                     module.bias is not None,
                 ),
             )
