@@ -14,6 +14,7 @@ from typing import Any
 from poolbench.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Top-level keys that do not change what a run computes, so they are not part of its identity.
@@ -53,7 +54,12 @@ def _split_name(d: Any, key: str) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation recipe (config group ``train``)."""
+    """Optimisation recipe (config group ``train``).
+
+    ``val_fraction`` carves a seeded validation split out of the training images; every
+    evaluation during training (``eval_every``) and any model selection (``select=best_val``)
+    reads it. The test split is read once, for the final number.
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -65,22 +71,60 @@ class TrainConfig:
     label_smoothing: float = 0.0
     schedule: str = "onecycle"
     warmup_frac: float = 0.2
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    eval_every: int = 0
+    val_fraction: float = 0.0
+    select: str = "last"
 
     def __post_init__(self) -> None:
         _check_choice("train.optimizer", self.optimizer, ("sgd", "adamw"))
-        _check_choice("train.schedule", self.schedule, ("onecycle", "cosine", "constant"))
+        _check_choice("train.schedule", self.schedule, SCHEDULES)
+        _check_choice("train.select", self.select, ("last", "best_val"))
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"expected train.epochs >= 1, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"expected train.batch_size >= 1, got {self.batch_size!r}")
         if not self.lr > 0:
             raise ConfigError(f"expected train.lr > 0, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"expected train.weight_decay >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(
                 f"expected 0 <= train.label_smoothing < 1, got {self.label_smoothing}"
             )
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError(f"expected 0 <= train.warmup_frac < 1, got {self.warmup_frac}")
+        milestones = list(self.milestones)
+        if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):
+            raise ConfigError(
+                f"expected train.milestones to be increasing fractions of training in (0, 1), "
+                f"got {milestones}"
+            )
+        object.__setattr__(self, "milestones", tuple(milestones))
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"expected 0 < train.gamma <= 1, got {self.gamma!r}")
+        if (
+            isinstance(self.eval_every, bool)
+            or not isinstance(self.eval_every, int)
+            or self.eval_every < 0
+        ):
+            raise ConfigError(
+                f"expected train.eval_every to be an integer >= 0 (0: no evaluation during "
+                f"training), got {self.eval_every!r}"
+            )
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"expected 0 <= train.val_fraction < 1, got {self.val_fraction}")
+        if self.select == "best_val" and self.eval_every == 0:
+            raise ConfigError(
+                "train.select=best_val picks the best evaluated epoch: set train.eval_every >= 1"
+            )
+        needs_val = self.select == "best_val" or self.eval_every > 0
+        if needs_val and self.val_fraction == 0:
+            raise ConfigError(
+                "train.eval_every > 0 and train.select=best_val evaluate on a validation split, "
+                "never the test split: set train.val_fraction > 0 (e.g. 0.1)"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -63,7 +63,7 @@ class RunProgress:
             )
 
     def epoch_end(self, epoch: int, loss: float, acc: float | None, img_s: float) -> None:
-        acc_text = f" test_acc {acc:.4f}" if acc is not None else ""
+        acc_text = f" val_acc {acc:.4f}" if acc is not None else ""
         line = (
             f"{self.title} epoch {epoch}/{self.epochs} loss {loss:.4f}{acc_text} {img_s:,.0f} img/s"
         )

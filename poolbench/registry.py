@@ -113,7 +113,10 @@ class Registry:
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
             return
         valid = [p.name for p in entry.params]
-        unknown = sorted(set(params) - set(valid))
+        # Internal arguments the factory declares (a multi-stage head's stage_channels) are
+        # passed by the model, not by the user, and are not "unknown".
+        internal = _INTERNAL_ARGS & set(sig.parameters)
+        unknown = sorted(set(params) - set(valid) - internal)
         if unknown:
             raise ConfigError(
                 f"{self.kind} '{name}' has no parameter {', '.join(map(repr, unknown))}; "

@@ -16,11 +16,11 @@ import torch
 
 import poolbench
 from poolbench.config import RunConfig
-from poolbench.data import create_dataset, dataset_input_shape
+from poolbench.data import DATASETS, check_dataset, create_dataset, dataset_input_shape
 from poolbench.device import resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.measure import inference_latency
-from poolbench.models import check_model, count_params, create_model
+from poolbench.models import check_model, count_params, create_model, summarize_model
 from poolbench.pooling import pool_entry
 from poolbench.record import git_sha, write_record
 from poolbench.train import seed_everything, train
@@ -39,15 +39,31 @@ def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.
     )
 
 
+def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
+    """Per-stage output shape, parameters and pooling parameters (counted separately)."""
+    log.info("  %-12s %-18s %10s %8s  %s", "stage", "output", "params", "pool", "pooling")
+    for row in summarize_model(model, input_shape):
+        shape = "x".join(str(d) for d in row.output_shape)
+        log.info(
+            "  %-12s %-18s %10d %8d  %s", row.name, shape, row.params, row.pool_params, row.pools
+        )
+    for line in getattr(model, "replacements", []):
+        log.info("  replaced %s", line)
+
+
 def validate(cfg: RunConfig) -> None:
-    """Check names, parameters and every pooling stage's shape, without loading data.
+    """Check names, parameters, data on disk and every pooling stage's shape, without loading
+    data.
 
     Raises :class:`PoolbenchError` with a one-line message.
     """
     pool_entry(cfg.pool.name)
     pool_entry(cfg.head.name)
+    DATASETS.check_params(cfg.data.name, cfg.data.params)
+    check_dataset(cfg.data.name, cfg.data.params)
     input_shape = dataset_input_shape(cfg.data.name, cfg.data.params)
-    model = build_model(cfg, num_classes=10, in_channels=input_shape[0])
+    num_classes = DATASETS.get(cfg.data.name).meta["num_classes"] or 10
+    model = build_model(cfg, num_classes=num_classes, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
 
@@ -113,6 +129,7 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
     stages = check_model(model, data.input_shape)
     for s in stages:
         log.info("  %-24s %-14s %s -> %s", s.name, s.layer, s.input_shape, s.output_shape)
+    log_model_summary(model, data.input_shape)
 
     result = train(
         model, data, cfg.train, device, precision, cfg.seed, title=cfg.run_name, live=live
@@ -129,6 +146,8 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
         "latency_iqr_ms": latency_iqr_ms,
         "throughput_img_s": result.throughput_img_s,
         "train_time_s": result.train_time_s,
+        "val_acc": result.val_acc,
+        "best_epoch": result.best_epoch,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": precision.name,
     }

@@ -5,16 +5,17 @@ One readable function, no framework in between (after airbench and nanoGPT).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from poolbench.config import TrainConfig
-from poolbench.data.memory import InMemoryDataset
+from poolbench.data.base import ImageData
 from poolbench.device import Precision, synchronize
 from poolbench.errors import TrainingDiverged
 from poolbench.progress import RunProgress
@@ -28,6 +29,9 @@ class TrainResult:
     train_time_s: float
     throughput_img_s: float
     epochs: int
+    val_acc: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -59,22 +63,27 @@ def make_schedule(
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
+    if cfg.schedule == "step":  # multiply by gamma at each milestone (fractions of training)
+        steps = [max(1, int(m * total_steps)) for m in cfg.milestones]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, steps, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: InMemoryDataset,
+    data: ImageData,
     device: torch.device,
     precision: Precision,
     batch_size: int = 512,
+    split: str = "test",
 ) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (0-1) on the test split."""
+    """Top-1 and top-5 accuracy (0-1) on the ``test`` (or ``val``) split."""
     was_training = model.training
     model.eval()
     correct1 = correct5 = total = 0
-    for x, y in data.test_batches(batch_size):
+    batches = data.val_batches(batch_size) if split == "val" else data.test_batches(batch_size)
+    for x, y in batches:
         with precision.autocast(device):
             logits = model(x)
         k = min(5, logits.shape[1])
@@ -88,7 +97,7 @@ def evaluate(
 
 def train(
     model: nn.Module,
-    data: InMemoryDataset,
+    data: ImageData,
     cfg: TrainConfig,
     device: torch.device,
     precision: Precision,
@@ -96,7 +105,14 @@ def train(
     title: str = "run",
     live: bool | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split."""
+    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split.
+
+    With ``cfg.val_fraction`` a validation split is carved from the training images first
+    (seeded by ``seed``); every ``cfg.eval_every`` epochs the model is scored on it, and with
+    ``cfg.select=best_val`` the best-scoring epoch's weights are restored before the one test.
+    """
+    if cfg.val_fraction > 0:
+        data.split_validation(cfg.val_fraction, seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
     steps = data.steps_per_epoch(cfg.batch_size)
@@ -107,6 +123,8 @@ def train(
     images = 0
     train_seconds = 0.0
     epoch_loss = math.nan
+    history: list[dict[str, float]] = []
+    best: tuple[float, int, dict] | None = None
     with RunProgress(title, cfg.epochs, steps, live=live) as progress:
         for epoch in range(1, cfg.epochs + 1):
             synchronize(device)
@@ -133,8 +151,23 @@ def train(
             epoch_loss = (loss_sum / max(batches, 1)).item()
             if not math.isfinite(epoch_loss):
                 raise TrainingDiverged(f"training loss is {epoch_loss} at epoch {epoch}")
-            progress.epoch_end(epoch, epoch_loss, None, images / max(train_seconds, 1e-9))
+            val_acc = None
+            if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                val_acc, _ = evaluate(model, data, device, precision, split="val")
+                history.append({"epoch": epoch, "train_loss": epoch_loss, "val_acc": val_acc})
+                if cfg.select == "best_val" and (best is None or val_acc > best[0]):
+                    best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
+            progress.epoch_end(epoch, epoch_loss, val_acc, images / max(train_seconds, 1e-9))
 
+    best_epoch = cfg.epochs
+    if best is not None:
+        best_epoch = best[1]
+        model.load_state_dict(best[2])
+    final_val = None
+    if cfg.val_fraction > 0:
+        final_val = next((h["val_acc"] for h in history if h["epoch"] == best_epoch), None)
+        if final_val is None:
+            final_val, _ = evaluate(model, data, device, precision, split="val")
     test_acc, test_top5 = evaluate(model, data, device, precision)
     return TrainResult(
         train_loss=epoch_loss,
@@ -143,6 +176,9 @@ def train(
         train_time_s=train_seconds,
         throughput_img_s=images / max(train_seconds, 1e-9),
         epochs=cfg.epochs,
+        val_acc=final_val,
+        best_epoch=best_epoch,
+        history=history,
     )
 
 

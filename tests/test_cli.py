@@ -83,7 +83,7 @@ def test_no_arguments_is_the_quick_sweep_plan():
     [
         (["pool=sofpool"], "unknown pool 'sofpool'; available: avg"),
         (["model=resnet"], "unknown model 'resnet'; available:"),
-        (["data=mnist"], "unknown data 'mnist'; available: digits"),
+        (["data=mnist"], "unknown data 'mnist'; available: cifar10, cifar100, digits"),
         (["pool.foo=3"], "Could not override 'pool.foo'"),
         (["+pool.foo=3"], "pool 'max' has no parameter 'foo'; its parameters: F, S"),
         (["pool=="], "Error parsing override 'pool=='"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from datafiles import write_cifar, write_imagefolder, write_imagenette
 
 from poolbench.data import list_datasets
 from poolbench.hydra_app import plan
@@ -24,9 +25,21 @@ def test_config_dir_is_the_repo_configs():
 
 
 @pytest.mark.parametrize("group", ["pool", "head", "model", "data", "train", "experiment"])
-def test_every_option_composes_and_validates(group: str):
+def test_every_option_composes_and_validates(group: str, tmp_path: Path):
+    # Datasets on disk are checked for presence when validated: point them at fixtures.
+    roots = (
+        {
+            "cifar10": write_cifar(tmp_path / "c10", "cifar10"),
+            "cifar100": write_cifar(tmp_path / "c100", "cifar100"),
+            "imagenette": write_imagenette(tmp_path / "inette"),
+            "imagefolder": write_imagefolder(tmp_path / "folder"),
+        }
+        if group == "data"
+        else {}
+    )
     for option in options(group):
-        the_plan = plan([f"{group}={option}"])
+        extra = [f"data.root={roots[option]}"] if option in roots else []
+        the_plan = plan([f"{group}={option}", *extra])
         assert the_plan.runs, option
 
 

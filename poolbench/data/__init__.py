@@ -1,13 +1,18 @@
 """Datasets, by registry name.
 
-``create_dataset(name, **params)`` returns an :class:`InMemoryDataset`: uint8 images that live
-on the training device, normalised and augmented there, batched by indexing (no DataLoader).
+``create_dataset(name, **params)`` returns an :class:`ImageData`: an :class:`InMemoryDataset`
+(uint8 images on the training device, normalised and augmented there, batched by indexing)
+for data that fits in memory, a :class:`~poolbench.data.loader.LoaderDataset` (DataLoader
+workers, pinned memory, a decoded-image cache) for image files. A dataset registered with a
+``check`` callable can be checked for presence on disk before anything runs
+(:func:`check_dataset`), so a missing download fails in one line before training.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from poolbench.data.base import ImageData
 from poolbench.data.memory import InMemoryDataset
 from poolbench.registry import Registry, import_submodules
 
@@ -19,7 +24,7 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
-def create_dataset(name: str, **params: Any) -> InMemoryDataset:
+def create_dataset(name: str, **params: Any) -> ImageData:
     entry = DATASETS.get(name)
     DATASETS.check_params(name, params)
     return entry.factory(**params)
@@ -32,6 +37,22 @@ def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, in
     return (entry.meta["in_channels"], size, size)
 
 
-import_submodules(__name__, __path__, skip=("memory",))
+def check_dataset(name: str, params: dict[str, Any]) -> None:
+    """Raise :class:`~poolbench.errors.DataError` now if ``name``'s files are missing (cheap)."""
+    entry = DATASETS.get(name)
+    check = entry.meta.get("check")
+    if check is not None:
+        check(**params)
 
-__all__ = ["DATASETS", "InMemoryDataset", "create_dataset", "dataset_input_shape", "list_datasets"]
+
+import_submodules(__name__, __path__, skip=("memory", "base", "loader"))
+
+__all__ = [
+    "DATASETS",
+    "ImageData",
+    "InMemoryDataset",
+    "check_dataset",
+    "create_dataset",
+    "dataset_input_shape",
+    "list_datasets",
+]

@@ -9,6 +9,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from poolbench.errors import ConfigError
+
+
+def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """uint8 ``(N, C, H, W)`` -> float, per channel ``(x - mean) / std`` on the 0-255 scale."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float() - m) / s
+
+
+def augment(x: Tensor, generator: torch.Generator, flip: bool, crop_pad: int) -> Tensor:
+    """Random horizontal flip and zero-pad + random crop of a uint8 batch, on its own device."""
+    n, _, h, w = x.shape
+    if flip:
+        flips = torch.rand(n, generator=generator, device=x.device) < 0.5
+        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+    if crop_pad > 0:
+        pad = crop_pad
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
+        rows = (dy.view(-1, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+        cols = (dx.view(-1, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+        chan = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+        x = padded[batch, chan, rows, cols]
+    return x
+
 
 @dataclass
 class InMemoryDataset:
@@ -28,6 +56,8 @@ class InMemoryDataset:
     std: tuple[float, ...]
     flip: bool = False
     crop_pad: int = 0
+    val_x: Tensor | None = None
+    val_y: Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -38,32 +68,35 @@ class InMemoryDataset:
         return int(self.train_x.shape[1])
 
     def to(self, device: torch.device | str) -> InMemoryDataset:
-        for key in ("train_x", "train_y", "test_x", "test_y"):
-            setattr(self, key, getattr(self, key).to(device))
+        for key in ("train_x", "train_y", "test_x", "test_y", "val_x", "val_y"):
+            if getattr(self, key) is not None:
+                setattr(self, key, getattr(self, key).to(device))
         return self
 
     def normalize(self, x: Tensor) -> Tensor:
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() - mean) / std
+        return normalize(x, self.mean, self.std)
 
     def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Random flip and pad-crop on a uint8 batch, on its own device."""
-        n, _, h, w = x.shape
-        if self.flip:
-            flip = torch.rand(n, generator=generator, device=x.device) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-        if self.crop_pad > 0:
-            pad = self.crop_pad
-            padded = F.pad(x, (pad, pad, pad, pad))
-            dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
-            dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
-            rows = (dy.view(-1, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-            cols = (dx.view(-1, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-            batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-            chan = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-            x = padded[batch, chan, rows, cols]
-        return x
+        return augment(x, generator, self.flip, self.crop_pad)
+
+    def split_validation(self, fraction: float, seed: int) -> None:
+        """Move a seeded ``fraction`` of the training images to a validation split.
+
+        Model selection (best epoch, early stopping, hyperparameters) reads this split; the
+        test split is only ever read for the final number.
+        """
+        n = len(self.train_y)
+        n_val = int(round(fraction * n))
+        if not 0 < n_val < n:
+            raise ConfigError(
+                f"validation split of {fraction} leaves {n - n_val} of {n} training images; "
+                f"expected 0 < train.val_fraction < 1 with both parts non-empty"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        order = order.to(self.train_y.device)
+        val, keep = order[:n_val], order[n_val:]
+        self.val_x, self.val_y = self.train_x[val], self.train_y[val]
+        self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
 
     def train_batches(
         self, batch_size: int, generator: torch.Generator, augment: bool = True
@@ -85,6 +118,13 @@ class InMemoryDataset:
         for start in range(0, len(self.test_y), batch_size):
             end = start + batch_size
             yield self.normalize(self.test_x[start:end]), self.test_y[start:end]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.val_y is None:
+            raise ConfigError("no validation split: set train.val_fraction > 0")
+        for start in range(0, len(self.val_y), batch_size):
+            end = start + batch_size
+            yield self.normalize(self.val_x[start:end]), self.val_y[start:end]
 
     def steps_per_epoch(self, batch_size: int) -> int:
         n = len(self.train_y)

@@ -114,7 +114,93 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def count_pool_params(model: nn.Module) -> int:
+    """Trainable parameters that belong to pooling layers (local pools and the head)."""
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, (LocalPool, GlobalPool)):
+            for p in module.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+    return total
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """One stage of a staged model (or the whole body of another one) in a dry run."""
+
+    name: str
+    output_shape: tuple[int, ...]
+    params: int
+    pool_params: int
+    pools: str
+
+
+def summarize_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[StageSummary]:
+    """Per-stage output shapes, parameters and pooling parameters, from one dry forward pass.
+
+    Models with ``stages`` (:class:`~poolbench.models.vgg.StagedNet`) get one row per stage,
+    others one ``body`` row; the head and the classifier get a row each. Run after
+    :func:`check_model`, which gives the clear error when a shape does not fit.
+    """
+    stages = getattr(model, "stages", None)
+    parts: list[tuple[str, nn.Module]]
+    if isinstance(stages, nn.ModuleList):
+        parts = [(f"stage {i}", s) for i, s in enumerate(stages, 1)]
+        rest = [(n, m) for n, m in model.named_children() if n != "stages"]
+    else:
+        parts, rest = [("body", model)], []
+    shapes: dict[int, tuple[int, ...]] = {}
+    handles = [
+        module.register_forward_hook(
+            lambda mod, args, out, _key=id(module): shapes.__setitem__(
+                _key, tuple(out.shape[1:]) if torch.is_tensor(out) else ()
+            )
+        )
+        for _, module in parts + rest
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    rows = []
+    for name, module in parts + rest:
+        pools = {
+            f"{type(m).__name__}({m.extra_repr()})"
+            for m in module.modules()
+            if isinstance(m, (LocalPool, GlobalPool))
+        }
+        rows.append(
+            StageSummary(
+                name,
+                shapes.get(id(module), ()),
+                count_params(module),
+                count_pool_params(module),
+                ", ".join(sorted(pools)),
+            )
+        )
+    return rows
+
+
 # Importing the architecture modules registers them.
 import_submodules(__name__, __path__, skip=())
 
-__all__ = ["MODELS", "StageShape", "check_model", "count_params", "create_model", "list_models"]
+__all__ = [
+    "MODELS",
+    "StageShape",
+    "StageSummary",
+    "check_model",
+    "count_params",
+    "count_pool_params",
+    "create_model",
+    "list_models",
+    "summarize_model",
+]

@@ -7,6 +7,7 @@ Stages of 3x3 conv + BatchNorm + ReLU, each ending in a downsampling pool built 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -22,6 +23,14 @@ def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
+
+
+def make_pool(pool: PoolSpec, channels: int, **defaults: Any) -> nn.Module:
+    """A downsampling pool from ``pool=``; ``defaults`` apply where the spec does not set a key.
+
+    Built with :func:`create_for_slot`, so it is a ``LocalPool`` that ``check_model`` checks.
+    """
+    return create_for_slot(pool.name, "local", channels, **{**defaults, **pool.params})
 
 
 def build_head(head: PoolSpec, channels: int, stage_channels: Sequence[int]) -> nn.Module:
@@ -51,12 +60,18 @@ class StagedNet(nn.Module):
         head: PoolSpec,
         num_classes: int,
         dropout: float = 0.0,
+        classifier: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
+        self.stage_channels = list(stage_channels)
         self.head = build_head(head, stage_channels[-1], stage_channels)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Linear(self.head.out_features, num_classes)
+        # A model may bring its own classifier (LeNet's F6 layer, NIN's identity when the
+        # last mlpconv already gives one map per class); by default one linear layer.
+        self.classifier = (
+            classifier if classifier is not None else nn.Linear(self.head.out_features, num_classes)
+        )
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         outs = []
@@ -80,26 +95,51 @@ def vgg(
     pool: PoolSpec,
     head: PoolSpec,
     widths: Sequence[int] = (32, 64, 128),
-    convs_per_stage: int = 1,
+    convs_per_stage: int | Sequence[int] = 1,
     dropout: float = 0.0,
 ) -> StagedNet:
-    """A VGG-style CNN with ``len(widths)`` pooling stages."""
-    widths = list(widths)
-    if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
+    """A VGG-style CNN with ``len(widths)`` pooling stages (depth = number of stages).
+
+    ``convs_per_stage`` is one count for every stage or one per stage: VGG-11's pattern at
+    CIFAR width is ``widths=[64,128,256,512,512] convs_per_stage=[1,1,2,2,2]``.
+    """
+    widths = check_widths("vgg", widths)
+    counts = (
+        [convs_per_stage] * len(widths)
+        if isinstance(convs_per_stage, int)
+        else list(convs_per_stage)
+    )
+    if len(counts) != len(widths) or any(
+        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts
+    ):
         raise ConfigError(
-            f"vgg: expected widths to be a non-empty list of integers >= 1, got {widths}"
+            f"vgg: expected convs_per_stage to be an integer >= 1 or {len(widths)} of them "
+            f"(one per width), got {convs_per_stage!r}"
         )
-    if not isinstance(convs_per_stage, int) or convs_per_stage < 1:
-        raise ConfigError(f"vgg: expected convs_per_stage >= 1, got {convs_per_stage!r}")
-    if not 0 <= dropout < 1:
-        raise ConfigError(f"vgg: expected 0 <= dropout < 1, got {dropout}")
+    check_dropout("vgg", dropout)
     stages = []
     c_in = in_channels
-    for width in widths:
+    for width, count in zip(widths, counts, strict=True):
         layers: list[nn.Module] = []
-        for _ in range(convs_per_stage):
+        for _ in range(count):
             layers.append(conv_bn_relu(c_in, width))
             c_in = width
-        layers.append(create_for_slot(pool.name, "local", width, **pool.params))
+        layers.append(make_pool(pool, width))
         stages.append(nn.Sequential(*layers))
     return StagedNet(stages, widths, head, num_classes, dropout)
+
+
+def check_widths(model: str, widths: Sequence[int], count: int | None = None) -> list[int]:
+    """Validate a list of channel widths (optionally of a fixed length)."""
+    widths = list(widths)
+    bad = not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)
+    if bad or (count is not None and len(widths) != count):
+        n = f"{count} " if count is not None else "a non-empty list of "
+        raise ConfigError(f"{model}: expected widths to be {n}integers >= 1, got {widths}")
+    return widths
+
+
+def check_dropout(model: str, dropout: float) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"{model}: expected 0 <= dropout < 1, got {dropout!r}")
+    return float(dropout)

@@ -1,0 +1,153 @@
+"""Image-file datasets: ``imagenette`` (torchvision's Imagenette, Howard 2019, a 10-class
+ImageNet subset) and ``imagefolder`` (any ImageNet subset laid out as ``train/`` and ``val/``
+class folders, e.g. Tiny-ImageNet or ImageNet-100 after the usual re-layout).
+
+Both stream through :class:`~poolbench.data.loader.LoaderDataset`: decoded once, resized
+(shorter side) and centre-cropped to ``image_size``, cached as uint8; random flip and
+pad-crop on the device; ImageNet channel statistics for normalisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poolbench.data import register_dataset
+from poolbench.data.loader import DecodedImages, LoaderDataset
+from poolbench.errors import ConfigError, DataError
+
+# ImageNet channel statistics on the 0-255 scale (the values torchvision's models use).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+SIZES = ("full", "320px", "160px")
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _check_size(name: str, image_size: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ConfigError(f"{name}: expected image_size to be an integer >= 8, got {image_size!r}")
+
+
+def imagenette_dir(root: str | Path, size: str) -> Path:
+    """Where torchvision's Imagenette keeps ``size``: ``<root>/imagenette2[-320|-160]``."""
+    return Path(root).expanduser() / (
+        "imagenette2" if size == "full" else f"imagenette2-{size[:-2]}"
+    )
+
+
+def check_imagenette(
+    root: str = "data", size: str = "160px", download: bool = False, **_: object
+) -> None:
+    """Cheap pre-flight check (no decoding): the extracted archive is where torchvision looks."""
+    if size not in SIZES:
+        raise ConfigError(
+            f"imagenette: expected size to be one of {', '.join(SIZES)}, got {size!r}"
+        )
+    where = imagenette_dir(root, size)
+    if not download and not (where / "train").is_dir():
+        raise DataError(
+            f"imagenette: expected {where}/train and {where}/val with one folder per WordNet id; "
+            f"set data.download=true to fetch it (size={size}) or data.root to where it is"
+        )
+
+
+@register_dataset(
+    "imagenette",
+    description="torchvision Imagenette (10 ImageNet classes), resized to image_size, streamed",
+    in_channels=3,
+    num_classes=10,
+    image_size=128,
+    check=check_imagenette,
+)
+def imagenette(
+    root: str = "data",
+    size: str = "160px",
+    download: bool = False,
+    image_size: int = 128,
+    crop_pad: int = 8,
+    workers: int = 2,
+    cache: bool = True,
+) -> LoaderDataset:
+    """Imagenette ``size`` from ``root`` (torchvision's layout), at ``image_size`` px."""
+    from torchvision.datasets import Imagenette
+
+    check_imagenette(root, size, download)
+    _check_size("imagenette", image_size)
+    splits = []
+    for split in ("train", "val"):
+        try:
+            ds = Imagenette(str(Path(root).expanduser()), split=split, size=size, download=download)
+        except (RuntimeError, FileNotFoundError, KeyError) as err:
+            raise DataError(
+                f"imagenette: cannot read {imagenette_dir(root, size)}/{split} "
+                f"({str(err).splitlines()[0]}); set data.download=true to fetch it"
+            ) from None
+        splits.append(DecodedImages(ds._samples, image_size, 3, cache))
+    return LoaderDataset(
+        "imagenette", splits[0], splits[1], 10, IMAGENET_MEAN, IMAGENET_STD, True, crop_pad, workers
+    )
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir()) if split_dir.is_dir() else []
+
+
+def check_imagefolder(root: str = "data/imagefolder", **_: object) -> None:
+    base = Path(root).expanduser()
+    for split in ("train", "val"):
+        if not _class_folders(base / split):
+            raise DataError(
+                f"imagefolder: expected {base / split}/<class>/<image> (train/ and val/ with one "
+                f"folder per class, the same names in both); set data.root to that directory"
+            )
+
+
+@register_dataset(
+    "imagefolder",
+    description="any ImageNet subset on disk: data.root with train/ and val/ class folders",
+    in_channels=3,
+    num_classes=None,  # read from the class folders
+    image_size=64,
+    check=check_imagefolder,
+)
+def imagefolder(
+    root: str = "data/imagefolder",
+    image_size: int = 64,
+    crop_pad: int = 4,
+    workers: int = 2,
+    cache: bool = True,
+) -> LoaderDataset:
+    """``root/train/<class>/*`` and ``root/val/<class>/*``, classes in sorted folder order."""
+    check_imagefolder(root)
+    _check_size("imagefolder", image_size)
+    base = Path(root).expanduser()
+    classes = _class_folders(base / "train")
+    val_classes = _class_folders(base / "val")
+    if val_classes != classes:
+        extra = sorted(set(val_classes) ^ set(classes))
+        raise DataError(
+            f"imagefolder: train/ and val/ must have the same class folders under {base}; "
+            f"differing: {', '.join(extra[:5])}"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    splits = []
+    for split in ("train", "val"):
+        samples = [
+            (str(f), index[c])
+            for c in classes
+            for f in sorted((base / split / c).iterdir())
+            if f.suffix.lower() in EXTENSIONS
+        ]
+        if not samples:
+            raise DataError(f"imagefolder: no {'/'.join(EXTENSIONS)} images under {base / split}")
+        splits.append(DecodedImages(samples, image_size, 3, cache))
+    return LoaderDataset(
+        "imagefolder",
+        splits[0],
+        splits[1],
+        len(classes),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        True,
+        crop_pad,
+        workers,
+    )

@@ -1,0 +1,200 @@
+"""Datasets too large for the device: files decoded by DataLoader workers, cached decoded.
+
+Each image is decoded once (PIL), resized so its shorter side is ``image_size`` and
+centre-cropped to a square, and kept as uint8 in a cache that every worker shares: a
+file-backed mapping (``torch.from_file(shared=True)`` on an unlinked temporary file), which
+forked workers inherit and which needs no ``/dev/shm``. From the second epoch on, batches come
+from the cache. Batches travel as uint8 through pinned memory; flip, pad-crop and
+normalisation run on the device, as for :class:`~poolbench.data.memory.InMemoryDataset`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from poolbench.data.memory import augment as augment_batch
+from poolbench.data.memory import normalize
+from poolbench.errors import ConfigError, DataError
+
+
+def _shared_uint8(numel: int) -> Tensor:
+    """A zeroed uint8 tensor backed by an unlinked temporary file, shared across fork."""
+    fd, path = tempfile.mkstemp(prefix="poolbench-cache-")
+    try:
+        os.ftruncate(fd, max(numel, 1))
+        tensor = torch.from_file(path, shared=True, size=max(numel, 1), dtype=torch.uint8)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return tensor[:numel]
+
+
+def decode_square(path: str | Path, size: int, channels: int = 3) -> Tensor:
+    """Decode an image file, resize its shorter side to ``size``, centre-crop: uint8 (C, S, S)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB" if channels == 3 else "L")
+            w, h = img.size
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            img = img.resize((nw, nh), Image.BILINEAR)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            array = np.asarray(img, dtype=np.uint8)
+    except OSError as err:
+        raise DataError(f"cannot decode image {path}: {err}") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+class DecodedImages(Dataset):
+    """(path, label) samples -> uint8 (C, S, S) images, each decoded once into a shared cache."""
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        image_size: int,
+        channels: int = 3,
+        cache: bool = True,
+        decode: Callable[[str | Path, int, int], Tensor] = decode_square,
+    ) -> None:
+        self.samples = list(samples)
+        self.image_size = image_size
+        self.channels = channels
+        self.decode = decode
+        n, side = len(self.samples), image_size
+        self.images = (
+            _shared_uint8(n * channels * side * side).view(n, channels, side, side)
+            if cache
+            else None
+        )
+        self.filled = _shared_uint8(n) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        if self.images is None:
+            return self.decode(path, self.image_size, self.channels), label
+        if not self.filled[index]:
+            self.images[index] = self.decode(path, self.image_size, self.channels)
+            self.filled[index] = 1
+        return self.images[index], label
+
+
+class LoaderDataset:
+    """Train and test image files behind DataLoaders, with the :class:`ImageData` interface."""
+
+    def __init__(
+        self,
+        name: str,
+        train: DecodedImages,
+        test: DecodedImages,
+        num_classes: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        flip: bool = True,
+        crop_pad: int = 0,
+        workers: int = 2,
+    ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"{name}: expected workers to be an integer >= 0, got {workers!r}")
+        self.name = name
+        self.train: Dataset = train
+        self.val: Dataset | None = None
+        self.test = test
+        self.num_classes = num_classes
+        self.mean, self.std = mean, std
+        self.flip, self.crop_pad = flip, crop_pad
+        self.workers = workers
+        self.device = torch.device("cpu")
+        self._channels, self._size = train.channels, train.image_size
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self._channels, self._size, self._size)
+
+    @property
+    def in_channels(self) -> int:
+        return self._channels
+
+    def to(self, device: torch.device | str) -> LoaderDataset:
+        self.device = torch.device(device)
+        return self
+
+    def split_validation(self, fraction: float, seed: int) -> None:
+        n = len(self.train)
+        n_val = int(round(fraction * n))
+        if not 0 < n_val < n:
+            raise ConfigError(
+                f"validation split of {fraction} leaves {n - n_val} of {n} training images; "
+                f"expected 0 < train.val_fraction < 1 with both parts non-empty"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        self.val = Subset(self.train, order[:n_val])
+        self.train = Subset(self.train, order[n_val:])
+
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            **kwargs,
+        )
+
+    def _to_device(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        non_blocking = self.device.type == "cuda"
+        return x.to(self.device, non_blocking=non_blocking), y.to(
+            self.device, non_blocking=non_blocking
+        )
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, augment: bool = True
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        # The DataLoader shuffles on the CPU; its generator is drawn from the run's generator.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        order = torch.Generator().manual_seed(seed)
+        loader = self._loader(
+            self.train,
+            batch_size,
+            shuffle=True,
+            generator=order,
+            drop_last=len(self.train) > batch_size,
+        )
+        for x, y in loader:
+            x, y = self._to_device(x, y)
+            if augment:
+                x = augment_batch(x, generator, self.flip, self.crop_pad)
+            yield normalize(x, self.mean, self.std), y
+
+    def _eval_batches(self, dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self._loader(dataset, batch_size, shuffle=False):
+            x, y = self._to_device(x, y)
+            yield normalize(x, self.mean, self.std), y
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.val is None:
+            raise ConfigError("no validation split: set train.val_fraction > 0")
+        return self._eval_batches(self.val, batch_size)
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return self._eval_batches(self.test, batch_size)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        n = len(self.train)
+        return n // batch_size if n > batch_size else 1

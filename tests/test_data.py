@@ -1,0 +1,192 @@
+"""Datasets load from fixtures in their real on-disk formats through the code users run;
+missing data fails in one line before training; shapes is seeded and learnable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from datafiles import IMAGENETTE_WNIDS, write_cifar, write_imagefolder, write_imagenette
+from torchvision.datasets import CIFAR10, CIFAR100
+
+import poolbench.data.cifar as cifar
+import poolbench.data.loader as loader
+from poolbench.data import ImageData, create_dataset
+from poolbench.errors import ConfigError, DataError
+from poolbench.hydra_app import plan
+from poolbench.runner import execute
+
+
+class CIFAR10Unverified(CIFAR10):
+    """torchvision's reader with the md5 of each real batch file removed: the fixtures hold
+    the same pickle format with other bytes. Everything else is torchvision's own code."""
+
+    train_list = [[name, None] for name, _ in CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in CIFAR10.test_list]
+    meta = {**CIFAR10.meta, "md5": None}
+
+
+class CIFAR100Unverified(CIFAR100):
+    train_list = [[name, None] for name, _ in CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in CIFAR100.test_list]
+    meta = {**CIFAR100.meta, "md5": None}
+
+
+@pytest.fixture
+def unverified_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
+    classes = {"cifar10": CIFAR10Unverified, "cifar100": CIFAR100Unverified}
+    monkeypatch.setattr(cifar, "dataset_class", classes.__getitem__)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reads_python_batches(name: str, tmp_path: Path, unverified_cifar: None):
+    write_cifar(tmp_path, name)
+    data = create_dataset(name, root=str(tmp_path))
+    assert isinstance(data, ImageData)
+    n_train = 40
+    assert data.train_x.shape == (n_train, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape == (8, 3, 32, 32)
+    assert data.num_classes == (10 if name == "cifar10" else 100)
+    assert data.flip and data.crop_pad == 4
+    # the stored rows are CHW planes: pixel (c, y, x) is row[c * 1024 + y * 32 + x]
+    raw = CIFAR10Unverified if name == "cifar10" else CIFAR100Unverified
+    first = raw(str(tmp_path), train=True).data[0]  # (32, 32, 3) HWC
+    assert torch.equal(data.train_x[0].permute(1, 2, 0), torch.from_numpy(first))
+    x, y = next(data.test_batches(4))
+    expected = data.test_x[:4].float() - 255 * torch.tensor(cifar.STATS[name][0]).view(1, 3, 1, 1)
+    expected /= 255 * torch.tensor(cifar.STATS[name][1]).view(1, 3, 1, 1)
+    assert torch.allclose(x, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("cifar100", "cifar-100-python"),
+        ("imagenette", "imagenette2-160/train"),
+        ("imagefolder", "train/<class>/<image>"),
+    ],
+)
+def test_missing_data_is_one_line_before_training(name: str, where: str, tmp_path: Path):
+    with pytest.raises(DataError) as err:
+        plan([f"data={name}", f"data.root={tmp_path / 'nowhere'}"])
+    message = str(err.value)
+    assert "\n" not in message and where in message and str(tmp_path / "nowhere") in message
+    if name != "imagefolder":
+        assert "data.download=true" in message
+
+
+def test_cifar_data_error_also_from_the_loader(tmp_path: Path):
+    with pytest.raises(DataError, match="cifar-10-batches-py.*data.download=true"):
+        create_dataset("cifar10", root=str(tmp_path))
+
+
+def test_imagenette_tree_is_decoded_resized_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    write_imagenette(tmp_path)
+    data = create_dataset("imagenette", root=str(tmp_path), image_size=24, workers=0)
+    assert data.input_shape == (3, 24, 24) and data.num_classes == 10
+    calls = []
+    decode = data.train.decode
+    data.train.decode = lambda *a: calls.append(a[0]) or decode(*a)
+    generator = torch.Generator().manual_seed(0)
+    first = [y for _, y in data.train_batches(4, generator)]
+    assert len(calls) == 12 and sorted(torch.cat(first).tolist()) == sorted([0, 1, 2] * 4)
+    second = list(data.train_batches(4, generator))
+    assert len(calls) == 12, "second epoch must come from the decoded cache"
+    assert all(x.shape == (4, 3, 24, 24) and x.dtype == torch.float32 for x, _ in second)
+    labels = torch.cat([y for _, y in data.test_batches(100)])
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert sorted(IMAGENETTE_WNIDS) == list(IMAGENETTE_WNIDS)
+
+
+def test_cached_images_equal_fresh_decodes(tmp_path: Path):
+    write_imagefolder(tmp_path)
+    cached = create_dataset("imagefolder", root=str(tmp_path), image_size=16, workers=0)
+    fresh = create_dataset("imagefolder", root=str(tmp_path), image_size=16, workers=0, cache=False)
+    for i in range(len(cached.train)):
+        a, la = cached.train[i]
+        b, lb = fresh.train[i]
+        assert torch.equal(a, b) and la == lb
+    grey = loader.decode_square(tmp_path / "train" / "cat" / "1.png", 16)
+    assert grey.shape == (3, 16, 16)  # grey-scale files become RGB
+
+
+def test_imagefolder_with_workers_shares_the_cache(tmp_path: Path):
+    write_imagefolder(tmp_path)
+    data = create_dataset("imagefolder", root=str(tmp_path), image_size=16, workers=2)
+    data.split_validation(0.25, seed=0)
+    assert len(data.train) == 9 and len(data.val) == 3
+    generator = torch.Generator().manual_seed(0)
+    seen = torch.cat([y for _, y in data.train_batches(3, generator)])
+    assert len(seen) == 9
+    # worker processes decoded into the shared mapping: the parent sees every train image filled
+    filled = data.train.dataset.filled
+    train_idx = data.train.indices
+    assert all(filled[i] == 1 for i in train_idx)
+    assert data.num_classes == 2
+
+
+def test_imagefolder_class_folders_must_match(tmp_path: Path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "val" / "cat").rename(tmp_path / "val" / "cow")
+    with pytest.raises(DataError, match="same class folders.*cat, cow"):
+        create_dataset("imagefolder", root=str(tmp_path))
+
+
+def test_shapes_is_seeded_sized_and_balanced():
+    a = create_dataset("shapes", image_size=20, train_size=300, test_size=60, seed=3)
+    b = create_dataset("shapes", image_size=20, train_size=300, test_size=60, seed=3)
+    c = create_dataset("shapes", image_size=20, train_size=300, test_size=60, seed=4)
+    assert a.train_x.shape == (300, 3, 20, 20) and a.test_x.shape == (60, 3, 20, 20)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert not torch.equal(a.train_x, c.train_x)
+    assert not torch.equal(a.train_x[:60], a.test_x)  # train and test are separate draws
+    counts = torch.bincount(a.train_y, minlength=6)
+    assert counts.min() > 25
+    with pytest.raises(ConfigError, match="min_scale <= max_scale"):
+        create_dataset("shapes", min_scale=0.4, max_scale=0.2)
+
+
+@pytest.mark.slow
+def test_shapes_is_learnable_by_a_small_cnn():
+    from poolbench.config import PoolSpec, TrainConfig
+    from poolbench.device import resolve_precision
+    from poolbench.models import create_model
+    from poolbench.train import train
+
+    torch.manual_seed(0)
+    data = create_dataset("shapes", image_size=24, train_size=1500, test_size=300)
+    model = create_model(
+        "vgg", 6, 3, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"), widths=[16, 32, 32]
+    )
+    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.1)
+    cpu = torch.device("cpu")
+    result = train(model, data, cfg, cpu, resolve_precision("fp32", cpu), seed=0, live=False)
+    assert result.test_acc > 0.5  # chance is 1/6
+
+
+@pytest.mark.parametrize("name", ["cifar10", "imagefolder"])
+def test_a_run_end_to_end_from_fixture_files(
+    name: str, tmp_path: Path, workdir: Path, unverified_cifar: None
+):
+    root = tmp_path / "data"
+    write_cifar(root) if name == "cifar10" else write_imagefolder(root)
+    extra = ["data.workers=0", "data.image_size=16"] if name == "imagefolder" else []
+    run = plan(
+        [
+            f"data={name}",
+            f"data.root={root}",
+            "train.epochs=1",
+            "train.eval_every=1",
+            "model.widths=[8,8,8]",
+            "latency_batch=2",
+            "latency_repeats=1",
+            *extra,
+        ]
+    ).runs[0]
+    record = execute(run, workdir / "run", live=False)
+    assert record["status"] == "ok", record["error"]
+    assert 0 <= record["test_acc"] <= 1 and record["val_acc"] is not None

@@ -1,0 +1,120 @@
+"""Training recipe: schedules, validation split (never the test split), model selection,
+and repeatability of a seeded CPU run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from poolbench.config import PoolSpec, TrainConfig
+from poolbench.data import create_dataset
+from poolbench.device import resolve_precision
+from poolbench.errors import ConfigError
+from poolbench.models import create_model
+from poolbench.train import make_optimizer, make_schedule, train
+
+CPU = torch.device("cpu")
+FP32 = resolve_precision("fp32", CPU)
+
+
+def small_digits():
+    """400 training images at 8 px: a run in well under a second."""
+    data = create_dataset("digits", image_size=8)
+    data.train_x, data.train_y = data.train_x[:400], data.train_y[:400]
+    return data
+
+
+def tiny_run(cfg: TrainConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    data = small_digits()
+    model = create_model(
+        "vgg", 10, 1, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"), widths=[8, 8, 8]
+    )
+    return train(model, data, cfg, CPU, FP32, seed=seed, live=False), data, model
+
+
+def lrs(cfg: TrainConfig, total: int) -> list[float]:
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, cfg, total)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_step_schedule_multiplies_by_gamma_at_milestones():
+    values = lrs(TrainConfig(schedule="step", lr=1.0, milestones=(0.5, 0.75), gamma=0.1), 8)
+    assert values == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_onecycle_and_cosine_end_near_zero():
+    for schedule in ("onecycle", "cosine"):
+        values = lrs(TrainConfig(schedule=schedule, lr=1.0, warmup_frac=0.25), 20)
+        assert max(values) == pytest.approx(1.0) and values[-1] < 0.1
+
+
+def test_adamw_and_sgd_nesterov():
+    model = torch.nn.Linear(2, 2)
+    assert isinstance(make_optimizer(model, TrainConfig(optimizer="adamw")), torch.optim.AdamW)
+    sgd = make_optimizer(model, TrainConfig(optimizer="sgd", nesterov=True))
+    assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["weight_decay"] == 5e-4
+    assert sgd.param_groups[1]["weight_decay"] == 0.0  # biases and BN: no decay
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eval_every": 1}, "set train.val_fraction > 0"),
+        ({"select": "best_val", "val_fraction": 0.1}, "eval_every >= 1"),
+        ({"schedule": "linear"}, "onecycle, cosine, step, constant"),
+        ({"milestones": (0.8, 0.2)}, "increasing fractions"),
+        ({"val_fraction": 1.0}, "val_fraction < 1"),
+    ],
+)
+def test_bad_recipes_are_config_errors(kwargs: dict, message: str):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_validation_split_is_carved_from_train_only():
+    data = create_dataset("digits")
+    n_train, test_x = len(data.train_y), data.test_x.clone()
+    data.split_validation(0.2, seed=0)
+    assert len(data.val_y) + len(data.train_y) == n_train
+    assert len(data.val_y) == round(0.2 * n_train)
+    assert torch.equal(data.test_x, test_x)
+    # no validation image is also a training image (digits has no duplicates in one split)
+    train_rows = {row.numpy().tobytes() for row in data.train_x}
+    assert not any(row.numpy().tobytes() in train_rows for row in data.val_x)
+
+
+def test_eval_reads_validation_and_best_val_restores_the_best_epoch(monkeypatch):
+    import poolbench.train as train_module
+
+    splits = []
+    real = train_module.evaluate
+
+    def spy(*args, split="test", **kwargs):
+        splits.append(split)
+        return real(*args, split=split, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    cfg = TrainConfig(epochs=3, batch_size=64, eval_every=1, val_fraction=0.1, select="best_val")
+    result, _, _ = tiny_run(cfg)
+    assert splits == ["val", "val", "val", "test"]  # the test split once, at the end
+    best = max(result.history, key=lambda h: h["val_acc"])
+    assert result.best_epoch == best["epoch"] and result.val_acc == best["val_acc"]
+
+
+def test_same_config_and_seed_repeat_exactly_on_cpu():
+    cfg = TrainConfig(epochs=2, batch_size=64, val_fraction=0.1, eval_every=1)
+    a, _, model_a = tiny_run(cfg, seed=1)
+    b, _, model_b = tiny_run(cfg, seed=1)
+    c, _, _ = tiny_run(cfg, seed=2)
+    assert (a.train_loss, a.test_acc, a.val_acc) == (b.train_loss, b.test_acc, b.val_acc)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.train_loss != c.train_loss
