@@ -29,64 +29,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from poolbench.config import EvalConfig
 from poolbench.data.memory import InMemoryDataset
 from poolbench.device import Precision
-from poolbench.errors import ConfigError, ShapeError
-
-SHIFT_MODES = ("pad", "roll")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Invariance tests (config node ``eval``); defaults suit the 16-px digits."""
-
-    enabled: bool = True
-    max_shift: int = 2
-    shifts: tuple[int, ...] = (1, 2, 3)
-    shift_mode: str = "pad"
-    max_rot: float = 15.0
-    sizes: tuple[int, ...] = (12, 24, 32)
-    batch_size: int = 512
-
-    def __post_init__(self) -> None:
-        if self.shift_mode not in SHIFT_MODES:
-            raise ConfigError(
-                f"expected eval.shift_mode to be one of {', '.join(SHIFT_MODES)}, "
-                f"got {self.shift_mode!r}"
-            )
-        for key in ("max_shift", "batch_size"):
-            value = getattr(self, key)
-            minimum = 0 if key == "max_shift" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"expected eval.{key} to be an integer >= {minimum}, got {value!r}")
-        for key in ("shifts", "sizes"):
-            for value in getattr(self, key):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ConfigError(
-                        f"expected eval.{key} to be a list of integers >= 1, got {value!r}"
-                    )
-        if not isinstance(self.max_rot, (int, float)) or not 0 <= self.max_rot <= 180:
-            raise ConfigError(f"expected 0 <= eval.max_rot <= 180, got {self.max_rot!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> EvalConfig:
-        d = dict(d or {})
-        valid = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown eval key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-            )
-        for key in ("shifts", "sizes"):
-            if key in d:
-                d[key] = tuple(d[key] or ())
-        return cls(**d)
+from poolbench.errors import ShapeError
 
 
 def translate(x: Tensor, dy: Tensor, dx: Tensor, mode: str = "pad") -> Tensor:
@@ -123,7 +74,9 @@ def rotate(x: Tensor, degrees: float) -> Tensor:
     # affine_grid maps output to input coordinates: the inverse rotation.
     matrix = torch.tensor([[cos, sin, 0.0], [-sin, cos, 0.0]], device=x.device)
     grid = F.affine_grid(matrix.expand(len(x), 2, 3), list(x.shape), align_corners=False)
-    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
 
 def resize(x: Tensor, size: int) -> Tensor:

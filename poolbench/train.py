@@ -69,12 +69,15 @@ def evaluate(
     device: torch.device,
     precision: Precision,
     batch_size: int = 512,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (0-1) on the test split."""
     was_training = model.training
     model.eval()
     correct1 = correct5 = total = 0
     for x, y in data.test_batches(batch_size):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with precision.autocast(device):
             logits = model(x)
         k = min(5, logits.shape[1])
@@ -95,8 +98,13 @@ def train(
     seed: int,
     title: str = "run",
     live: bool | None = None,
+    channels_last: bool = False,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split."""
+    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split.
+
+    ``channels_last``: feed the batches in NHWC memory order (the model should be converted
+    too); it pays off with bf16 on CPU (see ``resolve_channels_last``).
+    """
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
     steps = data.steps_per_epoch(cfg.batch_size)
@@ -114,6 +122,8 @@ def train(
             loss_sum = torch.zeros((), device=device)
             batches = 0
             for batch, (x, y) in enumerate(data.train_batches(cfg.batch_size, generator), 1):
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with precision.autocast(device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -135,7 +145,7 @@ def train(
                 raise TrainingDiverged(f"training loss is {epoch_loss} at epoch {epoch}")
             progress.epoch_end(epoch, epoch_loss, None, images / max(train_seconds, 1e-9))
 
-    test_acc, test_top5 = evaluate(model, data, device, precision)
+    test_acc, test_top5 = evaluate(model, data, device, precision, channels_last=channels_last)
     return TrainResult(
         train_loss=epoch_loss,
         test_acc=test_acc,
