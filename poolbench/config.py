@@ -108,10 +108,10 @@ class EvalConfig:
 
     enabled: bool = True
     max_shift: int = 2
-    shifts: tuple[int, ...] = (1, 2, 3)
+    shifts: tuple[int, ...] = (1, 2)
     shift_mode: str = "pad"
     max_rot: float = 15.0
-    sizes: tuple[int, ...] = (12, 24, 32)
+    sizes: tuple[int, ...] = (12, 24)
     batch_size: int = 512
 
     def __post_init__(self) -> None:
@@ -170,6 +170,7 @@ class RunConfig:
     progress: bool = True
     channels_last: str | bool = "auto"
     compile: bool = False
+    threads: str | int = "auto"
     eval: EvalConfig = field(default_factory=EvalConfig)
     overrides: tuple[str, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -186,6 +187,12 @@ class RunConfig:
         if self.channels_last not in ("auto", True, False):
             raise ConfigError(
                 f"expected channels_last to be one of auto, true, false, got {self.channels_last!r}"
+            )
+        if self.threads != "auto" and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ConfigError(
+                f"expected threads to be auto or an integer >= 1, got {self.threads!r}"
             )
         if not isinstance(self.compile, bool):
             raise ConfigError(f"expected compile to be true or false, got {self.compile!r}")

@@ -112,6 +112,8 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
 def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if cfg.threads != "auto":
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
     data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
