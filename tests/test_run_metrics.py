@@ -37,3 +37,17 @@ def test_record_has_metrics(workdir: Path) -> None:
         assert 0 <= record[key] <= 1, key
     assert record["acc_res_4"] is None  # 4 -> 2 -> 1, and the third 2x2 pool cannot take 1x1
     assert record["threads"] >= 1 and record["dtype"] in ("bf16", "fp32")
+
+
+def test_speed_and_eval_options_are_validated(workdir: Path) -> None:
+    for override, message in (
+        ("threads=0", "expected threads to be auto or an integer >= 1, got 0"),
+        ("channels_last=maybe", "expected channels_last to be one of auto, true, false"),
+        ("compile=3", "expected compile to be true or false, got 3"),
+        ("eval.max_rot=400", "expected 0 <= eval.max_rot <= 180, got 400"),
+        ("+eval.shfits=[1]", "unknown eval key(s) shfits"),
+    ):
+        result = CliRunner().invoke(app, ["run", override])
+        assert result.exit_code == 2, (override, result.output)
+        assert message in result.output, (override, result.output)
+    assert not (workdir / "results").exists()
