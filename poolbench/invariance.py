@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,8 @@ from poolbench.config import EvalConfig
 from poolbench.data.memory import InMemoryDataset
 from poolbench.device import Precision
 from poolbench.errors import ShapeError
+from poolbench.models import check_model
+from poolbench.pooling.base import GlobalPool
 
 
 def translate(x: Tensor, dy: Tensor, dx: Tensor, mode: str = "pad") -> Tensor:
@@ -94,7 +96,6 @@ class _Predictor:
     precision: Precision
     batch_size: int
     channels_last: bool = False
-    cache: dict[str, Tensor] = field(default_factory=dict)
 
     @torch.no_grad()
     def predict(self, transform: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
@@ -118,8 +119,6 @@ class _Predictor:
 
 
 def has_global_head(model: nn.Module) -> bool:
-    from poolbench.pooling.base import GlobalPool
-
     return any(isinstance(m, GlobalPool) for m in model.modules())
 
 
@@ -185,8 +184,6 @@ def invariance_metrics(
 
 
 def _resolution_accuracy(predictor: _Predictor, size: int) -> float | None:
-    from poolbench.models import check_model
-
     if not has_global_head(predictor.model):
         return None
     try:
