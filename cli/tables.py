@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from poolbench.hydra_app import Plan
 from poolbench.record import RECORD_NAME, atomic_write_text, read_record
+
+if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only after the runs, not before the first
+    import pandas as pd
 
 
 def collect(plan: Plan) -> list[dict[str, Any]]:
@@ -78,6 +80,8 @@ def print_outcome(
             r.get("status", "?") if r.get("status") == "ok" else f"[red]{r.get('status')}[/red]",
         )
     console.print(table)
+    import pandas as pd
+
     csv_path = sweep_dir / "summary.csv"
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
     summary = f"{len(records) - len(failed)} ok, {len(failed)} failed; table: {csv_path}"

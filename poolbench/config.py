@@ -142,6 +142,59 @@ def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"expected {key} to be one of {', '.join(choices)}, got {value!r}")
 
 
+SHIFT_MODES = ("pad", "roll")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Invariance tests (config node ``eval``, see :mod:`poolbench.invariance`); the defaults
+    suit the 16-px digits."""
+
+    enabled: bool = True
+    max_shift: int = 2
+    shifts: tuple[int, ...] = (1, 2)
+    shift_mode: str = "pad"
+    max_rot: float = 15.0
+    sizes: tuple[int, ...] = (12, 24)
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.shift_mode not in SHIFT_MODES:
+            raise ConfigError(
+                f"expected eval.shift_mode to be one of {', '.join(SHIFT_MODES)}, "
+                f"got {self.shift_mode!r}"
+            )
+        for key in ("max_shift", "batch_size"):
+            value = getattr(self, key)
+            minimum = 0 if key == "max_shift" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(
+                    f"expected eval.{key} to be an integer >= {minimum}, got {value!r}"
+                )
+        for key in ("shifts", "sizes"):
+            for value in getattr(self, key):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(
+                        f"expected eval.{key} to be a list of integers >= 1, got {value!r}"
+                    )
+        if not isinstance(self.max_rot, (int, float)) or not 0 <= self.max_rot <= 180:
+            raise ConfigError(f"expected 0 <= eval.max_rot <= 180, got {self.max_rot!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> EvalConfig:
+        d = dict(d or {})
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown eval key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        for key in ("shifts", "sizes"):
+            if key in d:
+                d[key] = tuple(d[key] or ())
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs, as plain typed values."""
@@ -159,6 +212,10 @@ class RunConfig:
     results_dir: str = "results"
     rerun: bool = False
     progress: bool = True
+    channels_last: str | bool = "auto"
+    compile: bool = False
+    threads: str | int = "auto"
+    eval: EvalConfig = field(default_factory=EvalConfig)
     overrides: tuple[str, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -171,6 +228,18 @@ class RunConfig:
             raise ConfigError(f"expected latency_batch >= 1, got {self.latency_batch!r}")
         if not isinstance(self.latency_repeats, int) or self.latency_repeats < 1:
             raise ConfigError(f"expected latency_repeats >= 1, got {self.latency_repeats!r}")
+        if self.channels_last not in ("auto", True, False):
+            raise ConfigError(
+                f"expected channels_last to be one of auto, true, false, got {self.channels_last!r}"
+            )
+        if self.threads != "auto" and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ConfigError(
+                f"expected threads to be auto or an integer >= 1, got {self.threads!r}"
+            )
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"expected compile to be true or false, got {self.compile!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -184,13 +253,15 @@ class RunConfig:
             raise ConfigError(
                 f"unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
             )
-        scalars = {k: d[k] for k in known - {"pool", "head", "model", "data", "train"} if k in d}
+        nested = {"pool", "head", "model", "data", "train", "eval"}
+        scalars = {k: d[k] for k in known - nested if k in d}
         return cls(
             pool=PoolSpec.from_dict(d["pool"], "pool"),
             head=PoolSpec.from_dict(d["head"], "head"),
             model=ComponentSpec.from_dict(d["model"], "model"),
             data=ComponentSpec.from_dict(d["data"], "data"),
             train=TrainConfig.from_dict(dict(d["train"])),
+            eval=EvalConfig.from_dict(d.get("eval")),
             overrides=tuple(overrides),
             identity=identity_of(d),
             **scalars,

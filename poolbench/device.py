@@ -67,3 +67,13 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def resolve_channels_last(setting: str | bool, device: torch.device, precision: Precision) -> bool:
+    """``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
+    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on this 2-core CPU a bf16
+    training step of the default model ran about 1.5x faster in NHWC, while fp32 ran slower).
+    See benchmarks/train_speed.py."""
+    if setting == "auto":
+        return precision.dtype is not None
+    return bool(setting)

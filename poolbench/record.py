@@ -2,6 +2,8 @@
 
 The record's keys are the CSV columns of ``poolbench report`` (same names). ``RECORD_FIELDS``
 lists the ones every record has; later features add keys, and reports keep unknown ones.
+The invariance fields named by the ``eval`` config (``acc_shift_<k>``, ``acc_res_<size>``,
+see :func:`poolbench.invariance.metric_names`) follow the fixed ones.
 """
 
 from __future__ import annotations
@@ -33,13 +35,27 @@ RECORD_FIELDS = (
     "test_top5",
     "train_loss",
     "params",
+    "flops",
+    "macs",
+    "pool_flops",
+    "activations",
+    "pool_params",
     "latency_ms",
+    "latency_iqr_ms",
     "latency_batch",
+    "latency_ms_b1",
+    "latency_b1_iqr_ms",
     "throughput_img_s",
     "train_time_s",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "shift_consistency",
+    "acc_rot",
     "device",
     "dtype",
     "threads",
+    "channels_last",
+    "compile",
     "torch_version",
     "poolbench_version",
     "git_sha",

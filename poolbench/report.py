@@ -8,6 +8,7 @@ metrics (failed runs are counted, not averaged).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,10 +24,19 @@ METRICS = [
     "test_top5",
     "train_loss",
     "latency_ms",
+    "latency_ms_b1",
     "throughput_img_s",
     "train_time_s",
+    "peak_mem_mb",
     "params",
+    "flops",
+    "pool_flops",
+    "activations",
+    "shift_consistency",
+    "acc_rot",
 ]
+# Invariance fields named by the eval config: acc_shift_<k>, acc_res_<size>.
+INVARIANCE_PATTERN = re.compile(r"acc_(shift|res)_\d+")
 
 
 def find_records(dirs: Iterable[Path]) -> list[Path]:
@@ -72,6 +82,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     keys = _group_columns(df)
     labels = [c for c in LABELS if c in df.columns]
     metrics = [m for m in METRICS if m in df.columns]
+    metrics += [c for c in df.columns if INVARIANCE_PATTERN.fullmatch(c)]
     ok = df["status"].eq("ok")
     rows = []
     for _, group in df.groupby(keys, dropna=False, sort=False):

@@ -16,13 +16,15 @@ import torch
 
 import poolbench
 from poolbench.config import RunConfig
+from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, dataset_input_shape
-from poolbench.device import resolve_device, resolve_precision
+from poolbench.device import resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
-from poolbench.measure import inference_latency
+from poolbench.invariance import invariance_metrics, metric_names
+from poolbench.measure import PeakMemory, inference_latency
 from poolbench.models import check_model, count_params, create_model, summarize_model
 from poolbench.pooling import pool_entry
-from poolbench.record import git_sha, write_record
+from poolbench.record import RECORD_FIELDS, git_sha, write_record
 from poolbench.train import seed_everything, train
 
 log = logging.getLogger("poolbench")
@@ -69,7 +71,9 @@ def validate(cfg: RunConfig) -> None:
 
 
 def base_record(cfg: RunConfig) -> dict[str, Any]:
-    return {
+    # Every field present from the start, so that a failed run's record has the same columns.
+    record: dict[str, Any] = dict.fromkeys((*RECORD_FIELDS, *metric_names(cfg.eval)))
+    return record | {
         "run_id": cfg.run_id,
         "run_name": cfg.run_name,
         "status": "running",
@@ -94,6 +98,8 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "device": None,
         "dtype": None,
         "threads": torch.get_num_threads(),
+        "channels_last": None,
+        "compile": cfg.compile,
         "torch_version": torch.__version__,
         "poolbench_version": poolbench.__version__,
         "git_sha": git_sha(),
@@ -122,32 +128,64 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
 def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if cfg.threads != "auto":
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
     data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
     model = build_model(cfg, data.num_classes, data.in_channels).to(device)
-    stages = check_model(model, data.input_shape)
-    for s in stages:
-        log.info("  %-24s %-14s %s -> %s", s.name, s.layer, s.input_shape, s.output_shape)
+    check_model(model, data.input_shape)
     log_model_summary(model, data.input_shape)
 
-    result = train(
-        model, data, cfg.train, device, precision, cfg.seed, title=cfg.run_name, live=live
-    )
+    cost = model_cost(model, data.input_shape)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # The compiled wrapper shares the weights; invariance tests use the plain module, whose
+    # many input sizes would each trigger a recompilation.
+    fast = torch.compile(model) if cfg.compile else model
+
+    with PeakMemory(device) as peak:
+        result = train(
+            fast,
+            data,
+            cfg.train,
+            device,
+            precision,
+            cfg.seed,
+            title=cfg.run_name,
+            live=live,
+            channels_last=channels_last,
+        )
+    timing = {"device": device, "precision": precision, "channels_last": channels_last}
     latency_ms, latency_iqr_ms = inference_latency(
-        model, data.input_shape, cfg.latency_batch, device, precision, repeats=cfg.latency_repeats
+        fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
+    )
+    latency_ms_b1, latency_b1_iqr_ms = inference_latency(
+        fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
+    )
+    invariance = invariance_metrics(
+        model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
     )
     return {
         "test_acc": result.test_acc,
         "test_top5": result.test_top5,
         "train_loss": result.train_loss,
         "params": count_params(model),
+        **cost.as_record(),
         "latency_ms": latency_ms,
         "latency_iqr_ms": latency_iqr_ms,
+        "latency_ms_b1": latency_ms_b1,
+        "latency_b1_iqr_ms": latency_b1_iqr_ms,
         "throughput_img_s": result.throughput_img_s,
         "train_time_s": result.train_time_s,
         "val_acc": result.val_acc,
         "best_epoch": result.best_epoch,
+        "peak_mem_mb": peak.mb,
+        "peak_mem_kind": peak.kind,
+        **invariance,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": precision.name,
+        "threads": torch.get_num_threads(),
+        "channels_last": channels_last,
     }

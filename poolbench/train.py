@@ -77,6 +77,7 @@ def evaluate(
     precision: Precision,
     batch_size: int = 512,
     split: str = "test",
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (0-1) on the ``test`` (or ``val``) split."""
     was_training = model.training
@@ -84,6 +85,8 @@ def evaluate(
     correct1 = correct5 = total = 0
     batches = data.val_batches(batch_size) if split == "val" else data.test_batches(batch_size)
     for x, y in batches:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with precision.autocast(device):
             logits = model(x)
         k = min(5, logits.shape[1])
@@ -104,12 +107,16 @@ def train(
     seed: int,
     title: str = "run",
     live: bool | None = None,
+    channels_last: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split.
 
     With ``cfg.val_fraction`` a validation split is carved from the training images first
     (seeded by ``seed``); every ``cfg.eval_every`` epochs the model is scored on it, and with
     ``cfg.select=best_val`` the best-scoring epoch's weights are restored before the one test.
+
+    ``channels_last``: feed the batches in NHWC memory order (the model should be converted
+    too); it pays off with bf16 on CPU (see ``resolve_channels_last``).
     """
     if cfg.val_fraction > 0:
         data.split_validation(cfg.val_fraction, seed)
@@ -132,6 +139,8 @@ def train(
             loss_sum = torch.zeros((), device=device)
             batches = 0
             for batch, (x, y) in enumerate(data.train_batches(cfg.batch_size, generator), 1):
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with precision.autocast(device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -153,7 +162,9 @@ def train(
                 raise TrainingDiverged(f"training loss is {epoch_loss} at epoch {epoch}")
             val_acc = None
             if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                val_acc, _ = evaluate(model, data, device, precision, split="val")
+                val_acc, _ = evaluate(
+                    model, data, device, precision, split="val", channels_last=channels_last
+                )
                 history.append({"epoch": epoch, "train_loss": epoch_loss, "val_acc": val_acc})
                 if cfg.select == "best_val" and (best is None or val_acc > best[0]):
                     best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
@@ -167,8 +178,10 @@ def train(
     if cfg.val_fraction > 0:
         final_val = next((h["val_acc"] for h in history if h["epoch"] == best_epoch), None)
         if final_val is None:
-            final_val, _ = evaluate(model, data, device, precision, split="val")
-    test_acc, test_top5 = evaluate(model, data, device, precision)
+            final_val, _ = evaluate(
+                model, data, device, precision, split="val", channels_last=channels_last
+            )
+    test_acc, test_top5 = evaluate(model, data, device, precision, channels_last=channels_last)
     return TrainResult(
         train_loss=epoch_loss,
         test_acc=test_acc,

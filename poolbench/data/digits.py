@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from poolbench.cache import cached_tensors
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
 from poolbench.errors import ConfigError
@@ -30,9 +31,6 @@ def digits(
     crop_pad: int = 1,
 ) -> InMemoryDataset:
     """Load the digits, upsample to ``image_size`` and split them."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     if not isinstance(image_size, int) or image_size < 8:
         raise ConfigError(f"digits: expected image_size to be an integer >= 8, got {image_size!r}")
     if not 0 < test_fraction < 1:
@@ -40,20 +38,13 @@ def digits(
     if not isinstance(crop_pad, int) or crop_pad < 0:
         raise ConfigError(f"digits: expected crop_pad to be an integer >= 0, got {crop_pad!r}")
 
-    raw = load_digits()
-    images = torch.from_numpy(raw.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    key = f"digits-v1-{test_fraction}-{split_seed}"
+    raw = cached_tensors(key, lambda: _load_and_split(test_fraction, split_seed))
+    images = raw["images"].float().div(16.0).unsqueeze(1)  # (N, 1, 8, 8)
     if image_size != 8:
         images = F.interpolate(images, size=image_size, mode="bilinear", align_corners=False)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    labels = torch.from_numpy(raw.target.astype(np.int64))
-
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)),
-        test_size=test_fraction,
-        random_state=split_seed,
-        stratify=raw.target,
-    )
-    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    labels, train_idx, test_idx = raw["labels"], raw["train_idx"], raw["test_idx"]
     train_x = images[train_idx]
     mean = float(train_x.float().mean())
     std = float(train_x.float().std())
@@ -69,3 +60,24 @@ def digits(
         flip=False,  # digits are not mirror-symmetric
         crop_pad=crop_pad,
     )
+
+
+def _load_and_split(test_fraction: float, split_seed: int) -> dict[str, torch.Tensor]:
+    """The raw 8x8 images (0-16), labels and a stratified split (cached: sklearn is slow to
+    import)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    raw = load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(raw.target)),
+        test_size=test_fraction,
+        random_state=split_seed,
+        stratify=raw.target,
+    )
+    return {
+        "images": torch.from_numpy(raw.images.astype(np.uint8)),
+        "labels": torch.from_numpy(raw.target.astype(np.int64)),
+        "train_idx": torch.from_numpy(train_idx),
+        "test_idx": torch.from_numpy(test_idx),
+    }
