@@ -26,8 +26,16 @@ log = logging.getLogger("poolbench")
 class RunProgress:
     """Context manager fed by the training loop."""
 
-    def __init__(self, title: str, epochs: int, steps_per_epoch: int, live: bool | None = None):
+    def __init__(
+        self,
+        title: str,
+        epochs: int,
+        steps_per_epoch: int,
+        live: bool | None = None,
+        done: int = 0,
+    ):
         self.title = title
+        self.done = done  # epochs restored from a checkpoint
         self.epochs = epochs
         self.steps = steps_per_epoch
         self.live = sys.stdout.isatty() if live is None else live
@@ -49,8 +57,13 @@ class RunProgress:
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                self.title, total=self.epochs * self.steps, status=""
+                self.title,
+                total=self.epochs * self.steps,
+                completed=self.done * self.steps,
+                status="",
             )
+        if self.done:
+            log.info("%s resumed after epoch %d/%d", self.title, self.done, self.epochs)
         return self
 
     def step(self, epoch: int, batch: int, loss: float, img_s: float) -> None:

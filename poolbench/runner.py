@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import poolbench
+from poolbench.checkpoint import Checkpoint
 from poolbench.config import RunConfig
 from poolbench.data import create_dataset, dataset_input_shape
 from poolbench.device import resolve_device, resolve_precision
@@ -22,7 +23,7 @@ from poolbench.errors import PoolbenchError
 from poolbench.measure import inference_latency
 from poolbench.models import check_model, count_params, create_model
 from poolbench.pooling import pool_entry
-from poolbench.record import git_sha, write_record
+from poolbench.record import RECORD_NAME, git_sha, read_ok_record, write_record
 from poolbench.train import seed_everything, train
 
 log = logging.getLogger("poolbench")
@@ -67,6 +68,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "data": cfg.data.name,
         "seed": cfg.seed,
         "epochs": cfg.train.epochs,
+        "failed_epoch": None,
         "test_acc": None,
         "test_top5": None,
         "train_loss": None,
@@ -87,11 +89,25 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
 
 
 def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str, Any]:
-    """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``)."""
+    """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``).
+
+    A run whose record in ``run_dir`` already says ``ok`` is skipped (its record is returned)
+    unless ``cfg.rerun``. Otherwise training resumes from ``run_dir``'s checkpoint when there is
+    one (``rerun`` starts afresh). A failure is recorded with the epoch it happened in; Ctrl-C
+    (KeyboardInterrupt) propagates with the last checkpoint kept and no record written.
+    """
     run_dir = Path(run_dir)
+    if not cfg.rerun:
+        done = read_ok_record(run_dir / RECORD_NAME)
+        if done is not None:
+            log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
+            return done
     record = base_record(cfg)
+    checkpoint = Checkpoint(run_dir, cfg.run_id)
+    if cfg.rerun:
+        checkpoint.remove()
     try:
-        record.update(_train_and_measure(cfg, live))
+        record.update(_train_and_measure(cfg, live, checkpoint))
         record["status"] = "ok"
     except PoolbenchError as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -99,11 +115,21 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
     except Exception as err:  # a bug or a numerical failure: keep the traceback in the log
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc())
+    except KeyboardInterrupt:
+        where = f" after epoch {checkpoint.epoch}" if checkpoint.exists() else ""
+        log.warning("%s interrupted; checkpoint kept%s", cfg.run_name, where)
+        raise
+    if record["status"] == "failed":
+        record["failed_epoch"] = checkpoint.running
     write_record(run_dir, record)
+    if record["status"] == "ok" and not cfg.keep_checkpoint:
+        checkpoint.remove()
     return record
 
 
-def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
+def _train_and_measure(
+    cfg: RunConfig, live: bool | None, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
@@ -115,7 +141,15 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
         log.info("  %-24s %-14s %s -> %s", s.name, s.layer, s.input_shape, s.output_shape)
 
     result = train(
-        model, data, cfg.train, device, precision, cfg.seed, title=cfg.run_name, live=live
+        model,
+        data,
+        cfg.train,
+        device,
+        precision,
+        cfg.seed,
+        title=cfg.run_name,
+        live=live,
+        checkpoint=checkpoint,
     )
     latency_ms, latency_iqr_ms = inference_latency(
         model, data.input_shape, cfg.latency_batch, device, precision, repeats=cfg.latency_repeats

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from poolbench.checkpoint import Checkpoint
 from poolbench.config import TrainConfig
 from poolbench.data.memory import InMemoryDataset
 from poolbench.device import Precision, synchronize
@@ -95,8 +96,12 @@ def train(
     seed: int,
     title: str = "run",
     live: bool | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split."""
+    """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split.
+
+    With ``checkpoint``, training resumes after its last saved epoch and saves after each one.
+    """
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(model, cfg)
     steps = data.steps_per_epoch(cfg.batch_size)
@@ -104,11 +109,16 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     model.train()
-    images = 0
-    train_seconds = 0.0
-    epoch_loss = math.nan
-    with RunProgress(title, cfg.epochs, steps, live=live) as progress:
-        for epoch in range(1, cfg.epochs + 1):
+    totals = {"images": 0, "train_seconds": 0.0, "epoch_loss": math.nan}
+    stateful = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
+    if checkpoint is not None:
+        totals = checkpoint.restore(stateful, generator) or totals
+    first_epoch = checkpoint.epoch + 1 if checkpoint is not None else 1
+    images, train_seconds, epoch_loss = totals.values()
+    with RunProgress(title, cfg.epochs, steps, live=live, done=first_epoch - 1) as progress:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            if checkpoint is not None:
+                checkpoint.running = epoch
             synchronize(device)
             start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
@@ -133,6 +143,13 @@ def train(
             epoch_loss = (loss_sum / max(batches, 1)).item()
             if not math.isfinite(epoch_loss):
                 raise TrainingDiverged(f"training loss is {epoch_loss} at epoch {epoch}")
+            if checkpoint is not None:
+                totals = {
+                    "images": images,
+                    "train_seconds": train_seconds,
+                    "epoch_loss": epoch_loss,
+                }
+                checkpoint.save(epoch, stateful, generator, totals)
             progress.epoch_end(epoch, epoch_loss, None, images / max(train_seconds, 1e-9))
 
     test_acc, test_top5 = evaluate(model, data, device, precision)
