@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -30,6 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILED_RUNS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def one_line_errors(fn: F) -> F:
@@ -73,6 +73,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.hydra_app import launch, plan
+    from poolbench.sweep import run_plan
 
     overrides = list(overrides or [])
     if not overrides and not multirun and cfg is None:
@@ -84,16 +85,19 @@ def run(
     n = len(the_plan.runs)
     if the_plan.multirun:
         console.print(f"poolbench: sweep of {n} run{'s' * (n != 1)}", highlight=False)
-    start = time.time()
-    sweep_dir = the_plan.results_dir / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
-    extra = [f"hydra.sweep.dir={sweep_dir}"] if the_plan.multirun else []
     try:
-        launch(overrides + extra, the_plan.multirun)
+        outcome = run_plan(the_plan, overrides)
     except SystemExit as exc:  # Hydra reports its own errors and exits
         raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
-    records = tables.collect(the_plan)
-    failed = tables.print_outcome(console, records, the_plan, sweep_dir, time.time() - start)
-    if failed:
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: finished runs and the current run's checkpoint are kept; "
+            "run the same command again to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if tables.print_outcome(console, outcome, the_plan):
         raise typer.Exit(EXIT_FAILED_RUNS)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -11,29 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from poolbench.hydra_app import Plan
-from poolbench.record import RECORD_NAME, atomic_write_text, read_record
-
-
-def collect(plan: Plan) -> list[dict[str, Any]]:
-    """The record of every planned run (a run that left none is reported as missing)."""
-    records = []
-    for run in plan.runs:
-        path = plan.run_dir(run) / RECORD_NAME
-        if path.is_file():
-            records.append(read_record(path))
-        else:
-            records.append(
-                {
-                    "run_name": run.run_name,
-                    "pool": run.pool.name,
-                    "head": run.head.name,
-                    "model": run.model.name,
-                    "seed": run.seed,
-                    "status": "missing",
-                    "error": f"no {RECORD_NAME} in {path.parent}",
-                }
-            )
-    return records
+from poolbench.record import atomic_write_text
+from poolbench.sweep import SweepOutcome
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -42,18 +20,18 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-def print_outcome(
-    console: Console, records: list[dict[str, Any]], plan: Plan, sweep_dir: Path, seconds: float
-) -> int:
-    """One-line summary per run, and for a sweep a table and its CSV. Returns failures."""
-    failed = [r for r in records if r.get("status") != "ok"]
+def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
+    """One line for a single run; for a sweep a table, its CSV and the counts. Returns the
+    number of runs that failed (or left no record)."""
+    records, failed = outcome.records, outcome.failed
     if not plan.multirun:
         r = records[0]
         if r.get("status") == "ok":
+            skipped = " (already ok: skipped; rerun=true runs it again)" * bool(outcome.skipped)
             console.print(
                 f"{r['run_name']}: test_acc {r['test_acc']:.4f}, latency {r['latency_ms']:.2f} ms "
                 f"(batch {r['latency_batch']}), {r['params']:,} params, "
-                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}",
+                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}{skipped}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -61,12 +39,17 @@ def print_outcome(
             console.print(f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}")
         return len(failed)
 
-    table = Table(title=f"poolbench sweep: {len(records)} runs in {seconds:.0f} s")
+    table = Table(title=f"poolbench sweep: {len(records)} runs in {outcome.seconds:.0f} s")
     for col in ("pool", "head", "model", "seed", "test_acc", "latency_ms", "params", "status"):
         table.add_column(
             col, justify="right" if col in ("test_acc", "latency_ms", "params", "seed") else "left"
         )
     for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
+        status = r.get("status", "?")
+        if status != "ok":
+            status = f"[red]{status}[/red]"
+        elif r.get("run_name") in outcome.skipped:
+            status = "skipped"
         table.add_row(
             str(r.get("pool")),
             str(r.get("head")),
@@ -75,16 +58,24 @@ def print_outcome(
             _fmt(r.get("test_acc"), ".4f"),
             _fmt(r.get("latency_ms"), ".2f"),
             _fmt(r.get("params"), ","),
-            r.get("status", "?") if r.get("status") == "ok" else f"[red]{r.get('status')}[/red]",
+            status,
         )
     console.print(table)
-    csv_path = sweep_dir / "summary.csv"
+    assert outcome.sweep_dir is not None
+    csv_path = outcome.sweep_dir / "summary.csv"
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
-    summary = f"{len(records) - len(failed)} ok, {len(failed)} failed; table: {csv_path}"
+    ok = len(records) - len(failed)
+    summary = (
+        f"{ok} ok ({ok - len(outcome.skipped)} ran, {len(outcome.skipped)} skipped: already ok), "
+        f"{len(failed)} failed; table: {csv_path}"
+    )
     console.print(summary, highlight=False, soft_wrap=True)
     for r in failed:
+        epoch = f" (epoch {r['failed_epoch']})" if r.get("failed_epoch") else ""
         console.print(
-            f"[red]failed[/red] {r['run_name']}: {r.get('error')}", highlight=False, soft_wrap=True
+            f"[red]{r.get('status')}[/red] {r['run_name']}{epoch}: {r.get('error')}",
+            highlight=False,
+            soft_wrap=True,
         )
     return len(failed)
 
