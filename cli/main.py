@@ -101,25 +101,46 @@ def run(
         raise typer.Exit(EXIT_FAILED_RUNS)
 
 
-@app.command(help="Collect run records into a CSV and a summary over seeds (CSV + Markdown).")
+class ReportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command(
+    help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI), "
+    "pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
+)
 @one_line_errors
 def report(
     dirs: list[Path] = typer.Argument(None, help="Directories to search for result.json."),
     output: Path = typer.Option(
-        Path("results/report.csv"), "-o", "--output", help="Per-run CSV; summaries go beside it."
+        Path("results/report.csv"), "-o", "--output", help="Per-run table; the rest goes beside it."
+    ),
+    fmt: ReportFormat = typer.Option(
+        ReportFormat.csv, "--format", help="Per-run table as csv or parquet (needs pyarrow)."
+    ),
+    pivot: str = typer.Option("pool,model", "--pivot", help="ROWS,COLUMNS of the pivot table."),
+    metric: str = typer.Option("test_acc", "--metric", help="Metric of the pivot and ranking."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="Two sweeps' directories A B: show B - A per config."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    from poolbench.report import load_records, summarize, write_report
+    from poolbench import report as rp
 
-    df = load_records(dirs or [Path("results")])
-    if df.empty:
-        raise PoolbenchError(
-            f"no run records (result.json) below {', '.join(map(str, dirs or ['results']))}"
-        )
-    paths = write_report(df, output)
-    tables.print_summary(console, summarize(df))
-    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if compare:
+        diff = rp.compare(rp.load_nonempty([compare[0]]), rp.load_nonempty([compare[1]]), metric)
+        path = output.with_name(f"{output.stem}_compare_{metric}.csv")
+        rp.atomic_write_text(path, diff.to_csv(index=False))
+        tables.print_compare(console, diff, metric, *compare)
+        console.print(f"wrote {path}", highlight=False)
+        return
+    rows, _, columns = pivot.partition(",")
+    df = rp.load_nonempty(dirs or [Path("results")])
+    paths = rp.write_report(df, output, fmt.value, (rows, columns or "model"), metric, plots)
+    tables.print_summary(console, rp.summarize(df))
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, soft_wrap=True)
 
 
 class ListWhat(str, Enum):

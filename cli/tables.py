@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -84,11 +85,11 @@ def print_summary(console: Console, summary: pd.DataFrame) -> None:
     if summary.empty:
         console.print("no runs")
         return
-    table = Table(title="summary over seeds (mean ± std, n)")
+    table = Table(title="summary over seeds (mean ± std, n; ci95: t-interval half-width)")
     cols = [c for c in ("data", "model", "pool", "head") if c in summary.columns]
     for c in cols:
         table.add_column(c)
-    for c in ("test_acc", "latency_ms", "params", "n", "failed"):
+    for c in ("test_acc", "ci95", "latency_ms", "params", "n", "failed"):
         table.add_column(c, justify="right")
     for _, row in summary.iterrows():
         acc = _fmt(row.get("test_acc_mean"), ".4f")
@@ -97,10 +98,30 @@ def print_summary(console: Console, summary: pd.DataFrame) -> None:
         table.add_row(
             *(str(row[c]) for c in cols),
             acc,
+            _fmt(row.get("test_acc_ci95"), ".4f"),
             _fmt(row.get("latency_ms_mean"), ".2f"),
             _fmt(row.get("params_mean"), ",.0f"),
             str(row["n"]),
             str(row["failed"]),
+        )
+    console.print(table)
+
+
+def print_compare(console: Console, diff: pd.DataFrame, metric: str, a: Path, b: Path) -> None:
+    table = Table(title=f"{metric}: B - A (A = {a}, B = {b})")
+    keys = [c for c in ("data", "model", "pool", "head") if c in diff.columns]
+    for c in keys:
+        table.add_column(c)
+    for c in ("A", "B", "B - A", "n A", "n B"):
+        table.add_column(c, justify="right")
+    for _, row in diff.iterrows():
+        table.add_row(
+            *(str(row[c]) for c in keys),
+            _fmt(row[f"{metric}_mean_a"], ".4f"),
+            _fmt(row[f"{metric}_mean_b"], ".4f"),
+            _fmt(row[f"{metric}_diff"], "+.4f"),
+            _fmt(row["n_a"], ".0f"),
+            _fmt(row["n_b"], ".0f"),
         )
     console.print(table)
 
