@@ -44,8 +44,6 @@ def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
 
 
 OmegaConf.register_new_resolver("pb_run_dir", _run_dir, replace=True)
-# ``configs/hydra/launcher/joblib.yaml``: one job per GPU, else one per two CPUs.
-OmegaConf.register_new_resolver("pb_parallel_jobs", default_parallel_jobs, replace=True)
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,7 @@ class Plan:
     runs: list[RunConfig]
     multirun: bool
     results_dir: Path
+    launcher_overrides: tuple[str, ...] = ()
 
     def run_dir(self, cfg: RunConfig) -> Path:
         return self.results_dir / "runs" / cfg.run_name
@@ -109,6 +108,7 @@ def plan(overrides: list[str], multirun: bool = False) -> Plan:
                 if not o.is_sweep_override()
             ]
             head = _compose(base_overrides, with_hydra=True)
+            launcher_overrides = _launcher_defaults(head.hydra.launcher, overrides)
             params = head.hydra.sweeper.get("params")
             sweeper_params = {} if params is None else dict(OmegaConf.to_container(params))
             sweep_args = len(base_overrides) != len(overrides)
@@ -131,7 +131,22 @@ def plan(overrides: list[str], multirun: bool = False) -> Plan:
             validate(run)
             checked.add(key)
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
-    return Plan(runs, multirun, results_dir)
+    return Plan(runs, multirun, results_dir, launcher_overrides)
+
+
+def _launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str, ...]:
+    """poolbench's defaults for a launcher plugin's settings the command line leaves alone.
+
+    joblib's own ``n_jobs=-1`` (one job per CPU) would put every job on every GPU; poolbench
+    runs one job per GPU, or one per two CPUs without GPUs (see ``default_parallel_jobs``).
+    Given as an override rather than a ``configs/hydra/launcher/joblib.yaml``, which Hydra would
+    merge with the plugin's schema of the same name through a deprecated path.
+    """
+    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return ()
+    if any(o.startswith(("hydra.launcher.n_jobs=", "++hydra.launcher.n_jobs=")) for o in overrides):
+        return ()
+    return (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
 
 
 # Set by ``launch`` for the jobs it starts (inherited by joblib and submitit worker processes).

@@ -80,5 +80,9 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         extra = [f"hydra.sweep.dir={sweep_dir}"]
         display = SweepProgress([plan.run_dir(r) for r in plan.runs], len(skipped), live=live)
     with display:
-        launch(overrides + extra, plan.multirun, sweep_size=len(plan.runs))
+        launch(
+            [*overrides, *plan.launcher_overrides, *extra],
+            plan.multirun,
+            sweep_size=len(plan.runs),
+        )
     return SweepOutcome(collect(plan), skipped, time.time() - start, sweep_dir)
