@@ -116,3 +116,25 @@ def test_sigkill_mid_run_then_resume_gives_identical_metrics(workdir: Path):
     killed = json.loads((run_dir / "result.json").read_text())
     (ref,) = (json.loads(p.read_text()) for p in Path("ref/runs").glob("*/result.json"))
     assert {k: killed[k] for k in SAME} == {k: ref[k] for k in SAME}
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_checkpoint_exits_130_and_rerun_resumes(workdir: Path):
+    args = ["-m", "pool=max,avg", "train.epochs=4", "device=cpu", *FAST[1:]]
+    proc = _poolbench(*args)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(Path("results/runs").glob(f"*/{CHECKPOINT_NAME}")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    assert proc.wait(timeout=60) == 130
+    (checkpoint,) = Path("results/runs").glob(f"*/{CHECKPOINT_NAME}")
+    assert not (checkpoint.parent / "result.json").exists()
+    assert not list(Path("results").rglob("*.tmp"))  # nothing half-written
+    epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert (
+        f"interrupted; checkpoint kept after epoch {epoch}"
+        in (checkpoint.parent / "poolbench.log").read_text()
+    )
+    assert _poolbench(*args).wait(timeout=600) == 0
+    assert f"resumed after epoch {epoch}/4" in (checkpoint.parent / "poolbench.log").read_text()
+    assert not checkpoint.exists()  # deleted after success
