@@ -67,8 +67,8 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
     ok = len(records) - len(failed)
     summary = (
-        f"{ok} ok ({ok - len(outcome.skipped)} ran, {len(outcome.skipped)} skipped: already ok), "
-        f"{len(failed)} failed; table: {csv_path}"
+        f"{ok} ok, {len(failed)} failed ({ok - len(outcome.skipped)} ran, "
+        f"{len(outcome.skipped)} skipped: already ok); table: {csv_path}"
     )
     console.print(summary, highlight=False, soft_wrap=True)
     for r in failed:

@@ -210,15 +210,16 @@ def table_text(
     metric: str,
     style: str,
     fmt: str = ".4f",
-    order: pd.Index | None = None,
+    mean_rank: pd.Series | None = None,
 ) -> str:
-    """``mean ± std`` cells, the best per column in bold, as ``markdown`` or ``latex``."""
+    """``mean ± std`` cells, the best per column in bold, as ``markdown`` or ``latex``; with
+    ``mean_rank`` (from :func:`ranking`), rows in its order and a ``mean rank`` column."""
     cells = _cells(mean, std, fmt)
     best = _best_mask(mean, metric)
-    if order is not None:
-        cells, best = cells.loc[order], best.loc[order]
+    if mean_rank is not None:
+        cells, best = cells.loc[mean_rank.index], best.loc[mean_rank.index]
     index_names = [str(n) for n in mean.index.names]
-    header = [*index_names, *map(str, mean.columns)]
+    header = [*index_names, *map(str, mean.columns)] + ["mean rank"] * (mean_rank is not None)
     rows = []
     for key, values in cells.iterrows():
         keys = key if isinstance(key, tuple) else (key,)
@@ -228,7 +229,8 @@ def table_text(
             else (v if style == "markdown" else _latex_escape(v))
             for v, is_best in zip(values, best.loc[key], strict=True)
         ]
-        rows.append([*(str(k) for k in keys), *marked])
+        rank = [] if mean_rank is None else [f"{mean_rank.loc[key]:.2f}"]
+        rows.append([*(str(k) for k in keys), *marked, *rank])
     if style == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -237,7 +239,7 @@ def table_text(
             "\n".join(lines)
             + f"\n\n{metric}: mean ± std over seeds; bold: best per column ({note} is better)\n"
         )
-    spec = "l" * len(index_names) + "r" * len(mean.columns)
+    spec = "l" * len(index_names) + "r" * (len(header) - len(index_names))
     lines = [
         f"\\begin{{tabular}}{{{spec}}}",
         "\\toprule",
@@ -379,8 +381,14 @@ def write_report(
     write(f"pivot_{metric}.tex", table_text(mean, std, metric, "latex"))
     ranks = ranking(mean, metric)
     write(f"ranking_{metric}.csv", ranks.to_csv())
-    write(f"ranking_{metric}.md", table_text(mean, std, metric, "markdown", order=ranks.index))
-    write(f"ranking_{metric}.tex", table_text(mean, std, metric, "latex", order=ranks.index))
+    write(
+        f"ranking_{metric}.md",
+        table_text(mean, std, metric, "markdown", mean_rank=ranks["mean_rank"]),
+    )
+    write(
+        f"ranking_{metric}.tex",
+        table_text(mean, std, metric, "latex", mean_rank=ranks["mean_rank"]),
+    )
     if plots:
         paths += write_plots(summary, out)
     return paths

@@ -34,7 +34,7 @@ def test_joblib_sweep_splits_threads_and_logs_each_run(workdir: Path):
     result = invoke("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                     "pool=max,avg", *FAST)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "2 ok (2 ran, 0 skipped" in result.output
+    assert "2 ok, 0 failed (2 ran, 0 skipped" in result.output
     runs = records()
     assert sorted(r["pool"] for r in runs) == ["avg", "max"]
     assert all(r["status"] == "ok" for r in runs)
@@ -53,11 +53,11 @@ def test_forced_nan_run_fails_while_siblings_succeed(workdir: Path):
     failed = by_lr[1e12]
     assert failed["status"] == "failed" and failed["failed_epoch"] == 1
     assert failed["error"].startswith("TrainingDiverged: training loss is nan")
-    assert "1 ok (1 ran, 0 skipped: already ok), 1 failed" in result.output
+    assert "1 ok, 1 failed (1 ran, 0 skipped: already ok)" in result.output
     assert f"failed {failed['run_name']} (epoch 1): TrainingDiverged" in result.output
     # re-running retries the failed run only
     again = invoke("run", "-m", "train.lr=0.05,1e12", "train.schedule=constant", *FAST)
-    assert "1 ok (0 ran, 1 skipped: already ok), 1 failed" in again.output
+    assert "1 ok, 1 failed (0 ran, 1 skipped: already ok)" in again.output
 
 
 @pytest.mark.slow
@@ -91,7 +91,7 @@ def test_killed_sweep_rerun_finishes_every_run_exactly_once(workdir: Path):
 
     rerun = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"4 ok ({4 - len(before)} ran, {len(before)} skipped" in rerun.stdout
+    assert f"4 ok, 0 failed ({4 - len(before)} ran, {len(before)} skipped" in rerun.stdout
     for path, mtime in before.items():  # finished runs were not run again
         assert path.stat().st_mtime_ns == mtime
     assert invoke("report", "results", "-o", "rep.csv", "--no-plots").exit_code == 0
