@@ -20,7 +20,7 @@ from poolbench.runner import execute
 from tests.conftest import FAST
 
 SAME = ("test_acc", "test_top5", "train_loss", "params")
-RUN = ["pool=max", *FAST, "train.epochs=3", "device=cpu"]
+RUN = ["pool=max", *FAST, "train.epochs=2", "device=cpu"]
 
 
 def _config(*extra: str):
@@ -37,14 +37,14 @@ def test_interrupted_run_resumes_to_identical_metrics(workdir: Path, monkeypatch
 
     def save_then_interrupt(self, epoch, *args, **kwargs):
         save(self, epoch, *args, **kwargs)
-        if epoch == 2:
+        if epoch == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         execute(cfg, workdir / "b", live=False)
     assert not (workdir / "b" / "result.json").exists()
-    assert torch.load(workdir / "b" / CHECKPOINT_NAME, weights_only=False)["epoch"] == 2
+    assert torch.load(workdir / "b" / CHECKPOINT_NAME, weights_only=False)["epoch"] == 1
     assert [p.name for p in (workdir / "b").iterdir()] == [CHECKPOINT_NAME]  # no temp files
 
     monkeypatch.setattr(Checkpoint, "save", save)

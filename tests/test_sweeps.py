@@ -114,3 +114,21 @@ def test_joblib_defaults_to_one_job_per_gpu_or_two_cpus():
     assert default == (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
     assert plan(["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]).launcher_overrides == ()
     assert plan(["pool=max,avg"]).launcher_overrides == ()
+
+
+@pytest.mark.parametrize(
+    ("preset", "gpus", "cpus"),
+    [("slurm_gpu", 1, 8), ("slurm_cpu", 0, 4), ("submitit_local", None, None)],
+)
+def test_launcher_presets_extend_the_plugin_configs(preset: str, gpus, cpus):
+    from hydra import compose, initialize_config_dir
+
+    from poolbench.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        launcher = compose(
+            "config", overrides=[f"hydra/launcher={preset}"], return_hydra_config=True
+        ).hydra.launcher
+    assert launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher.")
+    assert launcher.gpus_per_node == gpus and launcher.cpus_per_task == cpus
+    assert launcher.timeout_min > 0 and "partition" in launcher or preset == "submitit_local"
