@@ -67,7 +67,7 @@ class Checkpoint:
         epoch: int,
         objects: dict[str, Stateful],
         generator: torch.Generator,
-        totals: dict[str, float],
+        totals: dict[str, Any],
     ) -> None:
         """Write the state after ``epoch`` atomically (temporary file + rename)."""
         state = {
@@ -92,7 +92,7 @@ class Checkpoint:
 
     def restore(
         self, objects: dict[str, Stateful], generator: torch.Generator
-    ) -> dict[str, float] | None:
+    ) -> dict[str, Any] | None:
         """Load the saved state into ``objects`` and the RNGs; return the saved totals.
 
         None when there is no checkpoint, or when it belongs to another config (a stale file

@@ -109,12 +109,14 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     model.train()
+    # The loop's running state; everything in it goes into each checkpoint (any picklable value).
     totals = {"images": 0, "train_seconds": 0.0, "epoch_loss": math.nan}
     stateful = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
     if checkpoint is not None:
         totals = checkpoint.restore(stateful, generator) or totals
     first_epoch = checkpoint.epoch + 1 if checkpoint is not None else 1
-    images, train_seconds, epoch_loss = totals.values()
+    images, train_seconds = totals["images"], totals["train_seconds"]
+    epoch_loss = totals["epoch_loss"]
     with RunProgress(title, cfg.epochs, steps, live=live, done=first_epoch - 1) as progress:
         for epoch in range(first_epoch, cfg.epochs + 1):
             if checkpoint is not None:
