@@ -315,8 +315,9 @@ def write_plots(summary: pd.DataFrame, out: Path) -> list[Path]:
     positions = range(len(ok))
     ax.bar(positions, ok["test_acc_mean"], yerr=ok["test_acc_std"].fillna(0), capsize=3)
     ax.set_xticks(list(positions), names, rotation=45, ha="right", fontsize=8)
-    low = (ok["test_acc_mean"] - ok["test_acc_std"].fillna(0)).min()
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, ok["test_acc_mean"].max() + 0.05) + 0.01)
+    spread = ok["test_acc_std"].fillna(0)
+    low, high = (ok["test_acc_mean"] - spread).min(), (ok["test_acc_mean"] + spread).max()
+    ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.02) + 0.01)  # whole error bars shown
     ax.set_ylabel("test accuracy (mean ± std over seeds)")
     save(fig, "acc_per_pool")
     return paths
