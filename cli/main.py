@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -30,6 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILED_RUNS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def one_line_errors(fn: F) -> F:
@@ -73,6 +73,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.hydra_app import launch, plan
+    from poolbench.sweep import run_plan
 
     overrides = list(overrides or [])
     if not overrides and not multirun and cfg is None:
@@ -84,38 +85,62 @@ def run(
     n = len(the_plan.runs)
     if the_plan.multirun:
         console.print(f"poolbench: sweep of {n} run{'s' * (n != 1)}", highlight=False)
-    start = time.time()
-    sweep_dir = the_plan.results_dir / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
-    extra = [f"hydra.sweep.dir={sweep_dir}"] if the_plan.multirun else []
     try:
-        launch(overrides + extra, the_plan.multirun)
+        outcome = run_plan(the_plan, overrides)
     except SystemExit as exc:  # Hydra reports its own errors and exits
         raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
-    records = tables.collect(the_plan)
-    failed = tables.print_outcome(console, records, the_plan, sweep_dir, time.time() - start)
-    if failed:
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: finished runs and the current run's checkpoint are kept; "
+            "run the same command again to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if tables.print_outcome(console, outcome, the_plan):
         raise typer.Exit(EXIT_FAILED_RUNS)
 
 
-@app.command(help="Collect run records into a CSV and a summary over seeds (CSV + Markdown).")
+class ReportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command(
+    help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI), "
+    "pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
+)
 @one_line_errors
 def report(
     dirs: list[Path] = typer.Argument(None, help="Directories to search for result.json."),
     output: Path = typer.Option(
-        Path("results/report.csv"), "-o", "--output", help="Per-run CSV; summaries go beside it."
+        Path("results/report.csv"), "-o", "--output", help="Per-run table; the rest goes beside it."
+    ),
+    fmt: ReportFormat = typer.Option(
+        ReportFormat.csv, "--format", help="Per-run table as csv or parquet (needs pyarrow)."
+    ),
+    pivot: str = typer.Option("pool,model", "--pivot", help="ROWS,COLUMNS of the pivot table."),
+    metric: str = typer.Option("test_acc", "--metric", help="Metric of the pivot and ranking."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="Two sweeps' directories A B: show B - A per config."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    from poolbench.report import load_records, summarize, write_report
+    from poolbench import report as rp
 
-    df = load_records(dirs or [Path("results")])
-    if df.empty:
-        raise PoolbenchError(
-            f"no run records (result.json) below {', '.join(map(str, dirs or ['results']))}"
-        )
-    paths = write_report(df, output)
-    tables.print_summary(console, summarize(df))
-    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if compare:
+        diff = rp.compare(rp.load_nonempty([compare[0]]), rp.load_nonempty([compare[1]]), metric)
+        path = output.with_name(f"{output.stem}_compare_{metric}.csv")
+        rp.atomic_write_text(path, diff.to_csv(index=False))
+        tables.print_compare(console, diff, metric, *compare)
+        console.print(f"wrote {path}", highlight=False)
+        return
+    rows, _, columns = pivot.partition(",")
+    df = rp.load_nonempty(dirs or [Path("results")])
+    paths = rp.write_report(df, output, fmt.value, (rows, columns or "model"), metric, plots)
+    tables.print_summary(console, rp.summarize(df))
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, soft_wrap=True)
 
 
 class ListWhat(str, Enum):

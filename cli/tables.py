@@ -10,32 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from poolbench.hydra_app import Plan
-from poolbench.record import RECORD_NAME, atomic_write_text, read_record
+from poolbench.record import atomic_write_text
+from poolbench.sweep import SweepOutcome
 
 if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only after the runs, not before the first
     import pandas as pd
-
-
-def collect(plan: Plan) -> list[dict[str, Any]]:
-    """The record of every planned run (a run that left none is reported as missing)."""
-    records = []
-    for run in plan.runs:
-        path = plan.run_dir(run) / RECORD_NAME
-        if path.is_file():
-            records.append(read_record(path))
-        else:
-            records.append(
-                {
-                    "run_name": run.run_name,
-                    "pool": run.pool.name,
-                    "head": run.head.name,
-                    "model": run.model.name,
-                    "seed": run.seed,
-                    "status": "missing",
-                    "error": f"no {RECORD_NAME} in {path.parent}",
-                }
-            )
-    return records
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -44,18 +23,18 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-def print_outcome(
-    console: Console, records: list[dict[str, Any]], plan: Plan, sweep_dir: Path, seconds: float
-) -> int:
-    """One-line summary per run, and for a sweep a table and its CSV. Returns failures."""
-    failed = [r for r in records if r.get("status") != "ok"]
+def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
+    """One line for a single run; for a sweep a table, its CSV and the counts. Returns the
+    number of runs that failed (or left no record)."""
+    records, failed = outcome.records, outcome.failed
     if not plan.multirun:
         r = records[0]
         if r.get("status") == "ok":
+            skipped = " (already ok: skipped; rerun=true runs it again)" * bool(outcome.skipped)
             console.print(
                 f"{r['run_name']}: test_acc {r['test_acc']:.4f}, latency {r['latency_ms']:.2f} ms "
                 f"(batch {r['latency_batch']}), {r['params']:,} params, "
-                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}",
+                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}{skipped}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -63,12 +42,17 @@ def print_outcome(
             console.print(f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}")
         return len(failed)
 
-    table = Table(title=f"poolbench sweep: {len(records)} runs in {seconds:.0f} s")
+    table = Table(title=f"poolbench sweep: {len(records)} runs in {outcome.seconds:.0f} s")
     for col in ("pool", "head", "model", "seed", "test_acc", "latency_ms", "params", "status"):
         table.add_column(
             col, justify="right" if col in ("test_acc", "latency_ms", "params", "seed") else "left"
         )
     for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
+        status = r.get("status", "?")
+        if status != "ok":
+            status = f"[red]{status}[/red]"
+        elif r.get("run_name") in outcome.skipped:
+            status = "skipped"
         table.add_row(
             str(r.get("pool")),
             str(r.get("head")),
@@ -77,18 +61,26 @@ def print_outcome(
             _fmt(r.get("test_acc"), ".4f"),
             _fmt(r.get("latency_ms"), ".2f"),
             _fmt(r.get("params"), ","),
-            r.get("status", "?") if r.get("status") == "ok" else f"[red]{r.get('status')}[/red]",
+            status,
         )
     console.print(table)
     import pandas as pd
 
-    csv_path = sweep_dir / "summary.csv"
+    assert outcome.sweep_dir is not None
+    csv_path = outcome.sweep_dir / "summary.csv"
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
-    summary = f"{len(records) - len(failed)} ok, {len(failed)} failed; table: {csv_path}"
+    ok = len(records) - len(failed)
+    summary = (
+        f"{ok} ok, {len(failed)} failed ({ok - len(outcome.skipped)} ran, "
+        f"{len(outcome.skipped)} skipped: already ok); table: {csv_path}"
+    )
     console.print(summary, highlight=False, soft_wrap=True)
     for r in failed:
+        epoch = f" (epoch {r['failed_epoch']})" if r.get("failed_epoch") else ""
         console.print(
-            f"[red]failed[/red] {r['run_name']}: {r.get('error')}", highlight=False, soft_wrap=True
+            f"[red]{r.get('status')}[/red] {r['run_name']}{epoch}: {r.get('error')}",
+            highlight=False,
+            soft_wrap=True,
         )
     return len(failed)
 
@@ -97,11 +89,11 @@ def print_summary(console: Console, summary: pd.DataFrame) -> None:
     if summary.empty:
         console.print("no runs")
         return
-    table = Table(title="summary over seeds (mean ± std, n)")
+    table = Table(title="summary over seeds (mean ± std, n; ci95: t-interval half-width)")
     cols = [c for c in ("data", "model", "pool", "head") if c in summary.columns]
     for c in cols:
         table.add_column(c)
-    for c in ("test_acc", "latency_ms", "params", "n", "failed"):
+    for c in ("test_acc", "ci95", "latency_ms", "params", "n", "failed"):
         table.add_column(c, justify="right")
     for _, row in summary.iterrows():
         acc = _fmt(row.get("test_acc_mean"), ".4f")
@@ -110,6 +102,7 @@ def print_summary(console: Console, summary: pd.DataFrame) -> None:
         table.add_row(
             *(str(row[c]) for c in cols),
             acc,
+            _fmt(row.get("test_acc_ci95"), ".4f"),
             _fmt(row.get("latency_ms_mean"), ".2f"),
             _fmt(row.get("params_mean"), ",.0f"),
             str(row["n"]),
@@ -141,6 +134,24 @@ def print_bench(console: Console, rows: list[Any]) -> None:
             r = modes[mode]
             cells += [f"{r.median_ms:.2f} ± {r.iqr_ms:.2f}", f"{r.ratio:.2f}", f"{r.gb_s:.2f}"]
         table.add_row(pool, *cells)
+
+
+def print_compare(console: Console, diff: pd.DataFrame, metric: str, a: Path, b: Path) -> None:
+    table = Table(title=f"{metric}: B - A (A = {a}, B = {b})")
+    keys = [c for c in ("data", "model", "pool", "head") if c in diff.columns]
+    for c in keys:
+        table.add_column(c)
+    for c in ("A", "B", "B - A", "n A", "n B"):
+        table.add_column(c, justify="right")
+    for _, row in diff.iterrows():
+        table.add_row(
+            *(str(row[c]) for c in keys),
+            _fmt(row[f"{metric}_mean_a"], ".4f"),
+            _fmt(row[f"{metric}_mean_b"], ".4f"),
+            _fmt(row[f"{metric}_diff"], "+.4f"),
+            _fmt(row["n_a"], ".0f"),
+            _fmt(row["n_b"], ".0f"),
+        )
     console.print(table)
 
 

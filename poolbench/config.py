@@ -18,7 +18,9 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Top-level keys that do not change what a run computes, so they are not part of its identity.
-NON_IDENTITY_KEYS = frozenset({"hydra", "results_dir", "rerun", "progress", "experiment"})
+NON_IDENTITY_KEYS = frozenset(
+    {"hydra", "results_dir", "rerun", "keep_checkpoint", "progress", "experiment"}
+)
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class RunConfig:
     latency_repeats: int = 10
     results_dir: str = "results"
     rerun: bool = False
+    keep_checkpoint: bool = False
     progress: bool = True
     channels_last: str | bool = "auto"
     compile: bool = False

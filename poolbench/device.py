@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -77,3 +81,58 @@ def resolve_channels_last(setting: str | bool, device: torch.device, precision: 
     if setting == "auto":
         return precision.dtype is not None
     return bool(setting)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask under Slurm/taskset, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_parallel_jobs() -> int:
+    """How many runs to train at once on this machine: one per GPU when there are GPUs, else
+    one per two CPUs (small CNNs scale poorly past a few threads, so several runs at two or
+    more threads each use a CPU better than one run on all of them)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpus if gpus > 0 else max(1, available_cpus() // 2)
+
+
+def threads_per_job(parallel_jobs: int) -> int:
+    """Split this machine's CPUs evenly between ``parallel_jobs`` concurrent runs."""
+    return max(1, available_cpus() // max(1, parallel_jobs))
+
+
+@contextlib.contextmanager
+def claim_gpu(lock_dir: Path) -> Iterator[int | None]:
+    """Hold one of this machine's GPUs for the duration of a run (one job per GPU).
+
+    Parallel jobs on one machine each take an exclusive ``flock`` on ``<lock_dir>/gpu<i>.lock``
+    and make that GPU current; the kernel drops the lock when the process ends, even on
+    SIGKILL, so a crashed job never keeps a GPU. Yields None (nothing to claim) with fewer
+    than two GPUs.
+    """
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        yield None
+        return
+    import fcntl
+
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(count):
+            fh = open(lock_dir / f"gpu{index}.lock", "w")  # noqa: SIM115 (held while running)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            try:
+                torch.cuda.set_device(index)
+                yield index
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+            return
+        time.sleep(1.0)

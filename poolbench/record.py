@@ -31,6 +31,7 @@ RECORD_FIELDS = (
     "data",
     "seed",
     "epochs",
+    "failed_epoch",
     "test_acc",
     "test_top5",
     "train_loss",
@@ -87,6 +88,15 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
 def read_record(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_ok_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path`` if it exists and says ``ok``, else None (the skip decision)."""
+    try:
+        record = read_record(path)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("status") == "ok" else None
 
 
 def git_sha() -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import poolbench
+from poolbench.checkpoint import Checkpoint
 from poolbench.config import RunConfig
 from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, dataset_input_shape
@@ -24,7 +25,7 @@ from poolbench.invariance import invariance_metrics, metric_names
 from poolbench.measure import PeakMemory, inference_latency
 from poolbench.models import check_model, count_params, create_model, summarize_model
 from poolbench.pooling import pool_entry
-from poolbench.record import RECORD_FIELDS, git_sha, write_record
+from poolbench.record import RECORD_FIELDS, RECORD_NAME, git_sha, read_ok_record, write_record
 from poolbench.train import seed_everything, train
 
 log = logging.getLogger("poolbench")
@@ -87,6 +88,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "data": cfg.data.name,
         "seed": cfg.seed,
         "epochs": cfg.train.epochs,
+        "failed_epoch": None,
         "test_acc": None,
         "test_top5": None,
         "train_loss": None,
@@ -109,11 +111,25 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
 
 
 def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str, Any]:
-    """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``)."""
+    """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``).
+
+    A run whose record in ``run_dir`` already says ``ok`` is skipped (its record is returned)
+    unless ``cfg.rerun``. Otherwise training resumes from ``run_dir``'s checkpoint when there is
+    one (``rerun`` starts afresh). A failure is recorded with the epoch it happened in; Ctrl-C
+    (KeyboardInterrupt) propagates with the last checkpoint kept and no record written.
+    """
     run_dir = Path(run_dir)
+    if not cfg.rerun:
+        done = read_ok_record(run_dir / RECORD_NAME)
+        if done is not None:
+            log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
+            return done
     record = base_record(cfg)
+    checkpoint = Checkpoint(run_dir, cfg.run_id)
+    if cfg.rerun:
+        checkpoint.remove()
     try:
-        record.update(_train_and_measure(cfg, live))
+        record.update(_train_and_measure(cfg, live, checkpoint))
         record["status"] = "ok"
     except PoolbenchError as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -121,11 +137,21 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
     except Exception as err:  # a bug or a numerical failure: keep the traceback in the log
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc())
+    except KeyboardInterrupt:
+        where = f" after epoch {checkpoint.epoch}" if checkpoint.exists() else ""
+        log.warning("%s interrupted; checkpoint kept%s", cfg.run_name, where)
+        raise
+    if record["status"] == "failed":
+        record["failed_epoch"] = checkpoint.running
     write_record(run_dir, record)
+    if record["status"] == "ok" and not cfg.keep_checkpoint:
+        checkpoint.remove()
     return record
 
 
-def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
+def _train_and_measure(
+    cfg: RunConfig, live: bool | None, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads != "auto":
@@ -156,6 +182,7 @@ def _train_and_measure(cfg: RunConfig, live: bool | None) -> dict[str, Any]:
             title=cfg.run_name,
             live=live,
             channels_last=channels_last,
+            checkpoint=checkpoint,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
     latency_ms, latency_iqr_ms = inference_latency(

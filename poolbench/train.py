@@ -9,11 +9,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from poolbench.checkpoint import Checkpoint
 from poolbench.config import TrainConfig
 from poolbench.data.base import ImageData
 from poolbench.device import Precision, synchronize
@@ -108,6 +110,7 @@ def train(
     title: str = "run",
     live: bool | None = None,
     channels_last: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``cfg.epochs`` and evaluate it on the test split.
 
@@ -117,6 +120,8 @@ def train(
 
     ``channels_last``: feed the batches in NHWC memory order (the model should be converted
     too); it pays off with bf16 on CPU (see ``resolve_channels_last``).
+
+    With ``checkpoint``, training resumes after its last saved epoch and saves after each one.
     """
     if cfg.val_fraction > 0:
         data.split_validation(cfg.val_fraction, seed)
@@ -127,13 +132,28 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     model.train()
-    images = 0
-    train_seconds = 0.0
-    epoch_loss = math.nan
-    history: list[dict[str, float]] = []
-    best: tuple[float, int, dict] | None = None
-    with RunProgress(title, cfg.epochs, steps, live=live) as progress:
-        for epoch in range(1, cfg.epochs + 1):
+    # The loop's running state; everything in it goes into each checkpoint (any picklable value),
+    # so that a resumed run (validation history and best weights included) ends as an
+    # uninterrupted one would.
+    totals: dict[str, Any] = {
+        "images": 0,
+        "train_seconds": 0.0,
+        "epoch_loss": math.nan,
+        "history": [],
+        "best": None,
+    }
+    stateful = {"model": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
+    if checkpoint is not None:
+        totals = checkpoint.restore(stateful, generator) or totals
+    first_epoch = checkpoint.epoch + 1 if checkpoint is not None else 1
+    images, train_seconds = totals["images"], totals["train_seconds"]
+    epoch_loss = totals["epoch_loss"]
+    history: list[dict[str, float]] = totals["history"]
+    best: tuple[float, int, dict] | None = totals["best"]
+    with RunProgress(title, cfg.epochs, steps, live=live, done=first_epoch - 1) as progress:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            if checkpoint is not None:
+                checkpoint.running = epoch
             synchronize(device)
             start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
@@ -168,6 +188,15 @@ def train(
                 history.append({"epoch": epoch, "train_loss": epoch_loss, "val_acc": val_acc})
                 if cfg.select == "best_val" and (best is None or val_acc > best[0]):
                     best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
+            if checkpoint is not None:
+                totals = {
+                    "images": images,
+                    "train_seconds": train_seconds,
+                    "epoch_loss": epoch_loss,
+                    "history": history,
+                    "best": best,
+                }
+                checkpoint.save(epoch, stateful, generator, totals)
             progress.epoch_end(epoch, epoch_loss, val_acc, images / max(train_seconds, 1e-9))
 
     best_epoch = cfg.epochs

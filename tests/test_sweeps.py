@@ -1,0 +1,134 @@
+"""Real sweeps at tiny size: parallel launchers, a sweep killed and re-run, failures that do not
+sink the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from poolbench.device import available_cpus
+from tests.conftest import FAST
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def records(results: Path = Path("results")) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/result.json"))]
+
+
+def test_joblib_sweep_splits_threads_and_logs_each_run(workdir: Path):
+    result = invoke("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                    "pool=max,avg", *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 ok, 0 failed (2 ran, 0 skipped" in result.output
+    runs = records()
+    assert sorted(r["pool"] for r in runs) == ["avg", "max"]
+    assert all(r["status"] == "ok" for r in runs)
+    # two jobs at once share the CPUs instead of each taking all of them
+    assert {r["threads"] for r in runs} == {max(1, available_cpus() // 2)}
+    for r in runs:
+        log = (workdir / "results" / "runs" / r["run_name"] / "poolbench.log").read_text()
+        assert "epoch 1/1" in log
+
+
+def test_forced_nan_run_fails_while_siblings_succeed(workdir: Path):
+    result = invoke("run", "-m", "train.lr=0.05,1e12", "train.schedule=constant", *FAST)
+    assert result.exit_code == 1
+    by_lr = {r["config"]["train"]["lr"]: r for r in records()}
+    assert by_lr[0.05]["status"] == "ok"
+    failed = by_lr[1e12]
+    assert failed["status"] == "failed" and failed["failed_epoch"] == 1
+    assert failed["error"].startswith("TrainingDiverged: training loss is nan")
+    assert "1 ok, 1 failed (1 ran, 0 skipped: already ok)" in result.output
+    assert f"failed {failed['run_name']} (epoch 1): TrainingDiverged" in result.output
+    # re-running retries the failed run only
+    again = invoke("run", "-m", "train.lr=0.05,1e12", "train.schedule=constant", *FAST)
+    assert "1 ok, 1 failed (0 ran, 1 skipped: already ok)" in again.output
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep(workdir: Path):
+    result = invoke("run", "-m", "hydra/launcher=submitit_local", "pool=max,avg", *FAST)
+    assert result.exit_code == 0, result.output
+    runs = records()
+    assert sorted(r["pool"] for r in runs) == ["avg", "max"]
+    assert all(r["status"] == "ok" for r in runs)
+    assert {r["threads"] for r in runs} == {max(1, available_cpus() // 2)}
+    for r in runs:
+        assert (workdir / "results" / "runs" / r["run_name"] / "poolbench.log").is_file()
+    assert list(workdir.glob("results/sweeps/*/.submitit/*"))  # it went through submitit
+
+
+@pytest.mark.slow
+def test_killed_sweep_rerun_finishes_every_run_exactly_once(workdir: Path):
+    args = ["run", "-m", "pool=max,avg", "seed=0,1", *FAST]
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    proc = subprocess.Popen(
+        [exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(workdir.glob("results/runs/*/result.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p: p.stat().st_mtime_ns for p in workdir.glob("results/runs/*/result.json")}
+    assert 1 <= len(before) < 4, "the sweep must be killed part-way"
+    assert not list(workdir.glob("results/runs/*/.*.tmp"))  # no half-written file
+
+    rerun = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"4 ok, 0 failed ({4 - len(before)} ran, {len(before)} skipped" in rerun.stdout
+    for path, mtime in before.items():  # finished runs were not run again
+        assert path.stat().st_mtime_ns == mtime
+    assert invoke("report", "results", "-o", "rep.csv", "--no-plots").exit_code == 0
+    table = pd.read_csv("rep.csv")
+    assert len(table) == 4 and table["run_id"].is_unique
+    assert set(table["status"]) == {"ok"}
+    assert sorted(zip(table["pool"], table["seed"], strict=True)) == [
+        ("avg", 0),
+        ("avg", 1),
+        ("max", 0),
+        ("max", 1),
+    ]
+
+
+def test_joblib_defaults_to_one_job_per_gpu_or_two_cpus():
+    from poolbench.device import default_parallel_jobs
+    from poolbench.hydra_app import plan
+
+    default = plan(["hydra/launcher=joblib", "pool=max,avg"]).launcher_overrides
+    assert default == (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
+    assert plan(["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]).launcher_overrides == ()
+    assert plan(["pool=max,avg"]).launcher_overrides == ()
+
+
+@pytest.mark.parametrize(
+    ("preset", "gpus", "cpus"),
+    [("slurm_gpu", 1, 8), ("slurm_cpu", 0, 4), ("submitit_local", None, None)],
+)
+def test_launcher_presets_extend_the_plugin_configs(preset: str, gpus, cpus):
+    from hydra import compose, initialize_config_dir
+
+    from poolbench.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        launcher = compose(
+            "config", overrides=[f"hydra/launcher={preset}"], return_hydra_config=True
+        ).hydra.launcher
+    assert launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher.")
+    assert launcher.gpus_per_node == gpus and launcher.cpus_per_task == cpus
+    assert launcher.timeout_min > 0 and "partition" in launcher or preset == "submitit_local"
