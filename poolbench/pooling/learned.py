@@ -162,10 +162,14 @@ def lip_pool2d(x: Tensor, logit: Tensor, F: int = 2, S: int = 2) -> Tensor:
     are computed in float32 and shifted by ``logit.max()`` before ``exp``; the shift cancels in
     the ratio.
     """
-    logit = logit.float()
+    logit = _float32_at_least(logit)
     weight = torch.exp(logit - logit.detach().amax())
-    xw = x.float() * weight
+    xw = _float32_at_least(x) * weight
     return (F_.avg_pool2d(xw, F, S) / F_.avg_pool2d(weight, F, S)).to(x.dtype)
+
+
+def _float32_at_least(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class LipLogit(nn.Module):
