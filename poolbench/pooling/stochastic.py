@@ -148,9 +148,9 @@ def fractional_max_pool2d(
     (i, j) is [a_i, a_{i+1} - 1] x [b_j, b_{j+1} - 1] (disjoint), or with ``overlapping``
     [a_i, a_{i+1}] x [b_j, b_{j+1}] where the sequences end at H - 1 and W - 1 so the last
     region stays inside the input. Either way the regions cover the whole input. (When
-    H' >= H - 1 in overlapping mode, alpha < 1 and some increments are 0: single-row regions.) One pair of
-    sequences is drawn per call (shared by the batch and channels); pass a seeded
-    ``generator`` for a fixed sequence.
+    H' >= H - 1 in overlapping mode, alpha < 1 and some increments are 0: single-row
+    regions.) One pair of sequences is drawn per call (shared by the batch and channels);
+    pass a seeded ``generator`` for a fixed sequence.
     """
     height, width = x.shape[-2:]
     h_out, w_out = fractional_size(height, ratio), fractional_size(width, ratio)
