@@ -35,8 +35,9 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
     uniform probabilities 1/F^2: it samples uniformly in training and returns the window mean
     in evaluation, so it never divides by zero (for ReLU outputs the result is then 0).
 
-    - training: y = a_k with k ~ Categorical(w / sum w), sampled by inverse CDF with one
-      uniform per window; the gradient flows only to the sampled input (like max pooling).
+    - training: y = a_k with k ~ Categorical(w / sum w), sampled by an exponential race
+      (k = argmax w_i / E_i, E_i ~ Exp(1)) that native max pooling evaluates; the gradient
+      flows only to the sampled input (like max pooling).
     - evaluation: y = sum_i w_i a_i / sum_i w_i = avg(w^2) / avg(w) (since w_i a_i = w_i^2),
       computed with two native average pools.
 
@@ -55,31 +56,21 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
 
     n, c, height, width = x.shape
     with torch.no_grad():
-        w = _float32_at_least(x).clamp(min=0)
-        # The F*F window offsets as strided views, each (N, C, H', W'): a loop over offsets,
-        # never over windows.
-        offsets = [
-            w[..., a : a + (h_out - 1) * S + 1 : S, b : b + (w_out - 1) * S + 1 : S]
-            for a in range(F)
-            for b in range(F)
-        ]
-        total = torch.zeros(n, c, h_out, w_out, dtype=w.dtype, device=w.device)
-        for weight in offsets:
-            total += weight
-        u = torch.rand(n, c, h_out, w_out, dtype=w.dtype, device=w.device)
-        threshold = u * total
-        # Inverse CDF: the sampled offset is the number of cumulative sums <= threshold.
-        # Zero-weight offsets never raise the cumulative sum past the threshold by themselves.
-        index = torch.zeros(n, c, h_out, w_out, dtype=torch.long, device=w.device)
-        cumulative = torch.zeros_like(total)
-        for weight in offsets[:-1]:
-            cumulative += weight
-            index += cumulative <= threshold
-        uniform = (u * (F * F)).long().clamp_(max=F * F - 1)
-        index = torch.where(total > 0, index, uniform)
-        rows = torch.arange(h_out, device=w.device).view(h_out, 1) * S + index // F
-        cols = torch.arange(w_out, device=w.device).view(1, w_out) * S + index % F
-        flat = (rows * width + cols).view(n, c, h_out * w_out)
+        # Exponential race: with E_i ~ Exp(1) i.i.d., argmax_i w_i / E_i is i with probability
+        # w_i / sum w, so native max pooling over the keys draws every window's sample.
+        xf = _float32_at_least(x)
+        keys = torch.rand_like(xf).log_()  # -E
+        # x / E: positive entries race as w / E; zero and negative ones (w = 0) stay <= 0.
+        keys = torch.div(xf, keys, out=keys).neg_()
+        top, flat = F_.max_pool2d(keys, F, S, return_indices=True)
+        empty = top <= 0  # no positive entry: sample the window uniformly instead
+        if empty.any():
+            offsets = torch.tensor([a * width + b for a in range(F) for b in range(F)])
+            corners = torch.arange(h_out).view(h_out, 1) * (S * width) + torch.arange(w_out) * S
+            pick = torch.randint(F * F, top.shape, device=x.device)
+            uniform = corners.to(x.device) + offsets.to(x.device)[pick]
+            flat = torch.where(empty, uniform, flat)
+        flat = flat.view(n, c, h_out * w_out)
     picked = x.reshape(n, c, height * width).gather(2, flat)
     return picked.view(n, c, h_out, w_out)
 
