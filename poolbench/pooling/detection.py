@@ -26,6 +26,7 @@ S-times smaller tensors.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
@@ -46,6 +47,27 @@ def _suffix_max(x: Tensor, dim: int, S: int, count: int) -> Tensor:
     return suffix.narrow(dim, 0, count)
 
 
+def _suffix_argmax(x: Tensor, dim: int, S: int, count: int) -> Tensor:
+    """Index along ``dim`` (2 or 3) of ``max(x[..., k, ...] for k >= i*S)`` for ``i < count``."""
+    size = x.shape[dim]
+    shape = [1, 1, 1, 1]
+    shape[dim] = -1
+    if S > 1 and size >= S:
+        kernel = (S, 1) if dim == 2 else (1, S)
+        blocks, flat = F_.max_pool2d(x, kernel, kernel, ceil_mode=True, return_indices=True)
+        where = flat // x.shape[3] if dim == 2 else flat % x.shape[3]
+    elif S > 1:
+        blocks, where = x.max(dim, keepdim=True)
+    else:
+        blocks = x
+        where = torch.arange(size, device=x.device).view(shape).expand_as(x)
+    n_blocks = blocks.shape[dim]
+    # Suffix max over blocks = prefix max of the flipped blocks; map its index back.
+    flipped_arg = blocks.flip(dim).cummax(dim).indices.flip(dim)
+    best_block = (n_blocks - 1) - flipped_arg
+    return where.gather(dim, best_block).narrow(dim, 0, count)
+
+
 def _top_left_grid(x: Tensor, F: int, S: int) -> tuple[int, int, Tensor, Tensor]:
     h_out = pooled_size(x.shape[-2], F, S)
     w_out = pooled_size(x.shape[-1], F, S)
@@ -61,11 +83,19 @@ def corner_pool2d(x: Tensor, F: int = 2, S: int = 2) -> Tensor:
 
         y[i, j] = max_{k >= iS} x[k, jS] + max_{k >= jS} x[iS, k]
 
-    (Law & Deng 2018, Eq. for t_ij and l_ij with f_t = f_l = x).
+    (Law & Deng 2018, Eq. for t_ij and l_ij with f_t = f_l = x). The maxima are located
+    without autograd and read back with one gather, so the backward pass is a single scatter.
     """
+    n, c, height, width = x.shape
     h_out, w_out, rows, cols = _top_left_grid(x, F, S)
-    down = _suffix_max(cols, 2, S, h_out)  # (N, C, H', W')
-    right = _suffix_max(rows, 3, S, w_out)  # (N, C, H', W')
+    with torch.no_grad():
+        down_row = _suffix_argmax(cols, 2, S, h_out)  # (N, C, H', W'): row of the max below
+        right_col = _suffix_argmax(rows, 3, S, w_out)  # (N, C, H', W'): column of the max
+        top = torch.arange(h_out, device=x.device).view(h_out, 1) * S
+        left = torch.arange(w_out, device=x.device) * S
+        flat = torch.cat([down_row * width + left, top * width + right_col], dim=3)
+    picked = x.reshape(n, c, height * width).gather(2, flat.view(n, c, -1))
+    down, right = picked.view(n, c, h_out, 2 * w_out).split(w_out, dim=3)
     return down + right
 
 
@@ -99,11 +129,18 @@ def center_cross_pool2d(x: Tensor, F: int = 2, S: int = 2) -> Tensor:
 
     (Duan et al. 2019, Sec. 3.4: "the max value in its horizontal and vertical directions").
     """
-    h_out = pooled_size(x.shape[-2], F, S)
-    w_out = pooled_size(x.shape[-1], F, S)
+    n, ch, height, width = x.shape
+    h_out = pooled_size(height, F, S)
+    w_out = pooled_size(width, F, S)
     c = (F - 1) // 2
-    row_max = x[..., c : c + (h_out - 1) * S + 1 : S, :].amax(dim=3)  # (N, C, H')
-    col_max = x[..., c : c + (w_out - 1) * S + 1 : S].amax(dim=2)  # (N, C, W')
+    with torch.no_grad():
+        row_arg = x[..., c : c + (h_out - 1) * S + 1 : S, :].argmax(dim=3)  # (N, C, H')
+        col_arg = x[..., c : c + (w_out - 1) * S + 1 : S].argmax(dim=2)  # (N, C, W')
+        row_flat = (c + torch.arange(h_out, device=x.device) * S) * width + row_arg
+        col_flat = col_arg * width + c + torch.arange(w_out, device=x.device) * S
+        flat = torch.cat([row_flat, col_flat], dim=2)
+    picked = x.reshape(n, ch, height * width).gather(2, flat)
+    row_max, col_max = picked.split([h_out, w_out], dim=2)
     return row_max.unsqueeze(3) + col_max.unsqueeze(2)
 
 
