@@ -125,8 +125,11 @@ def _select(x: Tensor, dim: int, index: Tensor) -> Tensor:
     return x.gather(3, index.view(1, 1, 1, -1).expand(n, c, height, len(index)))
 
 
-def _region_argmax(x: Tensor, starts: Tensor, ends: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """Max of ``x`` over inclusive ranges [starts[i], ends[i]] along ``dim``, and where it is."""
+def _region_argmax(
+    x: Tensor, starts: Tensor, ends: Tensor, dim: int, locate: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """Max of ``x`` over inclusive ranges [starts[i], ends[i]] along ``dim``, and (if
+    ``locate``) where it is."""
     span = int((ends - starts).max()) + 1
     shape = [1] * x.dim()
     shape[dim] = -1
@@ -138,11 +141,14 @@ def _region_argmax(x: Tensor, starts: Tensor, ends: Tensor, dim: int) -> tuple[T
         if best is None:
             best, where = part, index.view(shape).expand_as(part)
             continue
+        if not locate:
+            best = torch.maximum(best, part)
+            continue
         later = part > best
         best = torch.where(later, part, best)
         where = torch.where(later, index.view(shape), where)
-    assert best is not None and where is not None
-    return best, where
+    assert best is not None
+    return best, where if locate else None
 
 
 def fractional_max_pool2d(
@@ -173,8 +179,9 @@ def fractional_max_pool2d(
         # Separable: the region max is the best column of the row-wise region maxima; then
         # the best row within that column. Located without autograd, read back by one gather
         # so the backward pass is a single scatter.
-        row_max, _ = _region_argmax(x, row_starts, row_ends, 2)  # (N, C, H', W)
+        row_max, _ = _region_argmax(x, row_starts, row_ends, 2, locate=False)  # (N, C, H', W)
         _, col = _region_argmax(row_max, b[:-1], b[1:] - 1 + shrink, 3)  # (N, C, H', W')
+        assert col is not None
         flat = col
         best = None
         for step in range(int((row_ends - row_starts).max()) + 1):
