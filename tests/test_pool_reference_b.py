@@ -72,6 +72,9 @@ def test_stochastic_eval_matches_loop(n, c, h, w, F, S):
     x[0, 0, :F, :F] = -1.0  # an all-negative window: the mean
     ref = loop_pool(x, F, S, stochastic_eval_ref)
     torch.testing.assert_close(stochastic_pool2d(x, F, S, training=False), ref)
+    positive = x.abs() + 0.5  # every window has mass: the path without the fallback
+    ref = loop_pool(positive, F, S, stochastic_eval_ref)
+    torch.testing.assert_close(stochastic_pool2d(positive, F, S, training=False), ref)
 
 
 @pytest.mark.parametrize(("F", "S"), [(2, 2), (3, 2)])
