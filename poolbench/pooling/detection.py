@@ -20,8 +20,10 @@ Here they fill a downsampling slot of a CNN, so:
   the window's centre, offset (F - 1) // 2, for ``center_cross``.
 
 Only the subsampled positions are computed: a suffix maximum from position i*S equals the
-suffix maximum over stride-S blocks starting at block i, so the cumulative maxima run on
-S-times smaller tensors.
+suffix maximum over stride-S blocks starting at block i, so the scans run on S-times smaller
+tensors. ``corner`` and ``center_cross`` locate their maxima without autograd and read them
+back with one gather (backward: one scatter); ``cascade_corner`` differentiates through
+max pooling and ``torch.cummax`` directly (heavy by design: four scans).
 """
 
 from __future__ import annotations
