@@ -34,7 +34,14 @@ def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
     if weight.dim() == 3:
         weight = weight.unsqueeze(0).expand(channels, -1, -1, -1)
     k = weight.shape[1]
-    out = F_.conv2d(x, weight.reshape(channels * k, 1, F, F), stride=S, groups=channels)
+    # Depthwise convolutions have no fast bfloat16 kernel on CPU: run them in float32.
+    with torch.autocast(x.device.type, enabled=False):
+        out = F_.conv2d(
+            _float32_at_least(x),
+            weight.reshape(channels * k, 1, F, F).to(_float32_at_least(x).dtype),
+            stride=S,
+            groups=channels,
+        )
     return out.unflatten(1, (channels, k))
 
 
