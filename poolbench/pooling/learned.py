@@ -1,0 +1,226 @@
+"""Pooling with learned parameters: ``mixed``, ``gated``, ``tree`` and ``lip``.
+
+- ``mixed``, ``gated``, ``tree``: Lee, Gallagher & Tu, "Generalizing Pooling Functions in
+  Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016. Section "Mixed
+  max-average pooling" (f_mix = a max + (1 - a) avg with a learned a in [0, 1]), "Gated
+  max-average pooling" (a = sigmoid(w^T x) computed from the window by a learned gating mask
+  w), and "Tree pooling" (learned linear pooling filters at the leaves of a binary tree,
+  merged by gated internal nodes). The paper counts 1, 9 and 27 extra parameters per layer
+  for mixed, gated and 2-level tree pooling with 3x3 windows: one a, one mask, and two leaf
+  filters plus one gating mask, shared by all channels; ``per_channel`` gives each channel
+  its own (the paper's finer "region/channel" variants).
+- ``lip``: Gao, Wang & Wu, "LIP: Local Importance-based Pooling", ICCV 2019 (Eq. 3):
+  y = sum_window exp(G(x)) x / sum_window exp(G(x)) with a learned logit module G.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor, nn
+
+from poolbench.errors import ConfigError
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, check_int
+
+
+def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
+    """sum_{a,b} weight[c, k, a, b] x[n, c, iS + a, jS + b] -> (N, C, K, H', W').
+
+    ``weight`` is (K, F, F) shared by all channels or (C, K, F, F) per channel; one depthwise
+    convolution computes every channel's K responses.
+    """
+    channels = x.shape[1]
+    if weight.dim() == 3:
+        weight = weight.unsqueeze(0).expand(channels, -1, -1, -1)
+    k = weight.shape[1]
+    # Depthwise convolutions have no fast bfloat16 kernel on CPU: run them in float32.
+    with torch.autocast(x.device.type, enabled=False):
+        out = F_.conv2d(
+            _float32_at_least(x),
+            weight.reshape(channels * k, 1, F, F).to(_float32_at_least(x).dtype),
+            stride=S,
+            groups=channels,
+        )
+    return out.unflatten(1, (channels, k))
+
+
+def mixed_pool2d(x: Tensor, mix: Tensor, F: int = 2, S: int = 2) -> Tensor:
+    """Mixed max-average pooling: y = a max_window(x) + (1 - a) avg_window(x).
+
+    x (Tensor[N, C, H, W]); ``mix`` is a in [0, 1], a scalar or (C,) per channel.
+    """
+    avg = F_.avg_pool2d(x, F, S)
+    mix = mix.view(-1, 1, 1) if mix.dim() else mix
+    return torch.lerp(avg, F_.max_pool2d(x, F, S), mix.to(avg.dtype))
+
+
+def gated_pool2d(x: Tensor, gate_mask: Tensor, F: int = 2, S: int = 2) -> Tensor:
+    """Gated max-average pooling: y = s max(x) + (1 - s) avg(x), s = sigmoid(w^T x_window).
+
+    x (Tensor[N, C, H, W]); ``gate_mask`` w is (F, F) shared or (C, F, F) per channel.
+    """
+    gate = torch.sigmoid(_window_dot(x, gate_mask.unsqueeze(-3), F, S).squeeze(2))
+    avg = F_.avg_pool2d(x, F, S)
+    return torch.lerp(avg, F_.max_pool2d(x, F, S), gate.to(avg.dtype))
+
+
+def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2) -> Tensor:
+    """Tree pooling with learned leaf filters and gated internal nodes.
+
+    x (Tensor[N, C, H, W]); ``leaves`` (L, F, F) and ``gates`` (L - 1, F, F), L = 2^(levels-1)
+    (or with a leading C dimension per channel). Node values, children before parents:
+    leaf m gives f_m = v_m^T x; internal node n with children l, r gives
+    f_n = s_n f_l + (1 - s_n) f_r, s_n = sigmoid(w_n^T x); the root is the output. The gates
+    are stored in heap order (gate 0 is the root, gate n has children 2n+1 and 2n+2).
+    """
+    filters = torch.cat([gates, leaves], dim=-3)
+    # Response k is node k's gate logit (k < L - 1) or leaf value (k >= L - 1).
+    values = list(_window_dot(x, filters, F, S).unbind(2))  # 2L - 1 of (N, C, H', W')
+    for node in range(gates.shape[-3] - 1, -1, -1):  # children are finished before parents
+        gate = torch.sigmoid(values[node])
+        values[node] = torch.lerp(values[2 * node + 2], values[2 * node + 1], gate)
+    return values[0]
+
+
+class _LearnedPool(LocalPool):
+    def __init__(self, channels: int, F: int, S: int, per_channel: bool) -> None:
+        super().__init__(F, S)
+        self.channels = check_int("channels", channels, 1, type(self).__name__)
+        self.per_channel = bool(per_channel)
+
+    def _shape(self, *dims: int) -> tuple[int, ...]:
+        return (self.channels, *dims) if self.per_channel else dims
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", per_channel={self.per_channel}"
+
+
+@register_pool("mixed", kind="local", paper="Lee, Gallagher & Tu 2016 (AISTATS)", learnable=True)
+class MixedPool(_LearnedPool):
+    """a max + (1 - a) avg with a learned a in (0, 1), one per layer or per channel.
+
+    a = sigmoid(mix_logit) keeps the paper's constraint a in [0, 1]; it starts at
+    ``mix`` (default 0.5, an even mix).
+    """
+
+    def __init__(
+        self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, mix: float = 0.5
+    ) -> None:
+        super().__init__(channels, F, S, per_channel)
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 < mix < 1:
+            raise ConfigError(f"MixedPool: expected mix in (0, 1), got mix={mix!r}")
+        start = torch.logit(torch.tensor(float(mix)))
+        self.mix_logit = nn.Parameter(start.expand(self._shape()).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return mixed_pool2d(x, torch.sigmoid(self.mix_logit), self.F, self.S)  # (N, C, H', W')
+
+
+@register_pool("gated", kind="local", paper="Lee, Gallagher & Tu 2016 (AISTATS)", learnable=True)
+class GatedPool(_LearnedPool):
+    """sigmoid(w^T window) max + (1 - sigmoid(w^T window)) avg, w a learned F x F mask.
+
+    The mask starts at zero, an even mix, and learns which window contents favour max.
+    """
+
+    def __init__(self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False) -> None:
+        super().__init__(channels, F, S, per_channel)
+        self.gate_mask = nn.Parameter(torch.zeros(self._shape(F, F)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gated_pool2d(x, self.gate_mask, self.F, self.S)  # (N, C, H', W')
+
+
+@register_pool("tree", kind="local", paper="Lee, Gallagher & Tu 2016 (AISTATS)", learnable=True)
+class TreePool(_LearnedPool):
+    """Binary tree of depth ``levels``: learned F x F leaf filters merged by learned gates.
+
+    levels=2 is the paper's 2-level tree (two leaves, one gating mask). Leaves start near the
+    F x F average filter (plus small noise so they can differ), gates at zero.
+    """
+
+    def __init__(
+        self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, levels: int = 2
+    ) -> None:
+        super().__init__(channels, F, S, per_channel)
+        self.levels = check_int("levels", levels, 1, "TreePool")
+        n_leaves = 2 ** (self.levels - 1)
+        leaves = torch.full(self._shape(n_leaves, F, F), 1.0 / (F * F))
+        self.leaves = nn.Parameter(leaves + 0.1 / (F * F) * torch.randn_like(leaves))
+        self.gates = nn.Parameter(torch.zeros(self._shape(n_leaves - 1, F, F)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return tree_pool2d(x, self.leaves, self.gates, self.F, self.S)  # (N, C, H', W')
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", levels={self.levels}"
+
+
+# LIP bounds its logits to [0, COEFF] (a scaled sigmoid, as in the paper's logit modules), so
+# exp never overflows and shifting by COEFF (the largest possible logit) keeps exp <= 1.
+LIP_LOGIT_SCALE = 12.0
+
+
+def lip_pool2d(x: Tensor, logit: Tensor, F: int = 2, S: int = 2) -> Tensor:
+    """Local importance pooling: y = avg(x exp(logit)) / avg(exp(logit)) per window.
+
+    x, logit (Tensor[N, C, H, W]) -> Tensor[N, C, H', W'] (Gao et al. 2019, Eq. 3). The weights
+    are computed in float32 and shifted by ``logit.max()`` before ``exp``; the shift cancels in
+    the ratio.
+    """
+    logit = _float32_at_least(logit)
+    weight = torch.exp(logit - logit.detach().amax())
+    xw = _float32_at_least(x) * weight
+    return (F_.avg_pool2d(xw, F, S) / F_.avg_pool2d(weight, F, S)).to(x.dtype)
+
+
+def _float32_at_least(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+class LipLogit(nn.Module):
+    """Bottleneck logit module G: conv1x1 C->r, 3x3 r->r, 1x1 r->C, r = max(C // 4, 1).
+
+    Each conv is followed by BatchNorm (ReLU between them); the output is mapped to
+    [0, 12] by 12 * sigmoid, the bounded "soft gate" of the paper's logit modules. The paper
+    uses its bottleneck module in ResNets; BatchNorm (not instance norm) keeps it usable on
+    1x1 feature maps and matches the rest of poolbench's models.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        mid = max(channels // reduction, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return LIP_LOGIT_SCALE * torch.sigmoid(self.body(x))  # (N, C, H, W)
+
+
+@register_pool("lip", kind="local", paper="Gao, Wang & Wu 2019 (ICCV)", learnable=True)
+class LipPool(LocalPool):
+    """exp(G(x))-weighted window average with a learned bottleneck logit module G.
+
+    The paper pools with F=3, S=2, padding 1 in ResNets; here F and S are the slot's (default
+    2, 2, no padding) so LIP is compared with the other pools at the same window.
+    """
+
+    def __init__(self, channels: int, F: int = 2, S: int = 2, reduction: int = 4) -> None:
+        super().__init__(F, S)
+        self.reduction = check_int("reduction", reduction, 1, "LipPool")
+        self.logit = LipLogit(check_int("channels", channels, 1, "LipPool"), self.reduction)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lip_pool2d(x, self.logit(x), self.F, self.S)  # (N, C, H', W')
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", reduction={self.reduction}"

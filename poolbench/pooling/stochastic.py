@@ -1,0 +1,261 @@
+"""Randomised pooling: ``stochastic`` and ``fractional``.
+
+- ``stochastic``: Zeiler & Fergus, "Stochastic Pooling for Regularization of Deep
+  Convolutional Neural Networks", ICLR 2013. Training samples one activation per window with
+  probability p_i = a_i / sum_k a_k (Sec. 3, Eq. 3-4); inference returns the probability-
+  weighted sum sum_i p_i a_i (Sec. 3.1, Eq. 5).
+- ``fractional``: Graham, "Fractional Max-Pooling", arXiv:1412.6071, 2014. Max over
+  variable-size regions whose boundaries grow by 1 or 2, so the side shrinks by a
+  non-integer factor alpha = 1/ratio in (1, 2] (Sec. 2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor, nn
+
+from poolbench.errors import ConfigError, ShapeError
+from poolbench.pooling import register_pool
+from poolbench.pooling.base import LocalPool, pooled_size
+
+
+def _float32_at_least(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) -> Tensor:
+    """Stochastic pooling of ``x (Tensor[N, C, H, W])`` -> ``Tensor[N, C, H', W']``.
+
+    Probabilities come from the clamped activations w_i = max(a_i, 0): the paper assumes
+    ReLU outputs (a_i >= 0), so negative inputs get probability 0 instead of a negative or
+    undefined one. A window with no positive entry (all zero, or all negative) falls back to
+    uniform probabilities 1/F^2: it samples uniformly in training and returns the window mean
+    in evaluation, so it never divides by zero (for ReLU outputs the result is then 0).
+
+    - training: y = a_k with k ~ Categorical(w / sum w), sampled by an exponential race
+      (k = argmax w_i / E_i, E_i ~ Exp(1)) that native max pooling evaluates; the gradient
+      flows only to the sampled input (like max pooling).
+    - evaluation: y = sum_i w_i a_i / sum_i w_i = avg(w^2) / avg(w) (since w_i a_i = w_i^2),
+      computed with two native average pools.
+
+    Probabilities are computed in float32 under reduced precision; in float32 w^2 overflows
+    only for activations above ~1.8e19.
+    """
+    h_out, w_out = pooled_size(x.shape[-2], F, S), pooled_size(x.shape[-1], F, S)
+    if not training:
+        xf = _float32_at_least(x)
+        w = xf.clamp(min=0)
+        num = F_.avg_pool2d(w * w, F, S)
+        den = F_.avg_pool2d(w, F, S)
+        positive = den > 0
+        if bool(positive.all()):  # the common case skips the fallback's extra pool
+            return (num / den).to(x.dtype)
+        weighted = num / torch.where(positive, den, torch.ones_like(den))
+        return torch.where(positive, weighted, F_.avg_pool2d(xf, F, S)).to(x.dtype)
+
+    n, c, height, width = x.shape
+    with torch.no_grad():
+        # Exponential race: with E_i ~ Exp(1) i.i.d., argmax_i w_i / E_i is i with probability
+        # w_i / sum w, so native max pooling over the keys draws every window's sample.
+        xf = _float32_at_least(x)
+        keys = torch.rand_like(xf).log_()  # -E
+        # x / E: positive entries race as w / E; zero and negative ones (w = 0) stay <= 0.
+        keys = torch.div(xf, keys, out=keys).neg_()
+        top, flat = F_.max_pool2d(keys, F, S, return_indices=True)
+        empty = top <= 0  # no positive entry: sample the window uniformly instead
+        if empty.any():
+            offsets = torch.tensor([a * width + b for a in range(F) for b in range(F)])
+            corners = torch.arange(h_out).view(h_out, 1) * (S * width) + torch.arange(w_out) * S
+            pick = torch.randint(F * F, top.shape, device=x.device)
+            uniform = corners.to(x.device) + offsets.to(x.device)[pick]
+            flat = torch.where(empty, uniform, flat)
+        flat = flat.view(n, c, h_out * w_out)
+    picked = x.reshape(n, c, height * width).gather(2, flat)
+    return picked.view(n, c, h_out, w_out)
+
+
+@register_pool("stochastic", kind="local", paper="Zeiler & Fergus 2013 (ICLR)")
+class StochasticPool(LocalPool):
+    """Samples one activation per window (training); probability-weighted mean (eval)."""
+
+    def __init__(self, channels: int, F: int = 2, S: int = 2) -> None:
+        super().__init__(F, S)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return stochastic_pool2d(x, self.F, self.S, self.training)  # (N, C, H', W')
+
+
+def fractional_boundaries(
+    length: int, n_out: int, pseudo_random: bool, generator: torch.Generator | None = None
+) -> Tensor:
+    """Graham's boundary sequence 0 = a_0 < ... < a_{n_out} = length (int64, n_out + 1).
+
+    Increments are floor(alpha) or ceil(alpha) with alpha = length / n_out, i.e. 1 or 2 for
+    1 < alpha <= 2 (Graham 2014, Sec. 2):
+
+    - pseudo_random: a_i = ceil(alpha (i + u)) with one u ~ U(0, 1), shifted so a_0 = 0. We
+      use floor, which differs from ceil only by that constant shift, and exact integer
+      arithmetic (u = m / 2^20), so a_{n_out} = length holds exactly.
+    - random: a random permutation of the right numbers of small and large increments.
+    """
+    device = None if generator is None else generator.device
+    if pseudo_random:
+        scale = 1 << 20
+        m = int(torch.randint(0, scale, (1,), generator=generator, device=device))
+        i = torch.arange(n_out + 1, dtype=torch.long)
+        return (length * (i * scale + m)) // (n_out * scale) - (length * m) // (n_out * scale)
+    small = length // n_out
+    n_large = length - small * n_out
+    order = torch.randperm(n_out, generator=generator, device=device)
+    increments = small + (order < n_large).long()
+    return torch.cat([torch.zeros(1, dtype=torch.long), increments.cumsum(0)])
+
+
+def _select(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``x.index_select(dim, index)`` for dim 2 or 3 of an (N, C, H, W) tensor.
+
+    index_select along the last dims is several times slower than a max pool on CPU; a
+    row selection on the (N*C, H, W) view and an expanded gather for columns are not.
+    """
+    n, c, height, width = x.shape
+    if dim == 2:
+        rows = x.reshape(n * c, height, width).index_select(1, index)
+        return rows.view(n, c, len(index), width)
+    return x.gather(3, index.view(1, 1, 1, -1).expand(n, c, height, len(index)))
+
+
+def _region_argmax(
+    x: Tensor, starts: Tensor, ends: Tensor, dim: int, locate: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """Max of ``x`` over inclusive ranges [starts[i], ends[i]] along ``dim``, and (if
+    ``locate``) where it is."""
+    span = int((ends - starts).max()) + 1
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    best = where = None
+    for step in range(span):
+        # Repeating the last index for shorter regions leaves their max unchanged.
+        index = torch.minimum(starts + step, ends).to(x.device)
+        part = _select(x, dim, index)
+        if best is None:
+            best, where = part, index.view(shape).expand_as(part)
+            continue
+        if not locate:
+            best = torch.maximum(best, part)
+            continue
+        later = part > best
+        best = torch.where(later, part, best)
+        where = torch.where(later, index.view(shape), where)
+    assert best is not None
+    return best, where if locate else None
+
+
+def fractional_max_pool2d(
+    x: Tensor,
+    ratio: float,
+    pseudo_random: bool = True,
+    overlapping: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fractional max pooling of ``x (Tensor[N, C, H, W])`` -> ``Tensor[N, C, H', W']``.
+
+    H' = ceil(ratio * H) (so alpha = H / H' <= 1/ratio <= 2 and every region has 1 or 2 rows).
+    Rows and columns get independent boundary sequences a, b (Graham 2014, Sec. 2); region
+    (i, j) is [a_i, a_{i+1} - 1] x [b_j, b_{j+1} - 1] (disjoint), or with ``overlapping``
+    [a_i, a_{i+1}] x [b_j, b_{j+1}] where the sequences end at H - 1 and W - 1 so the last
+    region stays inside the input. Either way the regions cover the whole input. (When
+    H' >= H - 1 in overlapping mode, alpha < 1 and some increments are 0: single-row
+    regions.) One pair of sequences is drawn per call (shared by the batch and channels);
+    pass a seeded ``generator`` for a fixed sequence.
+    """
+    n, c, height, width = x.shape
+    h_out, w_out = fractional_size(height, ratio), fractional_size(width, ratio)
+    shrink = 1 if overlapping else 0
+    a = fractional_boundaries(height - shrink, h_out, pseudo_random, generator)
+    b = fractional_boundaries(width - shrink, w_out, pseudo_random, generator)
+    row_starts, row_ends = a[:-1], a[1:] - 1 + shrink
+    with torch.no_grad():
+        # Separable: the region max is the best column of the row-wise region maxima; then
+        # the best row within that column. Located without autograd, read back by one gather
+        # so the backward pass is a single scatter.
+        row_max, _ = _region_argmax(x, row_starts, row_ends, 2, locate=False)  # (N, C, H', W)
+        _, col = _region_argmax(row_max, b[:-1], b[1:] - 1 + shrink, 3)  # (N, C, H', W')
+        assert col is not None
+        flat = col
+        best = None
+        for step in range(int((row_ends - row_starts).max()) + 1):
+            row = torch.minimum(row_starts + step, row_ends).to(x.device).view(-1, 1)
+            candidate = row * width + col
+            value = x.reshape(n, c, -1).gather(2, candidate.view(n, c, -1)).view_as(col)
+            if best is None:
+                best, flat = value, candidate
+                continue
+            later = value > best
+            best = torch.where(later, value, best)
+            flat = torch.where(later, candidate, flat)
+    out = x.reshape(n, c, height * width).gather(2, flat.reshape(n, c, -1))
+    return out.view(n, c, h_out, w_out)
+
+
+def fractional_size(size: int, ratio: float) -> int:
+    # The small epsilon keeps exact products such as 8 * 0.5 from rounding up.
+    return max(1, math.ceil(size * ratio - 1e-9))
+
+
+@register_pool("fractional", kind="local", paper="Graham 2014 (Fractional Max-Pooling)")
+class FractionalMaxPool(LocalPool):
+    """Max over pseudorandom or random 1-2 wide regions; output side ceil(ratio * input).
+
+    There is no window F or stride S: ``ratio`` (in [0.5, 1)) sets the output size. Training
+    draws new regions every call; evaluation uses one fixed sequence per input size (a
+    generator seeded with ``eval_seed``), so inference is deterministic.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        ratio: float = 1 / math.sqrt(2),
+        pseudo_random: bool = True,
+        overlapping: bool = False,
+        eval_seed: int = 0,
+    ) -> None:
+        nn.Module.__init__(self)  # no F / S: LocalPool's window checks do not apply
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+            raise ConfigError(f"FractionalMaxPool: expected ratio in [0.5, 1), got {ratio!r}")
+        if not 0.5 <= ratio < 1:
+            raise ConfigError(f"FractionalMaxPool: expected ratio in [0.5, 1), got ratio={ratio}")
+        self.ratio = float(ratio)
+        self.pseudo_random = bool(pseudo_random)
+        self.overlapping = bool(overlapping)
+        if isinstance(eval_seed, bool) or not isinstance(eval_seed, int):
+            raise ConfigError(
+                f"FractionalMaxPool: expected eval_seed an integer, got {eval_seed!r}"
+            )
+        self.eval_seed = eval_seed
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return fractional_size(height, self.ratio), fractional_size(width, self.ratio)
+
+    def check_input(self, height: int, width: int, where: str = "pool") -> None:
+        if height < 1 or width < 1:
+            raise ShapeError(
+                f"{where} (fractional, ratio={self.ratio:.4g}) needs input >= 1, "
+                f"feature map is {height}x{width} (output side = ceil(ratio * W1))"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        generator = None
+        if not self.training:
+            generator = torch.Generator().manual_seed(self.eval_seed)
+        return fractional_max_pool2d(  # (N, C, ceil(rH), ceil(rW))
+            x, self.ratio, self.pseudo_random, self.overlapping, generator
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"ratio={self.ratio:.4g}, pseudo_random={self.pseudo_random}, "
+            f"overlapping={self.overlapping}"
+        )
