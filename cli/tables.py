@@ -134,6 +134,7 @@ def print_bench(console: Console, rows: list[Any]) -> None:
             r = modes[mode]
             cells += [f"{r.median_ms:.2f} ± {r.iqr_ms:.2f}", f"{r.ratio:.2f}", f"{r.gb_s:.2f}"]
         table.add_row(pool, *cells)
+    console.print(table)
 
 
 def print_compare(console: Console, diff: pd.DataFrame, metric: str, a: Path, b: Path) -> None:

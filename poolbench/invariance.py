@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poolbench.config import EvalConfig
-from poolbench.data.memory import InMemoryDataset
+from poolbench.data.base import ImageData
 from poolbench.device import Precision
 from poolbench.errors import ShapeError
 from poolbench.models import check_model
@@ -91,21 +91,23 @@ def resize(x: Tensor, size: int) -> Tensor:
 @dataclass
 class _Predictor:
     model: nn.Module
-    data: InMemoryDataset
+    data: ImageData
     device: torch.device
     precision: Precision
     batch_size: int
     channels_last: bool = False
+    _labels: Tensor | None = None
 
     @torch.no_grad()
     def predict(self, transform: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
         """Top-1 predictions on the (transformed) raw test images; ``transform(x, start)``."""
         preds = []
-        raw = self.data.test_x
-        for start in range(0, len(raw), self.batch_size):
-            x = raw[start : start + self.batch_size]
+        start = 0
+        for x, _ in self.data.raw_test_batches(self.batch_size):
+            count = len(x)
             if transform is not None:
                 x = transform(x, start)
+            start += count
             x = self.data.normalize(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -114,8 +116,14 @@ class _Predictor:
             preds.append(logits.float().argmax(dim=1))
         return torch.cat(preds)
 
+    def labels(self) -> Tensor:
+        return torch.cat([y for _, y in self.data.raw_test_batches(self.batch_size)])
+
     def accuracy(self, transform: Callable[[Tensor, int], Tensor] | None = None) -> float:
-        return (self.predict(transform) == self.data.test_y).float().mean().item()
+        predictions = self.predict(transform)
+        if self._labels is None:
+            self._labels = self.labels().to(predictions.device)
+        return (predictions == self._labels).float().mean().item()
 
 
 def has_global_head(model: nn.Module) -> bool:
@@ -124,7 +132,7 @@ def has_global_head(model: nn.Module) -> bool:
 
 def invariance_metrics(
     model: nn.Module,
-    data: InMemoryDataset,
+    data: ImageData,
     cfg: EvalConfig,
     device: torch.device,
     precision: Precision,
@@ -138,7 +146,7 @@ def invariance_metrics(
     was_training = model.training
     model.eval()
     predictor = _Predictor(model, data, device, precision, cfg.batch_size, channels_last)
-    n = len(data.test_y)
+    n = data.num_test
     out: dict[str, float | None] = {}
     try:
         generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -146,14 +154,16 @@ def invariance_metrics(
 
         def offsets() -> tuple[Tensor, Tensor]:
             d = torch.randint(-m, m + 1, (2, n), generator=generator)
-            return d[0].to(data.test_x.device), d[1].to(data.test_x.device)
+            return d[0], d[1]
 
         (dy1, dx1), (dy2, dx2) = offsets(), offsets()
 
         def shifted(dy: Tensor, dx: Tensor) -> Callable[[Tensor, int], Tensor]:
             def transform(x: Tensor, start: int) -> Tensor:
                 end = start + len(x)
-                return translate(x, dy[start:end], dx[start:end], cfg.shift_mode)
+                offsets_y = dy[start:end].to(x.device)
+                offsets_x = dx[start:end].to(x.device)
+                return translate(x, offsets_y, offsets_x, cfg.shift_mode)
 
             return transform
 
@@ -164,8 +174,8 @@ def invariance_metrics(
         for k in cfg.shifts:
             accs = []
             for sy, sx in ((0, k), (0, -k), (k, 0), (-k, 0)):
-                dy = torch.full((n,), sy, device=data.test_x.device)
-                dx = torch.full((n,), sx, device=data.test_x.device)
+                dy = torch.full((n,), sy)
+                dx = torch.full((n,), sx)
                 accs.append(predictor.accuracy(shifted(dy, dx)))
             out[f"acc_shift_{k}"] = sum(accs) / len(accs)
 

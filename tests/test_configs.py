@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from datafiles import write_cifar, write_imagefolder, write_imagenette
 
 from poolbench.data import list_datasets
@@ -18,6 +19,15 @@ CONFIGS = config_dir()
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def experiment_dataset(name: str) -> str | None:
+    """The dataset an experiment file selects (``override /data: X`` in its defaults)."""
+    config = yaml.safe_load((CONFIGS / "experiment" / f"{name}.yaml").read_text()) or {}
+    for item in config.get("defaults", []):
+        if isinstance(item, dict) and "override /data" in item:
+            return item["override /data"]
+    return None
 
 
 def test_config_dir_is_the_repo_configs():
@@ -34,11 +44,14 @@ def test_every_option_composes_and_validates(group: str, tmp_path: Path):
             "imagenette": write_imagenette(tmp_path / "inette"),
             "imagefolder": write_imagefolder(tmp_path / "folder"),
         }
-        if group == "data"
+        if group in ("data", "experiment")
         else {}
     )
     for option in options(group):
-        extra = [f"data.root={roots[option]}"] if option in roots else []
+        dataset = option if group == "data" else None
+        if group == "experiment":
+            dataset = experiment_dataset(option)
+        extra = [f"data.root={roots[dataset]}"] if dataset in roots else []
         the_plan = plan([f"{group}={option}", *extra])
         assert the_plan.runs, option
 
@@ -52,4 +65,4 @@ def test_config_files_match_registries():
 
 def test_config_keys_are_factory_arguments():
     run = plan(["pool=max", "pool.F=3", "pool.S=1"]).runs[0]
-    assert run.pool.name == "max" and run.pool.params == {"F": 3, "S": 1}
+    assert run.pool.name == "max" and run.pool.params == {"F": 3, "S": 1, "padding": 0}

@@ -52,6 +52,20 @@ def test_local_output_follows_the_size_rule(name: str, size: int, F: int, S: int
     assert tuple(out.shape) == (2, 4, *expected) == (2, 4, *module.output_size(size, size + 1))
 
 
+WINDOWLESS = [n for n in LOCAL if not {"F", "S"} <= {p.name for p in pool_entry(n).params}]
+
+
+@pytest.mark.parametrize("name", WINDOWLESS)
+@pytest.mark.parametrize("size", [4, 7, 9, 16])
+def test_windowless_local_pool_states_its_output_size(name: str, size: int):
+    """Pools without F/S (identity, wavelet, fractional) follow their own rule: it must be the
+    one their ``output_size`` states, since models and shape checks rely on it."""
+    module = make(name).train()
+    for mode in (module.train(), module.eval()):
+        out = run(mode, torch.randn(2, 4, size, size + 1))
+        assert tuple(out.shape) == (2, 4, *module.output_size(size, size + 1))
+
+
 @pytest.mark.parametrize("name", LOCAL)
 def test_local_bad_hyperparameters_raise_at_construction(name: str):
     names = {p.name for p in pool_entry(name).params}

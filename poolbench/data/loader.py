@@ -182,10 +182,23 @@ class LoaderDataset:
                 x = augment_batch(x, generator, self.flip, self.crop_pad)
             yield normalize(x, self.mean, self.std), y
 
+    def normalize(self, x: Tensor) -> Tensor:
+        return normalize(x, self.mean, self.std)
+
     def _eval_batches(self, dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self._raw_batches(dataset, batch_size):
+            yield self.normalize(x), y
+
+    def _raw_batches(self, dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in self._loader(dataset, batch_size, shuffle=False):
-            x, y = self._to_device(x, y)
-            yield normalize(x, self.mean, self.std), y
+            yield self._to_device(x, y)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test)
+
+    def raw_test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return self._raw_batches(self.test, batch_size)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.val is None:

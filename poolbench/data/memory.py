@@ -115,9 +115,17 @@ class InMemoryDataset:
             yield self.normalize(x), self.train_y[idx]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.raw_test_batches(batch_size):
+            yield self.normalize(x), y
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test_y)
+
+    def raw_test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self.test_y), batch_size):
             end = start + batch_size
-            yield self.normalize(self.test_x[start:end]), self.test_y[start:end]
+            yield self.test_x[start:end], self.test_y[start:end]
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.val_y is None:

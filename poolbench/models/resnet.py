@@ -57,7 +57,7 @@ class BasicBlock(nn.Module):
         if out.shape[-2:] != skip.shape[-2:]:
             pool = self.shortcut[0]
             raise ShapeError(
-                f"resnet18 shortcut pool (F={pool.F}, S={pool.S}, P={pool.padding}) gives "
+                f"resnet18 shortcut pool {type(pool).__name__}({pool.extra_repr()}) gives "
                 f"{skip.shape[-2]}x{skip.shape[-1]} from {x.shape[-2]}x{x.shape[-1]}, the "
                 f"stride-2 conv branch gives {out.shape[-2]}x{out.shape[-1]} = ceil(W/2) "
                 f"(pool output side = floor((W1 - F + 2P)/S) + 1; use S=2, and F=3 P=1 for odd W)"
