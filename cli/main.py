@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console()
+# Logs and CI are read in wide windows: 120 columns there, the real width on a terminal.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

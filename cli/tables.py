@@ -43,26 +43,42 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
         return len(failed)
 
     table = Table(title=f"poolbench sweep: {len(records)} runs in {outcome.seconds:.0f} s")
-    for col in ("pool", "head", "model", "seed", "test_acc", "latency_ms", "params", "status"):
-        table.add_column(
-            col, justify="right" if col in ("test_acc", "latency_ms", "params", "seed") else "left"
+    # Setup columns only where the runs differ (pool always); metrics where any run has them.
+    # F, S and p only where they vary within one pool: each pool's defaults are in its config.
+    pools = {r.get("pool") for r in records}
+    labels = ["pool"] + [
+        c for c in ("data", "model", "head", "seed") if len({str(r.get(c)) for r in records}) > 1
+    ]
+    labels += [
+        c for c in ("F", "S", "p") if len({(r.get("pool"), r.get(c)) for r in records}) > len(pools)
+    ]
+    metrics = [
+        (name, spec, scale)
+        for name, spec, scale in (
+            ("test_acc", ".4f", 1),
+            ("shift_consistency", ".3f", 1),
+            ("latency_ms", ".2f", 1),
+            ("params", ",", 1),
+            ("flops", ".1f", 1e-6),
         )
+        if any(r.get(name) is not None for r in records)
+    ]
+    for col in labels:
+        table.add_column(col, no_wrap=True)
+    for name, _, _ in metrics:
+        table.add_column("MFLOPs" if name == "flops" else name, justify="right")
+    table.add_column("status")
     for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
         status = r.get("status", "?")
         if status != "ok":
             status = f"[red]{status}[/red]"
         elif r.get("run_name") in outcome.skipped:
             status = "skipped"
-        table.add_row(
-            str(r.get("pool")),
-            str(r.get("head")),
-            str(r.get("model")),
-            str(r.get("seed")),
-            _fmt(r.get("test_acc"), ".4f"),
-            _fmt(r.get("latency_ms"), ".2f"),
-            _fmt(r.get("params"), ","),
-            status,
-        )
+        cells = [str(r.get(c)) for c in labels]
+        for name, spec, scale in metrics:
+            value = r.get(name)
+            cells.append(_fmt(value * scale if scale != 1 and value is not None else value, spec))
+        table.add_row(*cells, status)
     console.print(table)
     import pandas as pd
 

@@ -41,6 +41,42 @@ def test_channels_last_input_gives_the_same_output(name: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def random_in_training(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = run(module, x)
+        torch.manual_seed(2)
+        return not torch.equal(a, run(module, x))
+
+
+@pytest.mark.parametrize("name", list_pools())
+@pytest.mark.parametrize("grad_format", ["same", "other"])
+def test_channels_last_training_step_gives_the_same_gradients(name: str, grad_format: str):
+    """Training under channels_last=auto runs backward with NHWC tensors, and the gradient that
+    arrives from the next layer may be in either memory format: custom backward passes must not
+    assume NCHW strides (a ``.view`` there fails only in training)."""
+    grads = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        other = (
+            torch.channels_last
+            if memory_format is torch.contiguous_format
+            else torch.contiguous_format
+        )
+        torch.manual_seed(0)
+        module = make(name, 4).train().to(memory_format=memory_format)
+        x = (torch.randn(2, 4, 8, 8) * 3).to(memory_format=memory_format).requires_grad_()
+        torch.manual_seed(1)
+        out = run(module, x)
+        g = torch.ones_like(out)
+        if out.dim() == 4:
+            g = g.contiguous(memory_format=memory_format if grad_format == "same" else other)
+        out.backward(g)
+        assert torch.isfinite(x.grad).all()
+        grads.append(x.grad.contiguous())
+    if not random_in_training(make(name, 4).train(), torch.randn(2, 4, 8, 8)):
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+
+
 class Holder(torch.nn.Module):
     """Feeds a multi-stage head the list it expects."""
 

@@ -44,7 +44,7 @@ def _up(t: Tensor) -> Tensor:
 
 def _blocks(x: Tensor, F: int) -> Tensor:
     n, c, h, w = x.shape
-    return x.view(n, c, h // F, F, w // F, F)
+    return x.reshape(n, c, h // F, F, w // F, F)
 
 
 def _lp_root(total: Tensor, p: float) -> Tensor:
@@ -75,10 +75,10 @@ class _BlockLpPool(torch.autograd.Function):
         p, F = ctx.p, ctx.F
         if p == 2:
             scale = grad / out
-            return (_blocks(x, F) * _up(scale)).view_as(x), None, None
+            return (_blocks(x, F) * _up(scale)).reshape(x.shape), None, None
         scale = grad / out.pow(p - 1)
         signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
-        return (_blocks(signed, F) * _up(scale)).view_as(x), None, None
+        return (_blocks(signed, F) * _up(scale)).reshape(x.shape), None, None
 
 
 class _BlockGeMPool(torch.autograd.Function):
@@ -109,7 +109,7 @@ class _BlockGeMPool(torch.autograd.Function):
         x, p, c, y, mean, out = ctx.saved_tensors
         F = ctx.F
         g_out = grad * out
-        t = (_blocks(y, F) * _up(g_out / (mean * (F * F)))).view_as(x)
+        t = (_blocks(y, F) * _up(g_out / (mean * (F * F)))).reshape(x.shape)
         grad_p = None
         if ctx.needs_input_grad[1]:  # learnable p
             window_term = -(g_out * mean.log()).sum() / (p * p)

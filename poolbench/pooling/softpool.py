@@ -47,8 +47,8 @@ class _BlockSoftPool(torch.autograd.Function):
             # term of every window is exp(0) = 1 (no overflow, no all-zero denominator).
             shift = F_.max_pool2d(x, F, F)
             n, c, h, w = shift.shape
-            e6 = (x.view(n, c, h, F, w, F) - _upsample_view(shift)).exp_()
-            e = e6.view_as(x)
+            e6 = (x.reshape(n, c, h, F, w, F) - _upsample_view(shift)).exp_()
+            e = e6.reshape(x.shape)
             mean_e = F_.avg_pool2d(e, F, F)
         out = F_.avg_pool2d(e * x, F, F).div_(mean_e)
         ctx.save_for_backward(x, e, mean_e, out)
@@ -63,9 +63,9 @@ class _BlockSoftPool(torch.autograd.Function):
         n, c, h, w = out.shape
         scale = grad / (mean_e * (F * F))  # g / sum(e), per window
         offset = scale * (1.0 - out)
-        x6 = x.view(n, c, h, F, w, F)
+        x6 = x.reshape(n, c, h, F, w, F)
         gx = torch.addcmul(_upsample_view(offset), _upsample_view(scale), x6)
-        return gx.view_as(x).mul_(e), None
+        return gx.reshape(x.shape).mul_(e), None
 
 
 def _window_softpool(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool) -> Tensor:
