@@ -74,7 +74,7 @@ CLOSED_FORM = {
     "global_avg": ({}, lambda x: ref_per_channel(x, lambda v: sum(v) / len(v))),
     "global_max": ({}, lambda x: ref_per_channel(x, max)),
     "global_gem": (
-        {"p": 3.0, "learn_p": False},
+        {"p": 3.0, "learnable_p": False},
         lambda x: ref_per_channel(x, lambda v: ref_gem(v, 3.0, 1e-6)),
     ),
     "global_lp": ({"p": 2.5}, lambda x: ref_per_channel(x, lambda v: ref_lp(v, 2.5))),
@@ -243,7 +243,7 @@ def test_gem_in_fp16_does_not_overflow_at_large_activations():
     # 100^3 = 1e6 is past fp16's 65504: a pow in fp16 would give inf
     x = torch.full((1, 2, 4, 4), 100.0, dtype=torch.float16)
     assert torch.isinf(x.pow(3)).all()
-    out = create_pool("global_gem", 2, learn_p=False)(x)
+    out = create_pool("global_gem", 2, learnable_p=False)(x)
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.float(), torch.full((1, 2), 100.0))
 
@@ -291,7 +291,7 @@ def test_lp_rejects_p_below_one():
 
 def test_gem_fixed_p_is_a_buffer_and_learnable_p_a_parameter():
     assert [n for n, _ in create_pool("global_gem", 2).named_parameters()] == ["p"]
-    fixed = create_pool("global_gem", 2, p=4.0, learn_p=False)
+    fixed = create_pool("global_gem", 2, p=4.0, learnable_p=False)
     assert list(fixed.parameters()) == [] and float(fixed.p) == 4.0
     with pytest.raises(ConfigError, match="p"):
         create_pool("global_gem", 2, p=0)
@@ -299,9 +299,9 @@ def test_gem_fixed_p_is_a_buffer_and_learnable_p_a_parameter():
 
 def test_gem_p_one_is_mean_and_large_p_tends_to_max():
     x = torch.rand(2, 3, 5, 5, dtype=torch.float64) + 0.5
-    mean = create_pool("global_gem", 3, p=1.0, learn_p=False).double()(x)
+    mean = create_pool("global_gem", 3, p=1.0, learnable_p=False).double()(x)
     torch.testing.assert_close(mean, x.mean(dim=(2, 3)))
-    near_max = create_pool("global_gem", 3, p=500.0, learn_p=False).double()(x)
+    near_max = create_pool("global_gem", 3, p=500.0, learnable_p=False).double()(x)
     torch.testing.assert_close(near_max, x.amax(dim=(2, 3)), rtol=1e-2, atol=0)
 
 
@@ -555,7 +555,7 @@ def test_attention_bad_hyperparameters():
 
 def test_every_head_has_an_informative_repr():
     assert "levels=[1, 2, 4], mode=max" in repr(create_pool("spp", 2))
-    assert "p=3, learn_p=True" in repr(create_pool("global_gem", 2))
+    assert "p=3, learnable_p=True" in repr(create_pool("global_gem", 2))
     assert "output_size=[2, 2]" in repr(create_pool("adaptive_avg", 2))
     assert "num_patterns=1, dim=2" in repr(create_pool("hopfield", 2))
     assert "heads=1, grid=7, out_dim=2" in repr(create_pool("attention", 2))

@@ -112,14 +112,14 @@ class GlobalGeM(GlobalPool):
     """Generalised mean (mean clamp(x, eps)^p)^(1/p); p learnable (init ``p``) or fixed; D = C."""
 
     def __init__(
-        self, channels: int, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True
+        self, channels: int, p: float = 3.0, eps: float = 1e-6, learnable_p: bool = True
     ) -> None:
         super().__init__(channels)
         layer = type(self).__name__
         p = check_positive("p", p, layer)
         self.eps = check_positive("eps", eps, layer)
-        self.learn_p = bool(learn_p)
-        if self.learn_p:
+        self.learnable_p = bool(learnable_p)
+        if self.learnable_p:
             self.p = nn.Parameter(torch.tensor(p))
         else:
             self.register_buffer("p", torch.tensor(p))
@@ -129,7 +129,7 @@ class GlobalGeM(GlobalPool):
         return global_gem(x, self.p, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p.item():.3g}, learn_p={self.learn_p}"
+        return f"{super().extra_repr()}, p={self.p.item():.3g}, learnable_p={self.learnable_p}"
 
 
 @register_pool("global_lp", kind="global", paper="Sermanet et al. 2012; Bruna et al. 2014 (Lp)")
