@@ -158,11 +158,10 @@ def test_shapes_is_learnable_by_a_small_cnn():
     from poolbench.train import train
 
     torch.manual_seed(0)
-    data = create_dataset("shapes", image_size=24, train_size=1500, test_size=300)
-    model = create_model(
-        "vgg", 6, 3, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"), widths=[16, 32, 32]
-    )
-    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.1)
+    # configs/train/shapes.yaml's recipe and the default vgg, on half the images.
+    data = create_dataset("shapes", image_size=32, train_size=3000, test_size=600)
+    model = create_model("vgg", 6, 3, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"))
+    cfg = TrainConfig(epochs=10, batch_size=128, lr=0.1)
     cpu = torch.device("cpu")
     result = train(model, data, cfg, cpu, resolve_precision("fp32", cpu), seed=0, live=False)
     assert result.test_acc > 0.5  # chance is 1/6
