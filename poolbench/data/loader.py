@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from poolbench.data.memory import augment as augment_batch
-from poolbench.data.memory import normalize
+from poolbench.data.memory import normalize, validation_split
 from poolbench.errors import ConfigError, DataError
 
 
@@ -136,16 +136,9 @@ class LoaderDataset:
         return self
 
     def split_validation(self, fraction: float, seed: int) -> None:
-        n = len(self.train)
-        n_val = int(round(fraction * n))
-        if not 0 < n_val < n:
-            raise ConfigError(
-                f"validation split of {fraction} leaves {n - n_val} of {n} training images; "
-                f"expected 0 < train.val_fraction < 1 with both parts non-empty"
-            )
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-        self.val = Subset(self.train, order[:n_val])
-        self.train = Subset(self.train, order[n_val:])
+        val, keep = (idx.tolist() for idx in validation_split(len(self.train), fraction, seed))
+        self.val = Subset(self.train, val)
+        self.train = Subset(self.train, keep)
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
         return DataLoader(

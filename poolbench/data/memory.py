@@ -38,6 +38,19 @@ def augment(x: Tensor, generator: torch.Generator, flip: bool, crop_pad: int) ->
     return x
 
 
+def validation_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded indices (validation, kept for training) that move ``fraction`` of ``n`` training
+    images to a validation split; both parts must be non-empty."""
+    n_val = int(round(fraction * n))
+    if not 0 < n_val < n:
+        raise ConfigError(
+            f"validation split of {fraction} leaves {n - n_val} of {n} training images; "
+            f"expected 0 < train.val_fraction < 1 with both parts non-empty"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n_val], order[n_val:]
+
+
 @dataclass
 class InMemoryDataset:
     """Train and test images as uint8 ``(N, C, H, W)`` with int64 labels.
@@ -85,16 +98,8 @@ class InMemoryDataset:
         Model selection (best epoch, early stopping, hyperparameters) reads this split; the
         test split is only ever read for the final number.
         """
-        n = len(self.train_y)
-        n_val = int(round(fraction * n))
-        if not 0 < n_val < n:
-            raise ConfigError(
-                f"validation split of {fraction} leaves {n - n_val} of {n} training images; "
-                f"expected 0 < train.val_fraction < 1 with both parts non-empty"
-            )
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        order = order.to(self.train_y.device)
-        val, keep = order[:n_val], order[n_val:]
+        val, keep = validation_split(len(self.train_y), fraction, seed)
+        val, keep = val.to(self.train_y.device), keep.to(self.train_y.device)
         self.val_x, self.val_y = self.train_x[val], self.train_y[val]
         self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
 
