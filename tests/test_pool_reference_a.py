@@ -423,3 +423,15 @@ def test_invalid_hyperparameters_name_parameter_and_value():
         create_pool("gem", 3, eps=0.0)
     with pytest.raises(ConfigError, match="p > 0"):
         create_pool("lp", 3, p=-2.0)
+
+
+def test_gem_second_backward_through_a_retained_graph_gives_the_same_gradients():
+    # the block GeM's backward overwrites its forward buffer; a retained graph must recompute it
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=g).requires_grad_()
+    p = torch.tensor(2.6, dtype=torch.float64, requires_grad=True)
+    out = gem_pool2d(x, p, 2, 2, eps=0.05)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    first = torch.autograd.grad(out, (x, p), weights, retain_graph=True)
+    second = torch.autograd.grad(out, (x, p), weights)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
