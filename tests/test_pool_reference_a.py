@@ -423,3 +423,33 @@ def test_invalid_hyperparameters_name_parameter_and_value():
         create_pool("gem", 3, eps=0.0)
     with pytest.raises(ConfigError, match="p > 0"):
         create_pool("lp", 3, p=-2.0)
+
+
+def test_gem_second_backward_through_a_retained_graph_gives_the_same_gradients():
+    # the block GeM's backward overwrites its forward buffer; a retained graph must recompute it
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=g).requires_grad_()
+    p = torch.tensor(2.6, dtype=torch.float64, requires_grad=True)
+    out = gem_pool2d(x, p, 2, 2, eps=0.05)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    first = torch.autograd.grad(out, (x, p), weights, retain_graph=True)
+    second = torch.autograd.grad(out, (x, p), weights)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_median_2x2_closed_form_matches_sorting_on_odd_maps_and_ties():
+    g = torch.Generator().manual_seed(6)
+    # small integers: many ties inside windows; 7x5 leaves a row and a column uncovered
+    x = torch.randint(0, 3, (2, 3, 7, 5), generator=g).double().requires_grad_()
+    out = median_pool2d(x, 2, 2)
+    expected = x.detach()[:, :, :6, :4].unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)
+    torch.testing.assert_close(out, expected.median(-1).values, rtol=0, atol=0)
+    out.backward(torch.ones_like(out))
+    grad = x.grad
+    assert torch.equal(grad[:, :, 6], torch.zeros_like(grad[:, :, 6]))
+    assert torch.equal(grad[:, :, :, 4], torch.zeros_like(grad[:, :, :, 4]))
+    per_window = grad[:, :, :6, :4].unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)
+    # exactly one input per window takes the gradient, and it holds the median's value
+    assert torch.equal((per_window != 0).sum(-1), torch.ones_like(out, dtype=torch.long))
+    picked = (per_window != 0).double().argmax(-1, keepdim=True)
+    torch.testing.assert_close(expected.gather(-1, picked).squeeze(-1), out.detach())
