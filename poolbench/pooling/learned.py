@@ -97,11 +97,12 @@ class _DisjointGated(torch.autograd.Function):
             mix = torch.cat([weights, torch.full_like(weights, 1.0 / (F * F))], dim=1)
             logit, avg = torch.matmul(mix, windows).unbind(1)  # (C, N*H'*W') each
             top = windows[:, 0].clone()
-            first = torch.zeros_like(top)  # first maximal position, like max pooling
+            # Flat offset of the first maximal position in its window, like max pooling.
+            first = torch.zeros_like(top)
             for k in range(1, F * F):
                 later = windows[:, k] > top
                 top = torch.maximum(top, windows[:, k])
-                first.masked_fill_(later, k)
+                first.masked_fill_(later, (k // F) * width + k % F)
             gate = torch.sigmoid(logit)
             out = torch.lerp(avg, top, gate)
         ctx.save_for_backward(windows, mask, gate, first, top - avg)
@@ -112,21 +113,29 @@ class _DisjointGated(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         windows, mask, gate, first, spread = ctx.saved_tensors
         n, c, height, width, F, h_out, w_out = ctx.shape
-        g = grad.to(windows.dtype).transpose(0, 1).reshape(c, n * h_out * w_out)
+        # Gradients in the output's (N, C, H', W') layout; the saved planes are (C, N, H', W').
+        g = grad.to(windows.dtype).contiguous()
+        gate, spread = gate.view(c, n, h_out, w_out), spread.view(c, n, h_out, w_out)
+        gate, spread = gate.transpose(0, 1), spread.transpose(0, 1)
         d = g * gate * (1 - gate) * spread  # dL/dlogit
         grad_x = grad_mask = None
         if ctx.needs_input_grad[0]:
-            weights = mask.to(windows.dtype).reshape(-1, F * F, 1)  # (1 or C, F*F, 1)
-            mix = torch.cat([weights, torch.full_like(weights, 1.0 / (F * F))], dim=2)
-            coeff = torch.stack([d, g * (1 - gate)], dim=1)  # (C, 2, N*H'*W')
-            grad_w = torch.matmul(mix, coeff)  # (C, F*F, N*H'*W')
-            grad_w.scatter_add_(1, first.long().unsqueeze(1), (g * gate).unsqueeze(1))
-            grad_x = (
-                grad_w.view(c, F, F, n, h_out, w_out)
-                .permute(3, 0, 4, 1, 5, 2)
-                .reshape(n, c, height, width)
-                .to(grad.dtype)
+            # Written straight in the input's layout: every x_k gets (1 - s) g / F^2 + d w_k.
+            base = (g * (1 - gate)).div_(F * F)
+            grad_x = torch.addcmul(
+                base.view(n, c, h_out, 1, w_out, 1),
+                d.view(n, c, h_out, 1, w_out, 1),
+                mask.to(windows.dtype).reshape(1, -1, 1, F, 1, F),
+            ).view(n, c, height, width)
+            # ... and the max term s g goes to the window's first maximum.
+            rows = torch.arange(h_out, device=g.device).view(h_out, 1) * (F * width)
+            corner = rows + torch.arange(w_out, device=g.device) * F
+            flat = first.view(c, n, h_out, w_out).transpose(0, 1).long().add_(corner)
+            grad_x.view(n, c, -1).scatter_add_(
+                2, flat.reshape(n, c, -1), (g * gate).reshape(n, c, -1)
             )
+            grad_x = grad_x.to(grad.dtype)
+        d = d.transpose(0, 1).reshape(c, n * h_out * w_out)
         if ctx.needs_input_grad[1]:
             per_window = torch.matmul(windows, d.unsqueeze(2)).squeeze(2)  # (C, F*F)
             total = per_window if mask.dim() == 3 else per_window.sum(0)
