@@ -73,7 +73,8 @@ def _disjoint_sample(x: Tensor, F: int, h_out: int, w_out: int) -> Tensor:
     candidate (row-major) whose cumulative weight exceeds u, i.e. its offset is the sum of
     the offset steps of every candidate whose cumulative weight is <= u. Zero-weight
     candidates never exceed u first. This draws a quarter as many random numbers as the race
-    and walks only strided views, so it is about twice as fast.
+    and walks only strided views: training forward+backward at (64, 128, 32, 32) fp32 on 2 CPU
+    threads measured 1.5-1.8x native max pooling (the race: 2.8-3.0x).
     """
     n, c, height, width = x.shape
     with torch.no_grad():
