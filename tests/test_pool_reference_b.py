@@ -77,7 +77,7 @@ def test_stochastic_eval_matches_loop(n, c, h, w, F, S):
     torch.testing.assert_close(stochastic_pool2d(positive, F, S, training=False), ref)
 
 
-@pytest.mark.parametrize(("F", "S"), [(2, 2), (3, 2)])
+@pytest.mark.parametrize(("F", "S"), [(2, 2), (3, 3), (3, 2)])
 def test_stochastic_training_frequencies_follow_a_over_sum(F, S):
     torch.manual_seed(0)
     window = torch.tensor([0.5, 1.5, 0.0, 3.0, -2.0, 1.0, 0.25, 2.0, 0.75], dtype=torch.float64)

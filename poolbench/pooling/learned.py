@@ -60,9 +60,88 @@ def gated_pool2d(x: Tensor, gate_mask: Tensor, F: int = 2, S: int = 2) -> Tensor
 
     x (Tensor[N, C, H, W]); ``gate_mask`` w is (F, F) shared or (C, F, F) per channel.
     """
+    if F == S:
+        h_out, w_out = x.shape[-2] // F, x.shape[-1] // F
+        return _DisjointGated.apply(x[..., : h_out * F, : w_out * F], gate_mask)
     gate = torch.sigmoid(_window_dot(x, gate_mask.unsqueeze(-3), F, S).squeeze(2))
     avg = F_.avg_pool2d(x, F, S)
     return torch.lerp(avg, F_.max_pool2d(x, F, S), gate.to(avg.dtype))
+
+
+class _DisjointGated(torch.autograd.Function):
+    """Gated pooling over disjoint windows (F == S, H and W multiples of F), forward and
+    backward by hand, in float32 (or float64).
+
+    The windows are laid out as (C, F*F, N*H'*W') once, so the gate logit and the mean are one
+    matrix product per channel with [w; 1/F^2] and the max F*F - 1 passes over planes; the
+    depthwise convolution this replaces cost more than the rest of the layer (forward+backward
+    at (64, 128, 32, 32) fp32 on 2 CPU threads: 2.1-2.5x native max pooling, was 3.6-3.7x).
+    Backward, with s the gate, y = avg + s (max - avg), g the output gradient and
+    d = g s (1 - s)(max - avg): dy/dx_k = (1 - s)/F^2 + s [k = argmax] + d w_k, dL/dw_k = sum d x_k.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        n, c, height, width = x.shape
+        F = mask.shape[-1]
+        h_out, w_out = height // F, width // F
+        with torch.autocast(x.device.type, enabled=False):
+            # (C, F*F, N*H'*W'): one contiguous plane per window position.
+            windows = (
+                x.reshape(n, c, h_out, F, w_out, F)
+                .permute(1, 3, 5, 0, 2, 4)
+                .to(torch.promote_types(x.dtype, torch.float32))
+                .contiguous()
+                .view(c, F * F, n * h_out * w_out)
+            )
+            weights = mask.to(windows.dtype).reshape(-1, 1, F * F)  # (1 or C, 1, F*F)
+            mix = torch.cat([weights, torch.full_like(weights, 1.0 / (F * F))], dim=1)
+            logit, avg = torch.matmul(mix, windows).unbind(1)  # (C, N*H'*W') each
+            top = windows[:, 0].clone()
+            # Flat offset of the first maximal position in its window, like max pooling.
+            first = torch.zeros_like(top)
+            for k in range(1, F * F):
+                later = windows[:, k] > top
+                top = torch.maximum(top, windows[:, k])
+                first.masked_fill_(later, (k // F) * width + k % F)
+            gate = torch.sigmoid(logit)
+            out = torch.lerp(avg, top, gate)
+        ctx.save_for_backward(windows, mask, gate, first, top - avg)
+        ctx.shape = (n, c, height, width, F, h_out, w_out)
+        return out.view(c, n, h_out, w_out).transpose(0, 1).contiguous().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        windows, mask, gate, first, spread = ctx.saved_tensors
+        n, c, height, width, F, h_out, w_out = ctx.shape
+        # Gradients in the output's (N, C, H', W') layout; the saved planes are (C, N, H', W').
+        g = grad.to(windows.dtype).contiguous()
+        gate, spread = gate.view(c, n, h_out, w_out), spread.view(c, n, h_out, w_out)
+        gate, spread = gate.transpose(0, 1), spread.transpose(0, 1)
+        d = g * gate * (1 - gate) * spread  # dL/dlogit
+        grad_x = grad_mask = None
+        if ctx.needs_input_grad[0]:
+            # Written straight in the input's layout: every x_k gets (1 - s) g / F^2 + d w_k.
+            base = (g * (1 - gate)).div_(F * F)
+            grad_x = torch.addcmul(
+                base.view(n, c, h_out, 1, w_out, 1),
+                d.view(n, c, h_out, 1, w_out, 1),
+                mask.to(windows.dtype).reshape(1, -1, 1, F, 1, F),
+            ).view(n, c, height, width)
+            # ... and the max term s g goes to the window's first maximum.
+            rows = torch.arange(h_out, device=g.device).view(h_out, 1) * (F * width)
+            corner = rows + torch.arange(w_out, device=g.device) * F
+            flat = first.view(c, n, h_out, w_out).transpose(0, 1).long().add_(corner)
+            grad_x.view(n, c, -1).scatter_add_(
+                2, flat.reshape(n, c, -1), (g * gate).reshape(n, c, -1)
+            )
+            grad_x = grad_x.to(grad.dtype)
+        d = d.transpose(0, 1).reshape(c, n * h_out * w_out)
+        if ctx.needs_input_grad[1]:
+            per_window = torch.matmul(windows, d.unsqueeze(2)).squeeze(2)  # (C, F*F)
+            total = per_window if mask.dim() == 3 else per_window.sum(0)
+            grad_mask = total.view(mask.shape).to(mask.dtype)
+        return grad_x, grad_mask
 
 
 def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2) -> Tensor:

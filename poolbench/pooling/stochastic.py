@@ -35,9 +35,10 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
     uniform probabilities 1/F^2: it samples uniformly in training and returns the window mean
     in evaluation, so it never divides by zero (for ReLU outputs the result is then 0).
 
-    - training: y = a_k with k ~ Categorical(w / sum w), sampled by an exponential race
-      (k = argmax w_i / E_i, E_i ~ Exp(1)) that native max pooling evaluates; the gradient
-      flows only to the sampled input (like max pooling).
+    - training: y = a_k with k ~ Categorical(w / sum w); the gradient flows only to the
+      sampled input (like max pooling). Disjoint windows (F == S) sample by inverse CDF (one
+      uniform per window); overlapping ones by an exponential race (k = argmax w_i / E_i,
+      E_i ~ Exp(1)) that native max pooling evaluates.
     - evaluation: y = sum_i w_i a_i / sum_i w_i = avg(w^2) / avg(w) (since w_i a_i = w_i^2),
       computed with two native average pools.
 
@@ -57,6 +58,56 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
         return torch.where(positive, weighted, F_.avg_pool2d(xf, F, S)).to(x.dtype)
 
     n, c, height, width = x.shape
+    if F == S:
+        flat = _disjoint_sample(x, F, h_out, w_out)
+    else:
+        flat = _race_sample(x, F, S, h_out, w_out)
+    picked = x.reshape(n, c, height * width).gather(2, flat.view(n, c, h_out * w_out))
+    return picked.view(n, c, h_out, w_out)
+
+
+def _disjoint_sample(x: Tensor, F: int, h_out: int, w_out: int) -> Tensor:
+    """Flat index (N, C, H', W') of one sample per disjoint window (F == S): inverse CDF.
+
+    One uniform u per window, scaled by the window's total weight; the pick is the first
+    candidate (row-major) whose cumulative weight exceeds u, i.e. its offset is the sum of
+    the offset steps of every candidate whose cumulative weight is <= u. Zero-weight
+    candidates never exceed u first. This draws a quarter as many random numbers as the race
+    and walks only strided views: training forward+backward at (64, 128, 32, 32) fp32 on 2 CPU
+    threads measured 1.5-1.8x native max pooling (the race: 2.8-3.0x).
+    """
+    n, c, height, width = x.shape
+    with torch.no_grad():
+        xf = _float32_at_least(x)[..., : h_out * F, : w_out * F]
+        w6 = xf.clamp(min=0).reshape(n, c, h_out, F, w_out, F)
+        offsets = [a * width + b for a in range(F) for b in range(F)]
+        cums = []
+        total = None
+        for a in range(F):
+            for b in range(F):
+                w = w6[:, :, :, a, :, b]
+                total = w.clone() if total is None else total.add_(w)
+                cums.append(total.clone() if len(cums) < F * F - 1 else total)
+        assert total is not None
+        r = torch.rand(total.shape, device=x.device, dtype=total.dtype)
+        u = r * total
+        # Offsets accumulate in float32 (exact below 2^24), then become indices once.
+        off = torch.zeros_like(total)
+        for j, cum in enumerate(cums[:-1]):
+            off.add_(cum <= u, alpha=offsets[j + 1] - offsets[j])
+        empty = total <= 0  # no positive entry: sample the window uniformly instead
+        if empty.any():
+            pick = (r * (F * F)).floor_().clamp_(max=F * F - 1)
+            row = (pick / F).floor_()
+            off = torch.where(empty, row * width + (pick - row * F), off)
+        rows = torch.arange(h_out, device=x.device).view(h_out, 1) * (F * width)
+        cols = torch.arange(w_out, device=x.device) * F
+        return off.long().add_(rows + cols)
+
+
+def _race_sample(x: Tensor, F: int, S: int, h_out: int, w_out: int) -> Tensor:
+    """Flat index (N, C, H', W') of one sample per (possibly overlapping) window."""
+    n, c, height, width = x.shape
     with torch.no_grad():
         # Exponential race: with E_i ~ Exp(1) i.i.d., argmax_i w_i / E_i is i with probability
         # w_i / sum w, so native max pooling over the keys draws every window's sample.
@@ -72,9 +123,7 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
             pick = torch.randint(F * F, top.shape, device=x.device)
             uniform = corners.to(x.device) + offsets.to(x.device)[pick]
             flat = torch.where(empty, uniform, flat)
-        flat = flat.view(n, c, h_out * w_out)
-    picked = x.reshape(n, c, height * width).gather(2, flat)
-    return picked.view(n, c, h_out, w_out)
+        return flat
 
 
 @register_pool("stochastic", kind="local", paper="Zeiler & Fergus 2013 (ICLR)")
