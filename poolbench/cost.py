@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from poolbench.models import dry_run
 from poolbench.pooling.base import GlobalPool, LocalPool
 
 aten = torch.ops.aten
@@ -221,18 +222,9 @@ def model_cost(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelCost
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
 
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    try:
-        with counter:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    with counter:
+        dry_run(model, input_shape, handles, x=x)
 
     nested = {n for n in pools for outer in pools if outer != n and n.startswith(outer + ".")}
     layers = []

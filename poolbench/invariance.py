@@ -38,7 +38,7 @@ from poolbench.config import EvalConfig
 from poolbench.data.base import ImageData
 from poolbench.device import Precision
 from poolbench.errors import ShapeError
-from poolbench.models import check_model
+from poolbench.models import check_model, eval_mode
 from poolbench.pooling.base import GlobalPool
 
 
@@ -143,12 +143,10 @@ def invariance_metrics(
     mode it came in)."""
     if not cfg.enabled:
         return {}
-    was_training = model.training
-    model.eval()
     predictor = _Predictor(model, data, device, precision, cfg.batch_size, channels_last)
     n = data.num_test
     out: dict[str, float | None] = {}
-    try:
+    with eval_mode(model):
         generator = torch.Generator(device="cpu").manual_seed(seed)
         m = cfg.max_shift
 
@@ -188,8 +186,6 @@ def invariance_metrics(
 
         for size in cfg.sizes:
             out[f"acc_res_{size}"] = _resolution_accuracy(predictor, size)
-    finally:
-        model.train(was_training)
     return out
 
 

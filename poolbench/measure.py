@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from poolbench.device import Precision, synchronize
+from poolbench.models import eval_mode
 
 
 def time_repeats(
@@ -58,17 +59,13 @@ def inference_latency(
     x = torch.randn(batch, *input_shape, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    was_training = model.training
-    model.eval()
 
     def forward() -> None:
         with torch.no_grad(), precision.autocast(device):
             model(x)
 
-    try:
+    with eval_mode(model):
         times = time_repeats(forward, device, warmup, repeats, clock)
-    finally:
-        model.train(was_training)
     median, iqr = median_iqr(times)
     return median * 1e3, iqr * 1e3
 

@@ -20,6 +20,7 @@ from poolbench.config import TrainConfig
 from poolbench.data.base import ImageData
 from poolbench.device import Precision, synchronize
 from poolbench.errors import TrainingDiverged
+from poolbench.models import eval_mode
 from poolbench.progress import RunProgress
 
 
@@ -82,21 +83,19 @@ def evaluate(
     channels_last: bool = False,
 ) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (0-1) on the ``test`` (or ``val``) split."""
-    was_training = model.training
-    model.eval()
     correct1 = correct5 = total = 0
     batches = data.val_batches(batch_size) if split == "val" else data.test_batches(batch_size)
-    for x, y in batches:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with precision.autocast(device):
-            logits = model(x)
-        k = min(5, logits.shape[1])
-        top = logits.float().topk(k, dim=1).indices
-        correct1 += (top[:, 0] == y).sum().item()
-        correct5 += (top == y[:, None]).any(dim=1).sum().item()
-        total += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in batches:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(device):
+                logits = model(x)
+            k = min(5, logits.shape[1])
+            top = logits.float().topk(k, dim=1).indices
+            correct1 += (top[:, 0] == y).sum().item()
+            correct5 += (top == y[:, None]).any(dim=1).sum().item()
+            total += len(y)
     return correct1 / total, correct5 / total
 
 

@@ -8,11 +8,14 @@ every pooling stage against the feature map it receives, before any training.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from poolbench.config import PoolSpec
 from poolbench.errors import ShapeError
@@ -21,6 +24,36 @@ from poolbench.registry import Registry, import_submodules
 
 MODELS = Registry("model")
 register_model = MODELS.register
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, then back in the mode it came in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def dry_run(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    handles: Iterable[RemovableHandle] = (),
+    x: Tensor | None = None,
+) -> Any:
+    """One eval-mode, gradient-free forward pass of a single ``(C, H, W)`` image (zeros unless
+    ``x`` is given) on the model's device; the hook ``handles`` are removed afterwards."""
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        x = torch.zeros(1, *input_shape) if x is None else x
+        with eval_mode(model), torch.no_grad():
+            return model(x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def list_models() -> list[str]:
@@ -90,22 +123,14 @@ def check_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Sta
 
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(post_hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(1, *input_shape, device=device))
+        dry_run(model, input_shape, handles)
     except ShapeError:
         raise
     except RuntimeError as err:
         raise ShapeError(
             f"model cannot take input {input_shape[1]}x{input_shape[2]}: {str(err).splitlines()[0]}"
         ) from None
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return stages
 
 
@@ -161,16 +186,7 @@ def summarize_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list
         )
         for _, module in parts + rest
     ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    dry_run(model, input_shape, handles)
     rows = []
     for name, module in parts + rest:
         pools = {
@@ -201,6 +217,8 @@ __all__ = [
     "count_params",
     "count_pool_params",
     "create_model",
+    "dry_run",
+    "eval_mode",
     "list_models",
     "summarize_model",
 ]

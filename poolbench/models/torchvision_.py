@@ -28,12 +28,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from poolbench.config import PoolSpec
 from poolbench.errors import ConfigError
-from poolbench.models import register_model
+from poolbench.models import dry_run, register_model
 from poolbench.models.vgg import build_head
 from poolbench.pooling import create_for_slot, pool_entry
 
@@ -189,20 +188,13 @@ def _probe_channels(
                 order.append(_name)
 
             handles.append(module.register_forward_pre_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, in_channels, size, size))
+        dry_run(model, (in_channels, size, size), handles)
     except RuntimeError as err:
         raise ConfigError(
             f"torchvision: probing channel counts at {size}x{size} failed "
             f"({str(err).splitlines()[0]}); set model.probe_size to an input size the arch takes"
         ) from None
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return channels, order
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from poolbench.errors import ConfigError, ShapeError
@@ -34,6 +35,15 @@ def check_positive(name: str, value: object, layer: str) -> float:
     if not value > 0 or math.isinf(value):
         raise ConfigError(f"{layer}: expected {name} > 0 and finite, got {name}={value}")
     return float(value)
+
+
+def register_power(module: nn.Module, p: float, learnable: bool) -> None:
+    """Set ``module.p``: a learned parameter (GeM's trainable norm, Radenovic et al. 2018) or a
+    fixed buffer, so that it follows the module across devices and into checkpoints either way."""
+    if learnable:
+        module.p = nn.Parameter(torch.tensor(float(p)))
+    else:
+        module.register_buffer("p", torch.tensor(float(p)))
 
 
 def pooled_size(size: int, F: int, S: int, padding: int = 0, ceil_mode: bool = False) -> int:

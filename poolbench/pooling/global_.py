@@ -23,11 +23,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F_
-from torch import Tensor, nn
+from torch import Tensor
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_positive
+from poolbench.pooling.base import GlobalPool, check_positive, register_power
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
@@ -119,10 +119,7 @@ class GlobalGeM(GlobalPool):
         p = check_positive("p", p, layer)
         self.eps = check_positive("eps", eps, layer)
         self.learnable_p = bool(learnable_p)
-        if self.learnable_p:
-            self.p = nn.Parameter(torch.tensor(p))
-        else:
-            self.register_buffer("p", torch.tensor(p))
+        register_power(self, p, self.learnable_p)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C)

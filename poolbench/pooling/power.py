@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F_
-from torch import Tensor, nn
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_positive
+from poolbench.pooling.base import LocalPool, check_positive, register_power
 
 
 def _fp32(x: Tensor) -> Tensor:
@@ -233,10 +233,7 @@ class GeMPool(LocalPool):
         p = check_positive("p", p, layer)
         self.eps = check_positive("eps", eps, layer)
         self.learnable_p = bool(learnable_p)
-        if self.learnable_p:
-            self.p = nn.Parameter(torch.tensor(p))
-        else:
-            self.register_buffer("p", torch.tensor(p))
+        register_power(self, p, self.learnable_p)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')
