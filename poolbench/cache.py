@@ -9,12 +9,13 @@ depends on, and ``version`` is bumped when the way it is built changes.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from poolbench.record import atomic_file
 
 
 def cache_dir() -> Path:
@@ -38,11 +39,8 @@ def cached_tensors(key: str, build: Callable[[], dict[str, Tensor]]) -> dict[str
             path.unlink(missing_ok=True)
     tensors = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        torch.save(tensors, tmp)
-        os.replace(tmp, path)
+        with atomic_file(path, "wb") as fh:
+            torch.save(tensors, fh)
     except OSError:
         pass  # not writable: the next run builds again, nothing else changes
     return tensors

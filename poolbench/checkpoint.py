@@ -15,12 +15,12 @@ interruption it is kept, and running the same command again resumes from it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from poolbench.record import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -77,17 +77,8 @@ class Checkpoint:
             "rng": _rng_states(generator),
             "totals": dict(totals),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:  # also on Ctrl-C: no temporary file left behind
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.path, "wb") as fh:
+            torch.save(state, fh)
         self.epoch = epoch
 
     def restore(
