@@ -25,6 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from poolbench.record import RECORD_NAME
+
 log = logging.getLogger("poolbench")
 
 # The live display of the sweep running in this process, which run bars join (rich allows one
@@ -59,7 +61,7 @@ class SweepProgress:
         run_dirs: list[Path],
         skipped: int,
         live: bool | None = None,
-        record_name: str = "result.json",
+        record_name: str = RECORD_NAME,
         interval_s: float = 0.5,
     ):
         self.records = [Path(d) / record_name for d in run_dirs]
@@ -135,11 +137,8 @@ class SweepProgress:
         self._thread.join()
         if self.poll():
             self._report()
-        if self._progress is not None:
-            if self._own:
-                self._progress.stop()
-            else:
-                self._progress.remove_task(self._task)
+        if self._progress is not None:  # the sweep always owns its live display
+            self._progress.stop()
             _shared = None
 
 
