@@ -235,6 +235,26 @@ def test_fractional_gradcheck():
         assert torch.autograd.gradcheck(fn, (x,))
 
 
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_fractional_switch_is_the_first_maximum_of_each_region(overlapping):
+    # On ties (a constant input, as after a ReLU) each region sends its whole gradient to one
+    # position, its first row and column, like max pooling's switches; nothing is split.
+    x = torch.zeros(2, 3, 13, 11, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    out = fractional_max_pool2d(x, 0.6, True, overlapping, g)
+    grad_out = torch.rand(out.shape) + 1
+    out.backward(grad_out)
+    g = torch.Generator().manual_seed(3)
+    shrink = 1 if overlapping else 0
+    a = fractional_boundaries(13 - shrink, out.shape[2], True, g)
+    b = fractional_boundaries(11 - shrink, out.shape[3], True, g)
+    expected = torch.zeros(2, 3, 13, 11)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            expected[..., a[i], b[j]] += grad_out[..., i, j]
+    torch.testing.assert_close(x.grad, expected)
+
+
 # --- mixed, gated, tree, lip --------------------------------------------------------------
 
 
@@ -371,6 +391,20 @@ def test_detection_gradchecks():
     for fn in (corner_pool2d, cascade_corner_pool2d, center_cross_pool2d):
         for F, S in ((2, 2), (3, 2), (2, 1)):
             assert torch.autograd.gradcheck(lambda t, fn=fn, F=F, S=S: fn(t, F, S), (x,))
+
+
+@pytest.mark.parametrize(("h", "w", "F", "S"), [(8, 8, 2, 2), (9, 7, 3, 2), (6, 5, 2, 1)])
+def test_corner_switch_is_the_first_maximum(h, w, F, S):
+    # On a constant map (ties everywhere) both scans pick their first position, the sampled
+    # corner (iS, jS) itself, so each output's gradient lands there twice and nowhere else.
+    x = torch.zeros(2, 3, h, w, requires_grad=True)
+    out = corner_pool2d(x, F, S)
+    grad_out = torch.rand(out.shape) + 1
+    out.backward(grad_out)
+    expected = torch.zeros(2, 3, h, w)
+    h_out, w_out = out.shape[-2:]
+    expected[..., : (h_out - 1) * S + 1 : S, : (w_out - 1) * S + 1 : S] = 2 * grad_out
+    torch.testing.assert_close(x.grad, expected)
 
 
 # --- strip ------------------------------------------------------------------------------

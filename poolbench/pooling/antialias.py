@@ -9,9 +9,11 @@ Cost, heavy by design: the dense max evaluates a window at every position (F=2, 
 times the windows of max pooling) and the blur is a depthwise convolution on that full-size
 map. Both run in channels_last (NHWC) layout, where the CPU kernels vectorise over channels
 (NCHW: dense max and depthwise convolution about twice as slow). Forward+backward at
-64x128x32x32 fp32 on 2 shared CPU cores: about 2.3-3x native ``max_pool2d(x, 2, 2)``
-(``poolbench bench --pools blur``; 5.25x in NCHW). Neither a dense max from shifted views
-nor the blur as two 2x2 average pools was faster.
+64x128x32x32 fp32 on 2 CPU cores: about 1.6x native ``max_pool2d(x, 2, 2)`` with
+``poolbench bench``'s allocator setting, 2.2-3.8x with glibc's defaults, where the four
+large intermediates page-fault afresh on every call (5.25x in NCHW). Neither a dense max
+from shifted views (with a hand-written backward) nor the blur as two 2x2 average pools
+was faster.
 """
 
 from __future__ import annotations

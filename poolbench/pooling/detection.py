@@ -19,11 +19,11 @@ Here they fill a downsampling slot of a CNN, so:
   there looks right along the window's top row and down its left column, and further) and
   the window's centre, offset (F - 1) // 2, for ``center_cross``.
 
-Only the subsampled positions are computed: a suffix maximum from position i*S equals the
-suffix maximum over stride-S blocks starting at block i, so the scans run on S-times smaller
-tensors. ``corner`` and ``center_cross`` locate their maxima without autograd and read them
-back with one gather (backward: one scatter); ``cascade_corner`` differentiates through
-max pooling and ``torch.cummax`` directly (heavy by design: four scans).
+Only the subsampled positions are computed: each suffix maximum from position i*S is one
+window of a max pooling at stride S (see ``_suffix_pool``). ``corner`` and ``center_cross``
+locate their maxima without autograd and read them back with one gather (backward: one
+scatter); ``cascade_corner`` differentiates through four block-max + ``cummax`` scans
+directly (heavy by design).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from poolbench.pooling.base import LocalPool, pooled_size
 
 
 def _suffix_max(x: Tensor, dim: int, S: int, count: int) -> Tensor:
-    """``max(x[..., k, ...] for k >= i*S)`` along ``dim`` (2 or 3) for ``i < count``."""
+    """``max(x[..., k, ...] for k >= i*S)`` along ``dim`` (2 or 3) for ``i < count``, as a
+    block max then a ``cummax`` scan, differentiable (``cascade_corner`` scans sums that need
+    gradients; for it this is about 4x faster than :func:`_suffix_pool` under autograd)."""
     size = x.shape[dim]
     if S > 1 and size >= S:
         kernel = (S, 1) if dim == 2 else (1, S)
@@ -49,27 +51,26 @@ def _suffix_max(x: Tensor, dim: int, S: int, count: int) -> Tensor:
     return suffix.narrow(dim, 0, count)
 
 
-def _suffix_argmax(x: Tensor, dim: int, S: int, count: int) -> Tensor:
-    """Index along ``dim`` (2 or 3) of ``max(x[..., k, ...] for k >= i*S)`` for ``i < count``."""
-    size = x.shape[dim]
-    shape = [1, 1, 1, 1]
-    shape[dim] = -1
-    if S > 1 and size >= S:
-        kernel = (S, 1) if dim == 2 else (1, S)
-        blocks, flat = F_.max_pool2d(x, kernel, kernel, ceil_mode=True, return_indices=True)
-        where = flat // x.shape[3] if dim == 2 else flat % x.shape[3]
-    elif S > 1:
-        blocks, where = x.max(dim, keepdim=True)
-    else:
-        blocks = x
-        where = torch.arange(size, device=x.device).view(shape).expand_as(x)
-    # Suffix max over blocks = prefix max of the flipped blocks; map its index back. (A
-    # Python scan over block rows was faster on an idle CPU but several times slower on a
-    # busy one, where every small op pays a thread hand-off.)
-    n_blocks = blocks.shape[dim]
-    flipped_arg = blocks.flip(dim).cummax(dim).indices.flip(dim)
-    best_block = (n_blocks - 1) - flipped_arg
-    return where.expand_as(blocks).gather(dim, best_block).narrow(dim, 0, count)
+def _suffix_pool(x: Tensor, dim: int, S: int, count: int, indices: bool = False):
+    """``max(x[..., k, ...] for k >= i*S)`` along ``dim`` (2 or 3) for ``i < count``.
+
+    One max pooling with a window as long as the whole axis, at stride S, over a copy of
+    ``x`` padded with -inf after its end: window i covers [i*S, i*S + L), which holds all of
+    the suffix and otherwise only padding. The copy is channels_last (NHWC), where the CPU
+    kernel vectorises over channels (NCHW: about 7x slower for such long windows; a
+    ``cummax`` scan with its argmax: about 2x). With ``indices``, also the flat position of
+    each maximum in the padded (H, W) plane, as ``F.max_pool2d`` returns it (first of equal
+    maxima).
+    """
+    length = x.shape[dim]
+    pad = (count - 1) * S
+    shape = list(x.shape)
+    shape[dim] += pad
+    padded = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    padded.narrow(dim, 0, length).copy_(x)
+    padded.narrow(dim, length, pad).fill_(float("-inf"))
+    window, stride = ((length, 1), (S, 1)) if dim == 2 else ((1, length), (1, S))
+    return F_.max_pool2d(padded, window, stride, return_indices=indices)
 
 
 def _top_left_grid(x: Tensor, F: int, S: int) -> tuple[int, int, Tensor, Tensor]:
@@ -93,11 +94,20 @@ def corner_pool2d(x: Tensor, F: int = 2, S: int = 2) -> Tensor:
     n, c, height, width = x.shape
     h_out, w_out, rows, cols = _top_left_grid(x, F, S)
     with torch.no_grad():
-        down_row = _suffix_argmax(cols, 2, S, h_out)  # (N, C, H', W'): row of the max below
-        right_col = _suffix_argmax(rows, 3, S, w_out)  # (N, C, H', W'): column of the max
-        top = torch.arange(h_out, device=x.device).view(h_out, 1) * S
-        left = torch.arange(w_out, device=x.device) * S
-        flat = torch.cat([down_row * width + left, top * width + right_col], dim=3)
+        # Flat positions in the padded planes: (H + pad, W') for down, (H', W + pad) for right.
+        _, down_at = _suffix_pool(cols, 2, S, h_out, indices=True)  # (N, C, H', W')
+        _, right_at = _suffix_pool(rows, 3, S, w_out, indices=True)  # (N, C, H', W')
+        flat = torch.empty(n, c, h_out, 2 * w_out, dtype=torch.long, device=x.device)
+        down, right = flat[..., :w_out], flat[..., w_out:]
+        if width == S * w_out:  # row * W' + j -> row * W + j * S
+            torch.mul(down_at, S, out=down)
+        else:
+            row = torch.div(down_at, w_out, rounding_mode="floor")
+            torch.add(row * width, torch.arange(w_out, device=x.device) * S, out=down)
+        # i * (W + pad) + k -> i * S * W + k
+        padded_width = width + (w_out - 1) * S
+        shift = torch.arange(h_out, device=x.device).view(h_out, 1) * (S * width - padded_width)
+        torch.add(right_at, shift, out=right)
     picked = x.reshape(n, c, height * width).gather(2, flat.view(n, c, -1))
     down, right = picked.view(n, c, h_out, 2 * w_out).split(w_out, dim=3)
     return down + right

@@ -163,43 +163,88 @@ def fractional_boundaries(
     return torch.cat([torch.zeros(1, dtype=torch.long), increments.cumsum(0)])
 
 
-def _select(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``x.index_select(dim, index)`` for dim 2 or 3 of an (N, C, H, W) tensor.
+def _pick(planes: Tensor, dim: int, index: Tensor) -> Tensor:
+    """Rows (``dim`` 1) or columns (``dim`` 2) ``index`` of ``planes (Tensor[P, H, W])``.
 
-    index_select along the last dims is several times slower than a max pool on CPU; a
-    row selection on the (N*C, H, W) view and an expanded gather for columns are not.
+    An index_select of columns is several times slower than a max pool on CPU; a gather with
+    an expanded (not materialised) index is not.
     """
-    n, c, height, width = x.shape
-    if dim == 2:
-        rows = x.reshape(n * c, height, width).index_select(1, index)
-        return rows.view(n, c, len(index), width)
-    return x.gather(3, index.view(1, 1, 1, -1).expand(n, c, height, len(index)))
+    if dim == 1:
+        return planes.index_select(1, index)
+    return planes.gather(2, index.view(1, 1, -1).expand(planes.shape[0], planes.shape[1], -1))
 
 
-def _region_argmax(
-    x: Tensor, starts: Tensor, ends: Tensor, dim: int, locate: bool = True
+def _region_max(
+    planes: Tensor, dim: int, lo: Tensor, hi: Tensor, locate: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Max of ``x`` over inclusive ranges [starts[i], ends[i]] along ``dim``, and (if
-    ``locate``) where it is."""
-    span = int((ends - starts).max()) + 1
-    shape = [1] * x.dim()
-    shape[dim] = -1
-    best = where = None
-    for step in range(span):
-        # Repeating the last index for shorter regions leaves their max unchanged.
-        index = torch.minimum(starts + step, ends).to(x.device)
-        part = _select(x, dim, index)
-        if best is None:
-            best, where = part, index.view(shape).expand_as(part)
-            continue
-        if not locate:
-            best = torch.maximum(best, part)
-            continue
-        later = part > best
-        best = torch.where(later, part, best)
-        where = torch.where(later, index.view(shape), where)
-    assert best is not None
-    return best, where if locate else None
+    """Max of ``planes`` over the inclusive index ranges [lo[i], hi[i]] along ``dim``, and
+    (with ``locate``) which step of each range holds it, as a float tensor: the first of
+    equal maxima, like max pooling's switches."""
+    best = _pick(planes, dim, lo)
+    which = None
+    for step in range(1, int((hi - lo).max()) + 1):
+        # Repeating the last index for shorter ranges leaves their max (and switch) unchanged.
+        part = _pick(planes, dim, torch.minimum(lo + step, hi))
+        if locate:
+            # Arithmetic, not torch.where: a where on a bool mask is ~7x slower on CPU.
+            later = (part > best).to(part.dtype)
+            which = later if which is None else which + later * (step - which)
+        best = torch.maximum(best, part)
+    return best, which
+
+
+def _route_back(
+    grad: Tensor, which: Tensor | None, dim: int, lo: Tensor, hi: Tensor, size: int
+) -> Tensor:
+    """Inverse of :func:`_region_max`: each range's gradient onto the position of its max;
+    ``size`` is the length of ``dim`` in the input."""
+    shape = list(grad.shape)
+    shape[dim] = size
+    span = int((hi - lo).max()) + 1
+    tiles = bool(lo[0] == 0 and hi[-1] == size - 1 and (lo[1:] == hi[:-1] + 1).all())
+    # Disjoint ranges that tile the input (the default) cover each position once: plain
+    # copies, last step first, so that a one-wide range's own step 0 is written last.
+    out = grad.new_empty(shape) if tiles else grad.new_zeros(shape)
+    rest = grad
+    for step in range(span - 1, -1, -1):
+        index = torch.minimum(lo + step, hi)
+        if step == 0:
+            part = rest  # what no later step took
+        else:
+            assert which is not None
+            mask = which if span == 2 else (which == step).to(grad.dtype)
+            part = grad * mask
+            rest = rest - part
+        if dim == 1:
+            (out.index_copy_ if tiles else out.index_add_)(1, index, part)
+        else:
+            index = index.view(1, 1, -1).expand_as(part)
+            (out.scatter_ if tiles else out.scatter_add_)(2, index, part)
+    return out
+
+
+class _FractionalMax(torch.autograd.Function):
+    """Separable region max with a hand-written backward: the row stage, then the column
+    stage, each remembering its switch; the gradient retraces them (one index_add and one
+    scatter_add per step, no int64 index arithmetic)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rows: tuple[Tensor, Tensor], cols: tuple[Tensor, Tensor]):
+        n, c, height, width = x.shape
+        planes = x.reshape(n * c, height, width)
+        row_max, row_which = _region_max(planes, 1, *rows, locate=True)  # (NC, H', W)
+        out, col_which = _region_max(row_max, 2, *cols, locate=True)  # (NC, H', W')
+        ctx.rows, ctx.cols, ctx.which, ctx.shape = rows, cols, (row_which, col_which), x.shape
+        return out.view(n, c, out.shape[1], out.shape[2])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        n, c, height, width = ctx.shape
+        row_which, col_which = ctx.which
+        grad = grad.reshape(n * c, grad.shape[2], grad.shape[3])
+        grad_rows = _route_back(grad, col_which, 2, *ctx.cols, width)  # (NC, H', W)
+        grad_x = _route_back(grad_rows, row_which, 1, *ctx.rows, height)  # (NC, H, W)
+        return grad_x.view(n, c, height, width), None, None
 
 
 def fractional_max_pool2d(
@@ -219,33 +264,22 @@ def fractional_max_pool2d(
     H' >= H - 1 in overlapping mode, alpha < 1 and some increments are 0: single-row
     regions.) One pair of sequences is drawn per call (shared by the batch and channels);
     pass a seeded ``generator`` for a fixed sequence.
+
+    The region max is separable: the max over each region's rows, then over its columns.
+    The backward pass sends each region's gradient to one position (the first maximum, as
+    max pooling's switches do; shared positions of overlapping regions accumulate).
     """
     n, c, height, width = x.shape
     h_out, w_out = fractional_size(height, ratio), fractional_size(width, ratio)
     shrink = 1 if overlapping else 0
-    a = fractional_boundaries(height - shrink, h_out, pseudo_random, generator)
-    b = fractional_boundaries(width - shrink, w_out, pseudo_random, generator)
-    row_starts, row_ends = a[:-1], a[1:] - 1 + shrink
-    with torch.no_grad():
-        # Separable: the region max is the best column of the row-wise region maxima; then
-        # the best row within that column. Located without autograd, read back by one gather
-        # so the backward pass is a single scatter.
-        row_max, _ = _region_argmax(x, row_starts, row_ends, 2, locate=False)  # (N, C, H', W)
-        _, col = _region_argmax(row_max, b[:-1], b[1:] - 1 + shrink, 3)  # (N, C, H', W')
-        assert col is not None
-        flat = col
-        best = None
-        for step in range(int((row_ends - row_starts).max()) + 1):
-            row = torch.minimum(row_starts + step, row_ends).to(x.device).view(-1, 1)
-            candidate = row * width + col
-            value = x.reshape(n, c, -1).gather(2, candidate.view(n, c, -1)).view_as(col)
-            if best is None:
-                best, flat = value, candidate
-                continue
-            later = value > best
-            best = torch.where(later, value, best)
-            flat = torch.where(later, candidate, flat)
-    out = x.reshape(n, c, height * width).gather(2, flat.reshape(n, c, -1))
+    a = fractional_boundaries(height - shrink, h_out, pseudo_random, generator).to(x.device)
+    b = fractional_boundaries(width - shrink, w_out, pseudo_random, generator).to(x.device)
+    rows = (a[:-1], a[1:] - 1 + shrink)
+    cols = (b[:-1], b[1:] - 1 + shrink)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FractionalMax.apply(x, rows, cols)
+    row_max, _ = _region_max(x.reshape(n * c, height, width), 1, *rows, locate=False)
+    out, _ = _region_max(row_max, 2, *cols, locate=False)
     return out.view(n, c, h_out, w_out)
 
 
