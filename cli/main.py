@@ -173,6 +173,12 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="torch threads (default: all)."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed calls per layer and mode."),
     repeats: int = typer.Option(10, "--repeats", help="Timed rounds (interleaved)."),
+    allocator: str = typer.Option(
+        "keep",
+        "--allocator",
+        help="keep: reuse freed memory for large tensors (glibc), so page faults do not "
+        "swamp the timings; system: the allocator's default.",
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="CSV path (default: results/bench/bench-<conditions>.csv)."
     ),
@@ -180,7 +186,7 @@ def bench(
 ) -> None:
     from poolbench.bench import default_csv_path, make_spec, run_bench, write_csv
 
-    spec = make_spec(pools, shape, dtype, device, threads, warmup, repeats)
+    spec = make_spec(pools, shape, dtype, device, threads, warmup, repeats, allocator)
     rows = run_bench(spec)
     tables.print_bench(console, rows)
     path = write_csv(rows, output or default_csv_path(spec))

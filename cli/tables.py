@@ -134,7 +134,8 @@ def print_bench(console: Console, rows: list[Any]) -> None:
     first = rows[0]
     table = Table(
         title=f"pooling layers at {first.shape} {first.dtype} on {first.device}, "
-        f"{first.threads} threads, median of {first.repeats} (interleaved)"
+        f"{first.threads} threads, allocator {first.allocator}, "
+        f"median of {first.repeats} (interleaved)"
     )
     table.add_column("pool")
     for mode in ("fwd", "fwd+bwd"):

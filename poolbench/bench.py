@@ -6,6 +6,12 @@ to the input and the parameters). Timings are interleaved: each repeat round tim
 layer once, native ``F.max_pool2d(x, 2, 2)`` included, so a load change on a shared machine
 hits all layers alike and the ratio to native max pooling stays meaningful.
 
+Large tensors come from a C allocator told to keep freed memory (``allocator="keep"``, see
+:func:`poolbench.device.set_cpu_allocator`): with glibc's defaults every tensor over 32 MiB
+is mapped afresh and page-faults again, a cost that on a shared 2-core machine varied from
+run to run by more than the kernels being compared (interquartile ranges of 10-40% of the
+median; with ``keep``, 1-10%). ``allocator="system"`` measures the defaults.
+
 Achieved bandwidth uses the *minimal* traffic of a pooling layer:
 forward reads the input and writes the output, ``(numel(x) + numel(y)) * itemsize`` bytes;
 forward+backward also reads the output gradient and writes the input gradient, twice that.
@@ -24,7 +30,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.device import resolve_device
+from poolbench.device import ALLOCATORS, resolve_device, set_cpu_allocator
 from poolbench.errors import ConfigError
 from poolbench.measure import median_iqr, time_repeats
 from poolbench.pooling import create_for_slot, list_pools
@@ -47,6 +53,7 @@ class BenchSpec:
     threads: int | None = None
     warmup: int = 2
     repeats: int = 10
+    allocator: str = "keep"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BenchRow:
     device: str
     threads: int
     repeats: int
+    allocator: str
     torch_version: str
 
 
@@ -95,6 +103,7 @@ def make_spec(
     threads: int | None = None,
     warmup: int = 2,
     repeats: int = 10,
+    allocator: str = "keep",
 ) -> BenchSpec:
     """Validate command-line style values into a :class:`BenchSpec`."""
     if dtype not in DTYPES:
@@ -105,8 +114,12 @@ def make_spec(
         raise ConfigError(f"expected warmup >= 0, got warmup={warmup}")
     if repeats < 1:
         raise ConfigError(f"expected repeats >= 1, got repeats={repeats}")
+    if allocator not in ALLOCATORS:
+        raise ConfigError(
+            f"expected allocator to be one of {', '.join(ALLOCATORS)}, got {allocator!r}"
+        )
     return BenchSpec(
-        parse_pools(pools), parse_shape(shape), dtype, device, threads, warmup, repeats
+        parse_pools(pools), parse_shape(shape), dtype, device, threads, warmup, repeats, allocator
     )
 
 
@@ -151,6 +164,7 @@ def run_bench(spec: BenchSpec, clock: Callable[[], float] = time.perf_counter) -
             module.check_input(h, w, where=f"pool {name}")
         modules[name] = module.to(device=device, dtype=dtype)
 
+    allocator = set_cpu_allocator(spec.allocator)
     old_threads = torch.get_num_threads()
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
@@ -199,6 +213,7 @@ def run_bench(spec: BenchSpec, clock: Callable[[], float] = time.perf_counter) -
                     device=str(device),
                     threads=threads,
                     repeats=spec.repeats,
+                    allocator=allocator,
                     torch_version=torch.__version__,
                 )
             )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,6 +83,37 @@ def resolve_channels_last(setting: str | bool, device: torch.device, precision: 
     if setting == "auto":
         return precision.dtype is not None
     return bool(setting)
+
+
+ALLOCATORS = ("keep", "system")
+
+
+def set_cpu_allocator(mode: str) -> str:
+    """Set how this process's C allocator treats large blocks; returns the mode in effect.
+
+    ``keep``: on Linux with glibc, serve every block below 1 GiB from the heap and keep freed
+    memory there (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD). By default glibc maps
+    each block over 32 MiB afresh and unmaps it on free, so every large tensor pays the
+    kernel's page faults again (a 32 MiB gradient about 3 ms here); on a busy machine that
+    cost swings widely and buries the kernels being timed. This is the effect PyTorch's CPU
+    tuning guide treats by preloading jemalloc or tcmalloc. The process keeps its peak
+    memory until it exits. ``system``: leave the allocator as it is (a mode already set in
+    this process stays). Elsewhere (macOS, Windows, musl) ``keep`` does nothing and
+    ``system`` is returned.
+    """
+    if mode not in ALLOCATORS:
+        raise ConfigError(f"expected allocator to be one of {', '.join(ALLOCATORS)}, got {mode!r}")
+    if mode == "system" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "system"
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "system"
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    limit = 1 << 30
+    if libc.mallopt(m_mmap_threshold, limit) != 1 or libc.mallopt(m_trim_threshold, limit) != 1:
+        return "system"
+    return "keep"
 
 
 def available_cpus() -> int:

@@ -9,6 +9,10 @@ The exact arithmetic (medians, ratios, GB/s) is checked with a clock that ticks 
 from __future__ import annotations
 
 import math
+import platform
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +104,7 @@ def test_default_is_every_local_pool():
         ({"shape": "1,2,0,4"}, ConfigError, "expected shape as N,C,H,W"),
         ({"dtype": "fp8"}, ConfigError, "expected dtype to be one of fp32, bf16"),
         ({"repeats": 0}, ConfigError, "repeats >= 1"),
+        ({"allocator": "jemalloc"}, ConfigError, "allocator to be one of keep, system"),
         ({"pools": "overlap", "shape": "1,1,2,2"}, ShapeError, "needs input >= 3"),
     ],
 )
@@ -159,3 +164,40 @@ def test_cli_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], ex
     assert expected in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (workdir / "results").exists()
+
+
+ALLOCATION_FAULTS = """
+import ctypes, resource, sys
+from poolbench.device import set_cpu_allocator
+print(set_cpu_allocator(sys.argv[1]))
+libc = ctypes.CDLL("libc.so.6")  # the allocator torch's CPU tensors come from
+libc.malloc.restype = ctypes.c_void_p
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+for _ in range(2):  # a 64 MiB block, written, freed, then asked for again
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(64 << 20)
+    libc.memset(block, 1, 64 << 20)
+    libc.free(block)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_keep_allocator_reuses_freed_memory_without_page_faults():
+    def run(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", ALLOCATION_FAULTS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return out[0], int(out[2])  # the mode in effect, faults of the second allocation
+
+    pages = (64 << 20) // resource.getpagesize()
+    mode, faults = run("system")
+    assert mode == "system" and faults > pages // 2  # mapped afresh: every page faults again
+    mode, faults = run("keep")
+    assert mode == "keep" and faults < pages // 20  # the freed block is reused as it is
