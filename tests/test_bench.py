@@ -48,7 +48,11 @@ class TickClock:
 
 def test_mocked_clock_gives_exact_medians_ratios_and_bandwidth():
     threads = torch.get_num_threads()
-    spec = make_spec("max,softpool,none", shape="2,3,8,6", threads=1, warmup=1, repeats=5)
+    # allocator="system" here and below: "keep" would change this pytest process for good
+    # (tests of RSS peaks need fresh pages); its effect is tested in a subprocess.
+    spec = make_spec(
+        "max,softpool,none", shape="2,3,8,6", threads=1, warmup=1, repeats=5, allocator="system"
+    )
     rows = run_bench(spec, clock=TickClock(0.002))
     assert torch.get_num_threads() == threads  # restored
     assert [(r.pool, r.mode) for r in rows] == [
@@ -80,7 +84,14 @@ def test_minimal_bytes_formula():
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_real_timing_is_sane(dtype: str):
-    spec = make_spec("max,avg,softpool,gem", shape="2,4,8,8", dtype=dtype, warmup=1, repeats=3)
+    spec = make_spec(
+        "max,avg,softpool,gem",
+        shape="2,4,8,8",
+        dtype=dtype,
+        warmup=1,
+        repeats=3,
+        allocator="system",
+    )
     rows = run_bench(spec)
     assert len(rows) == 2 * 5
     for r in rows:
@@ -114,7 +125,7 @@ def test_bad_input_raises_before_timing(kwargs, error, message):
 
 
 def test_csv_round_trip(tmp_path: Path):
-    rows = run_bench(make_spec("avg", shape="1,2,4,4", warmup=0, repeats=2))
+    rows = run_bench(make_spec("avg", shape="1,2,4,4", warmup=0, repeats=2, allocator="system"))
     path = write_csv(rows, tmp_path / "sub" / "bench.csv")
     frame = pd.read_csv(path)
     assert list(frame.columns) == list(BenchRow.__dataclass_fields__)
@@ -138,6 +149,8 @@ def test_cli_prints_table_and_writes_csv_in_results(workdir: Path):
             "0",
             "--threads",
             "1",
+            "--allocator",
+            "system",
         ],
         catch_exceptions=False,
     )
@@ -147,6 +160,7 @@ def test_cli_prints_table_and_writes_csv_in_results(workdir: Path):
     (csv,) = (workdir / "results" / "bench").glob("bench-2x3x6x6-fp32-cpu-*.csv")
     frame = pd.read_csv(csv)
     assert set(frame["pool"]) == {NATIVE, "max", "lp"} and set(frame["threads"]) == {1}
+    assert set(frame["allocator"]) == {"system"} and "allocator system" in result.output
     assert str(csv.relative_to(workdir)) in result.output.replace("\n", "")
 
 
@@ -156,6 +170,7 @@ def test_cli_prints_table_and_writes_csv_in_results(workdir: Path):
         (["--pools", "sofpool"], "error: unknown pool 'sofpool'; available: "),
         (["--shape", "64x128"], "error: expected shape as N,C,H,W positive integers"),
         (["--dtype", "fp16"], "error: expected dtype to be one of fp32, bf16"),
+        (["--allocator", "tcmalloc"], "error: expected allocator to be one of keep, system"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], expected: str):
