@@ -225,8 +225,9 @@ def _route_back(
 
 class _FractionalMax(torch.autograd.Function):
     """Separable region max with a hand-written backward: the row stage, then the column
-    stage, each remembering its switch; the gradient retraces them (one index_add and one
-    scatter_add per step, no int64 index arithmetic)."""
+    stage, each remembering its switch; the gradient retraces them (per step of a range one
+    row copy and one column scatter, accumulating only where ranges overlap; no int64 index
+    arithmetic on the full tensor)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, rows: tuple[Tensor, Tensor], cols: tuple[Tensor, Tensor]):
