@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.device import ALLOCATORS, resolve_device, set_cpu_allocator
+from poolbench.device import check_allocator, resolve_device, set_cpu_allocator
 from poolbench.errors import ConfigError
 from poolbench.measure import median_iqr, time_repeats
 from poolbench.pooling import create_for_slot, list_pools
@@ -114,12 +114,15 @@ def make_spec(
         raise ConfigError(f"expected warmup >= 0, got warmup={warmup}")
     if repeats < 1:
         raise ConfigError(f"expected repeats >= 1, got repeats={repeats}")
-    if allocator not in ALLOCATORS:
-        raise ConfigError(
-            f"expected allocator to be one of {', '.join(ALLOCATORS)}, got {allocator!r}"
-        )
     return BenchSpec(
-        parse_pools(pools), parse_shape(shape), dtype, device, threads, warmup, repeats, allocator
+        parse_pools(pools),
+        parse_shape(shape),
+        dtype,
+        device,
+        threads,
+        warmup,
+        repeats,
+        check_allocator(allocator),
     )
 
 

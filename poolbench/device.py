@@ -88,6 +88,12 @@ def resolve_channels_last(setting: str | bool, device: torch.device, precision: 
 ALLOCATORS = ("keep", "system")
 
 
+def check_allocator(mode: str) -> str:
+    if mode not in ALLOCATORS:
+        raise ConfigError(f"expected allocator to be one of {', '.join(ALLOCATORS)}, got {mode!r}")
+    return mode
+
+
 def set_cpu_allocator(mode: str) -> str:
     """Set how this process's C allocator treats large blocks; returns the mode in effect.
 
@@ -101,9 +107,9 @@ def set_cpu_allocator(mode: str) -> str:
     this process stays). Elsewhere (macOS, Windows, musl) ``keep`` does nothing and
     ``system`` is returned.
     """
-    if mode not in ALLOCATORS:
-        raise ConfigError(f"expected allocator to be one of {', '.join(ALLOCATORS)}, got {mode!r}")
-    if mode == "system" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if check_allocator(mode) == "system":
+        return "system"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "system"
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F_
@@ -174,17 +175,35 @@ def _pick(planes: Tensor, dim: int, index: Tensor) -> Tensor:
     return planes.gather(2, index.view(1, 1, -1).expand(planes.shape[0], planes.shape[1], -1))
 
 
+class _Ranges(NamedTuple):
+    """Inclusive index ranges [lo[i], hi[i]] along one axis of length ``size``, prepared once
+    per call: ``steps[s]`` holds ``min(lo + s, hi)`` on the input's device (repeating the
+    last index for shorter ranges leaves their max and switch unchanged); ``tiles`` says the
+    ranges are disjoint and cover the axis (the default, non-overlapping mode)."""
+
+    steps: list[Tensor]
+    size: int
+    tiles: bool
+
+
+def _ranges(lo: Tensor, hi: Tensor, size: int, device: torch.device) -> _Ranges:
+    """From CPU boundaries, so that nothing here waits on the device."""
+    span = int((hi - lo).max()) + 1
+    tiles = bool(lo[0] == 0 and hi[-1] == size - 1 and (lo[1:] == hi[:-1] + 1).all())
+    steps = [torch.minimum(lo + step, hi).to(device) for step in range(span)]
+    return _Ranges(steps, size, tiles)
+
+
 def _region_max(
-    planes: Tensor, dim: int, lo: Tensor, hi: Tensor, locate: bool
+    planes: Tensor, dim: int, ranges: _Ranges, locate: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Max of ``planes`` over the inclusive index ranges [lo[i], hi[i]] along ``dim``, and
-    (with ``locate``) which step of each range holds it, as a float tensor: the first of
-    equal maxima, like max pooling's switches."""
-    best = _pick(planes, dim, lo)
+    """Max of ``planes`` over ``ranges`` along ``dim``, and (with ``locate``) which step of
+    each range holds it, as a float tensor: the first of equal maxima, like max pooling's
+    switches."""
+    best = _pick(planes, dim, ranges.steps[0])
     which = None
-    for step in range(1, int((hi - lo).max()) + 1):
-        # Repeating the last index for shorter ranges leaves their max (and switch) unchanged.
-        part = _pick(planes, dim, torch.minimum(lo + step, hi))
+    for step, index in enumerate(ranges.steps[1:], 1):
+        part = _pick(planes, dim, index)
         if locate:
             # Arithmetic, not torch.where: a where on a bool mask is ~7x slower on CPU.
             later = (part > best).to(part.dtype)
@@ -193,21 +212,17 @@ def _region_max(
     return best, which
 
 
-def _route_back(
-    grad: Tensor, which: Tensor | None, dim: int, lo: Tensor, hi: Tensor, size: int
-) -> Tensor:
-    """Inverse of :func:`_region_max`: each range's gradient onto the position of its max;
-    ``size`` is the length of ``dim`` in the input."""
+def _route_back(grad: Tensor, which: Tensor | None, dim: int, ranges: _Ranges) -> Tensor:
+    """Inverse of :func:`_region_max`: each range's gradient onto the position of its max."""
     shape = list(grad.shape)
-    shape[dim] = size
-    span = int((hi - lo).max()) + 1
-    tiles = bool(lo[0] == 0 and hi[-1] == size - 1 and (lo[1:] == hi[:-1] + 1).all())
+    shape[dim] = ranges.size
+    span, tiles = len(ranges.steps), ranges.tiles
     # Disjoint ranges that tile the input (the default) cover each position once: plain
     # copies, last step first, so that a one-wide range's own step 0 is written last.
     out = grad.new_empty(shape) if tiles else grad.new_zeros(shape)
     rest = grad
     for step in range(span - 1, -1, -1):
-        index = torch.minimum(lo + step, hi)
+        index = ranges.steps[step]
         if step == 0:
             part = rest  # what no later step took
         else:
@@ -230,11 +245,11 @@ class _FractionalMax(torch.autograd.Function):
     arithmetic on the full tensor)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, rows: tuple[Tensor, Tensor], cols: tuple[Tensor, Tensor]):
+    def forward(ctx, x: Tensor, rows: _Ranges, cols: _Ranges):
         n, c, height, width = x.shape
         planes = x.reshape(n * c, height, width)
-        row_max, row_which = _region_max(planes, 1, *rows, locate=True)  # (NC, H', W)
-        out, col_which = _region_max(row_max, 2, *cols, locate=True)  # (NC, H', W')
+        row_max, row_which = _region_max(planes, 1, rows, locate=True)  # (NC, H', W)
+        out, col_which = _region_max(row_max, 2, cols, locate=True)  # (NC, H', W')
         ctx.rows, ctx.cols, ctx.which, ctx.shape = rows, cols, (row_which, col_which), x.shape
         return out.view(n, c, out.shape[1], out.shape[2])
 
@@ -243,8 +258,8 @@ class _FractionalMax(torch.autograd.Function):
         n, c, height, width = ctx.shape
         row_which, col_which = ctx.which
         grad = grad.reshape(n * c, grad.shape[2], grad.shape[3])
-        grad_rows = _route_back(grad, col_which, 2, *ctx.cols, width)  # (NC, H', W)
-        grad_x = _route_back(grad_rows, row_which, 1, *ctx.rows, height)  # (NC, H, W)
+        grad_rows = _route_back(grad, col_which, 2, ctx.cols)  # (NC, H', W)
+        grad_x = _route_back(grad_rows, row_which, 1, ctx.rows)  # (NC, H, W)
         return grad_x.view(n, c, height, width), None, None
 
 
@@ -273,14 +288,14 @@ def fractional_max_pool2d(
     n, c, height, width = x.shape
     h_out, w_out = fractional_size(height, ratio), fractional_size(width, ratio)
     shrink = 1 if overlapping else 0
-    a = fractional_boundaries(height - shrink, h_out, pseudo_random, generator).to(x.device)
-    b = fractional_boundaries(width - shrink, w_out, pseudo_random, generator).to(x.device)
-    rows = (a[:-1], a[1:] - 1 + shrink)
-    cols = (b[:-1], b[1:] - 1 + shrink)
+    a = fractional_boundaries(height - shrink, h_out, pseudo_random, generator).cpu()
+    b = fractional_boundaries(width - shrink, w_out, pseudo_random, generator).cpu()
+    rows = _ranges(a[:-1], a[1:] - 1 + shrink, height, x.device)
+    cols = _ranges(b[:-1], b[1:] - 1 + shrink, width, x.device)
     if torch.is_grad_enabled() and x.requires_grad:
         return _FractionalMax.apply(x, rows, cols)
-    row_max, _ = _region_max(x.reshape(n * c, height, width), 1, *rows, locate=False)
-    out, _ = _region_max(row_max, 2, *cols, locate=False)
+    row_max, _ = _region_max(x.reshape(n * c, height, width), 1, rows, locate=False)
+    out, _ = _region_max(row_max, 2, cols, locate=False)
     return out.view(n, c, h_out, w_out)
 
 
