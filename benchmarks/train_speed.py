@@ -35,7 +35,7 @@ from poolbench.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
 from poolbench.device import Precision, resolve_channels_last, resolve_precision
 from poolbench.models import create_model
-from poolbench.train import evaluate, make_optimizer, make_schedule, train
+from poolbench.train import evaluate, make_schedule, param_groups, train
 
 RECIPE = TrainConfig(
     epochs=8, batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
@@ -43,8 +43,14 @@ RECIPE = TrainConfig(
 
 
 def plain_loop(model, batches, cfg: TrainConfig) -> float:
-    """The loop a tutorial would write: fp32, eager, no tricks. Returns training seconds."""
-    optimizer = make_optimizer(model, cfg)
+    """The loop a tutorial would write: fp32, eager, torch.optim, no tricks. Returns training
+    seconds."""
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+    )
     schedule = make_schedule(optimizer, cfg, len(batches))
     model.train()
     start = time.perf_counter()

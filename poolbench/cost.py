@@ -155,6 +155,13 @@ class ModelCost:
 class _OpCounter(TorchDispatchMode):
     """Counts MACs everywhere and all ops inside the current pooling layer (if any)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps every dispatch mode's __torch_dispatch__ in a dynamo guard that imports
+        # torch._dynamo on first use (about 1.1 s, torch 2.15); this hook, which torch's
+        # TorchDispatchMode provides for the purpose, opts out. The counter never runs compiled.
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.macs = 0

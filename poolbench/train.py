@@ -21,6 +21,7 @@ from poolbench.data.base import ImageData
 from poolbench.device import Precision, synchronize
 from poolbench.errors import TrainingDiverged
 from poolbench.models import eval_mode
+from poolbench.optim import SGD, AdamW
 from poolbench.progress import RunProgress
 
 
@@ -37,19 +38,24 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on BatchNorm/bias and on pooling parameters such as GeM's p.
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights; none on BatchNorm, biases and pooling parameters (GeM's p)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
+    return [
+        {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """poolbench's SGD or AdamW (``poolbench.optim``: torch.optim's update rules, faster)."""
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return AdamW(groups, lr=cfg.lr)
 
 
 def make_schedule(

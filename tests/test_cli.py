@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -165,3 +167,27 @@ def test_list(what: str):
 def test_list_unknown_category():
     result = runner.invoke(app, ["list", "poolz"])
     assert result.exit_code == 2
+
+
+def test_a_run_never_imports_dynamo(workdir: Path):
+    """Startup: torch._dynamo costs about a second to import, and a run that compiles nothing
+    must not load it (torch.optim and dispatch modes would; see poolbench/optim.py)."""
+    code = (
+        "import sys\n"
+        "from cli.main import app\n"
+        "try:\n"
+        "    app(args=sys.argv[1:])\n"
+        "except SystemExit as end:\n"
+        "    assert not end.code, end.code\n"
+        "print('dynamo loaded:', 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "run", "pool=gem", "progress=false", *FAST],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dynamo loaded: False" in out.stdout
+    assert records(workdir / "results")[0]["status"] == "ok"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import torch
 from torch import nn
 
@@ -94,3 +97,19 @@ def test_vgg_cost_per_stage() -> None:
     pools = 8 * 8 * 8 * 3 + 16 * 4 * 4 * 3 + 16 * 2 * 2 * 3 + 16 * 2 * 2
     assert cost.pool_flops == pools
     assert cost.activations == 8 * 8 * 8 + 16 * 4 * 4 + 16 * 2 * 2 + 16
+
+
+def test_counting_does_not_import_dynamo() -> None:
+    """torch guards every dispatch mode with torch._dynamo (a second to import) unless the mode
+    opts out; the counter does, so a run that compiles nothing never loads it."""
+    code = (
+        "import sys\n"
+        "from poolbench.config import PoolSpec\n"
+        "from poolbench.cost import model_cost\n"
+        "from poolbench.models import create_model\n"
+        "m = create_model('vgg', 10, 1, PoolSpec('max'), PoolSpec('global_avg'))\n"
+        "assert model_cost(m, (1, 16, 16)).pool_flops > 0\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

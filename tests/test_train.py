@@ -11,6 +11,7 @@ from poolbench.data import create_dataset
 from poolbench.device import resolve_precision
 from poolbench.errors import ConfigError
 from poolbench.models import create_model
+from poolbench.optim import AdamW
 from poolbench.train import make_optimizer, make_schedule, train
 
 CPU = torch.device("cpu")
@@ -58,7 +59,7 @@ def test_onecycle_and_cosine_end_near_zero():
 
 def test_adamw_and_sgd_nesterov():
     model = torch.nn.Linear(2, 2)
-    assert isinstance(make_optimizer(model, TrainConfig(optimizer="adamw")), torch.optim.AdamW)
+    assert isinstance(make_optimizer(model, TrainConfig(optimizer="adamw")), AdamW)
     sgd = make_optimizer(model, TrainConfig(optimizer="sgd", nesterov=True))
     assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["weight_decay"] == 5e-4
     assert sgd.param_groups[1]["weight_decay"] == 0.0  # biases and BN: no decay
