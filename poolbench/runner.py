@@ -8,7 +8,9 @@ for the CLI to run before anything starts.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +126,16 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
         if done is not None:
             log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
             return done
+    start = time.perf_counter()
     record = base_record(cfg)
+    record["started_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     checkpoint = Checkpoint(run_dir, cfg.run_id)
     if cfg.rerun:
         checkpoint.remove()
+    work_s = None  # seconds of training, evaluation and measurement; the rest is overhead
     try:
-        record.update(_train_and_measure(cfg, live, checkpoint))
+        metrics, work_s = _train_and_measure(cfg, live, checkpoint)
+        record.update(metrics)
         record["status"] = "ok"
     except PoolbenchError as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -143,6 +149,9 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
         raise
     if record["status"] == "failed":
         record["failed_epoch"] = checkpoint.running
+    record["wall_s"] = time.perf_counter() - start
+    if work_s is not None:  # data, model, checks, FLOP count, record
+        record["overhead_s"] = record["wall_s"] - work_s
     write_record(run_dir, record)
     if record["status"] == "ok" and not cfg.keep_checkpoint:
         checkpoint.remove()
@@ -151,7 +160,8 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
 
 def _train_and_measure(
     cfg: RunConfig, live: bool | None, checkpoint: Checkpoint | None = None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], float]:
+    """The run's metrics, and the seconds spent training (with its evaluation) and measuring."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads != "auto":
@@ -171,6 +181,7 @@ def _train_and_measure(
     # many input sizes would each trigger a recompilation.
     fast = torch.compile(model) if cfg.compile else model
 
+    work = time.perf_counter()
     with PeakMemory(device) as peak:
         result = train(
             fast,
@@ -194,7 +205,7 @@ def _train_and_measure(
     invariance = invariance_metrics(
         model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
     )
-    return {
+    metrics = {
         "test_acc": result.test_acc,
         "test_top5": result.test_top5,
         "train_loss": result.train_loss,
@@ -216,3 +227,4 @@ def _train_and_measure(
         "threads": torch.get_num_threads(),
         "channels_last": channels_last,
     }
+    return metrics, time.perf_counter() - work

@@ -42,6 +42,10 @@ def test_single_run_writes_complete_record(workdir: Path):
     assert (record["pool"], record["F"], record["S"], record["seed"]) == ("avg", 2, 2, 3)
     assert 0.0 <= record["test_acc"] <= record["test_top5"] <= 1.0
     assert record["latency_ms"] > 0 and record["throughput_img_s"] > 0
+    # the run's wall time splits into work (training, evaluation, measurement) and overhead
+    assert 0 < record["overhead_s"] < record["wall_s"]
+    assert record["train_time_s"] < record["wall_s"] - record["overhead_s"]
+    assert record["started_at"].endswith("+00:00")
     assert (
         record["params"]
         == 8 * 9 + 2 * 8 + 16 * 8 * 9 + 2 * 16 + 16 * 16 * 9 + 2 * 16 + 16 * 10 + 10
