@@ -6,13 +6,13 @@ Both sides train the default model (``vgg`` widths 32-64-128, ``max`` pools, ``g
 head) on the built-in digits data with the default recipe (SGD + Nesterov, one-cycle), from the
 same initial weights:
 
-- **plain**: fp32, NCHW, eager; a bare loop over a list of ready-made batch tensors (the same
-  shuffled, augmented, normalised batches poolbench draws, precomputed outside the timed region,
-  so the plain loop is not charged for data preparation; no DataLoader, whose per-sample
-  overhead would only flatter poolbench);
+- **plain**: fp32, NCHW, eager, ``torch.optim.SGD`` (same parameter groups); a bare loop over a
+  list of ready-made batch tensors (the same shuffled, augmented, normalised batches poolbench
+  draws, precomputed outside the timed region, so the plain loop is not charged for data
+  preparation; no DataLoader, whose per-sample overhead would only flatter poolbench);
 - **poolbench**: ``poolbench.train.train`` with ``precision=auto`` (bf16 autocast where the CPU
-  has it) and ``channels_last=auto``, drawing and augmenting its batches on the device inside
-  the timed loop (optionally ``torch.compile``).
+  has it), ``channels_last=auto`` and poolbench's own SGD (``poolbench.optim``), drawing and
+  augmenting its batches on the device inside the timed loop (optionally ``torch.compile``).
 
 The two alternate (plain, poolbench, plain, ...) ``--repeats`` times so that a busy machine
 slows both alike; the median images/s of each is reported with the ratio, and the test accuracy

@@ -77,9 +77,10 @@ def synchronize(device: torch.device) -> None:
 
 def resolve_channels_last(setting: str | bool, device: torch.device, precision: Precision) -> bool:
     """``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
-    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on this 2-core CPU a bf16
-    training step of the default model ran about 1.5x faster in NHWC, while fp32 ran slower).
-    See benchmarks/train_speed.py."""
+    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on the 2-core development
+    CPU a bf16 training step of the default model ran 1.3-1.5x faster in NHWC). In fp32 it
+    depended on the pool (max faster, gem/lp/softpool slower), so fp32 stays NCHW. See the
+    README's Speed section."""
     if setting == "auto":
         return precision.dtype is not None
     return bool(setting)

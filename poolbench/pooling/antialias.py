@@ -44,6 +44,7 @@ def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = 
     needs a map wider than the pad; a narrower one is replicate-padded instead. One depthwise
     convolution (on CPU faster than the separable pair or a cascade of 2x2 average pools).
     """
+    dtype = x.dtype  # CPU autocast pads in float32; the result keeps the input's dtype
     total = blur_size - 1
     left = total // 2
     pad = (left, total - left + extra[1], left, total - left + extra[0])
@@ -51,11 +52,28 @@ def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = 
         mode = "reflect" if min(x.shape[-2:]) > max(pad) else "replicate"
         x = F_.pad(x, pad, mode=mode)
     if blur_size == 1:
-        return x[:, :, ::S, ::S]
-    taps = torch.tensor(binomial_filter(blur_size), dtype=x.dtype, device=x.device)
-    channels = x.shape[1]
-    kernel = torch.outer(taps, taps).expand(channels, 1, blur_size, blur_size)
-    return F_.conv2d(x, kernel, stride=S, groups=channels)
+        return x[:, :, ::S, ::S].to(dtype)
+    taps = torch.tensor(
+        binomial_filter(blur_size),
+        dtype=torch.promote_types(x.dtype, torch.float32),  # float64 stays float64
+        device=x.device,
+    )
+    kernel = torch.outer(taps, taps).expand(x.shape[1], 1, blur_size, blur_size)
+    return depthwise_conv2d(x, kernel, S).to(dtype)
+
+
+def depthwise_conv2d(x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+    """``conv2d(x, kernel, stride, groups=C)`` computed in float32 on the CPU under autocast,
+    returned in ``x``'s dtype. oneDNN has no fast bfloat16 depthwise kernel on CPUs without
+    AMX: its backward took 7 ms against 0.3 ms in float32 (64x64x9x9, stride 2, 2 threads,
+    AVX-512-BF16 AMD EPYC), which made a bf16 training step with blur pooling 2.8x slower
+    than fp32."""
+    low = x.dtype in (torch.bfloat16, torch.float16)
+    if x.device.type == "cpu" and (low or torch.is_autocast_enabled("cpu")):
+        with torch.autocast("cpu", enabled=False):
+            out = F_.conv2d(x.float(), kernel.float(), stride=stride, groups=x.shape[1])
+        return out.to(x.dtype)
+    return F_.conv2d(x, kernel.to(x.dtype), stride=stride, groups=x.shape[1])
 
 
 def blur_pool2d(

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
+from poolbench.pooling.antialias import depthwise_conv2d
 from poolbench.pooling.base import LocalPool
 
 _SQRT3 = math.sqrt(3.0)
@@ -57,9 +58,9 @@ def wavelet_pool2d(x: Tensor, wavelet: str = "haar") -> Tensor:
         return F_.avg_pool2d(x, 2, 2) * 2.0
     taps = len(h) - 2
     x = F_.pad(x, (0, taps, 0, taps), mode="circular")
-    h1 = torch.tensor(h, dtype=x.dtype, device=x.device)
+    h1 = torch.tensor(h, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
     kernel = torch.outer(h1, h1).expand(x.shape[1], 1, len(h), len(h))
-    return F_.conv2d(x, kernel, stride=2, groups=x.shape[1])
+    return depthwise_conv2d(x, kernel, 2)
 
 
 @register_pool("wavelet", kind="local", paper="Williams & Li 2018 (wavelet pooling)")
