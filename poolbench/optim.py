@@ -81,12 +81,24 @@ class _Optimizer(torch.optim.Optimizer):
             p = params[int(i)]
             self.state[p] = {key: _restore(value, p, key) for key, value in saved.items()}
 
-    def _with_grads(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
-        params = [p for p in group["params"] if p.grad is not None]
-        grads = [p.grad for p in params]
-        if any(g.is_sparse for g in grads):
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-        return params, grads
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            grads = [p.grad for p in params]
+            if any(g.is_sparse for g in grads):
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if params:
+                self._update(group, params, grads)
+        return loss
+
+    def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        """One step for the parameters of ``group`` that have gradients."""
+        raise NotImplementedError
 
 
 def _restore(value: Any, p: Tensor, key: str) -> Any:
@@ -96,13 +108,6 @@ def _restore(value: Any, p: Tensor, key: str) -> Any:
     if key == "step" or not value.is_floating_point():
         return value.to(device=p.device)
     return value.to(device=p.device, dtype=p.dtype)
-
-
-def _closure_loss(closure: Callable[[], Tensor] | None) -> Tensor | None:
-    if closure is None:
-        return None
-    with torch.enable_grad():
-        return closure()
 
 
 class SGD(_Optimizer):
@@ -135,20 +140,13 @@ class SGD(_Optimizer):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = self._with_grads(group)
-            if not params:
-                continue
-            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            if decay:
-                grads = torch._foreach_add(grads, params, alpha=decay)
-            if momentum:
-                grads = self._momentum(params, grads, momentum, group["nesterov"])
-            torch._foreach_add_(params, grads, alpha=-lr)
-        return loss
+    def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        if decay:
+            grads = torch._foreach_add(grads, params, alpha=decay)
+        if momentum:
+            grads = self._momentum(params, grads, momentum, group["nesterov"])
+        torch._foreach_add_(params, grads, alpha=-lr)
 
     def _momentum(
         self, params: list[Tensor], grads: list[Tensor], momentum: float, nesterov: bool
@@ -197,40 +195,33 @@ class AdamW(_Optimizer):
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params, grads = self._with_grads(group)
-            if not params:
-                continue
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            m, v, steps = [], [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    # torch keeps the step count as a float tensor; so do we, for
-                    # state dicts that load either way
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                m.append(state["exp_avg"])
-                v.append(state["exp_avg_sq"])
-                steps.append(state["step"])
-            torch._foreach_add_(steps, 1.0)
-            if group["weight_decay"]:
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-            torch._foreach_lerp_(m, grads, 1 - beta1)
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
-            counts = [float(s) for s in steps]
-            step_sizes = [-lr / (1 - beta1**t) for t in counts]
-            root_corrections = [math.sqrt(1 - beta2**t) for t in counts]
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, root_corrections)
-            torch._foreach_add_(denom, eps)
-            torch._foreach_addcdiv_(params, m, denom, step_sizes)
-        return loss
+    def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        m, v, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                # torch keeps the step count as a float tensor; so do we, for state dicts
+                # that load either way
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            m.append(state["exp_avg"])
+            v.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        torch._foreach_add_(steps, 1.0)
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_lerp_(m, grads, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+        counts = [float(s) for s in steps]
+        step_sizes = [-lr / (1 - beta1**t) for t in counts]
+        root_corrections = [math.sqrt(1 - beta2**t) for t in counts]
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, root_corrections)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, m, denom, step_sizes)
 
 
 __all__ = ["SGD", "AdamW"]
