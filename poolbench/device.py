@@ -75,14 +75,36 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def resolve_channels_last(setting: str | bool, device: torch.device, precision: Precision) -> bool:
-    """``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
+# Pools whose training step was more than 5% slower in NHWC than in NCHW under bf16 autocast,
+# in each of two runs of benchmarks/layout.py on the 2-core development CPU (2026-11-21; NHWC
+# cost them 8-45%). Their kernels work on NCHW, and the copies NHWC costs them outweigh the
+# faster NHWC convolutions.
+CPU_NCHW_POOLS = frozenset(
+    {
+        "center",
+        "center_cross",
+        "fractional",
+        "lp",
+        "maxavg",
+        "softpool",
+        "stochastic",
+        "strip",
+    }
+)
+
+
+def resolve_channels_last(
+    setting: str | bool, device: torch.device, precision: Precision, pool: str | None = None
+) -> bool:
+    r"""``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
     (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on the 2-core development
-    CPU a bf16 training step of the default model ran 1.3-1.5x faster in NHWC). In fp32 it
-    depended on the pool (max faster, gem/lp/softpool slower), so fp32 stays NCHW. See the
-    README's Speed section."""
+    CPU a bf16 training step of the default model ran 1.3-1.5x faster in NHWC), except on the
+    CPU for the downsampling ``pool``\s in :data:`CPU_NCHW_POOLS`. In fp32 it depended on the
+    pool as well, with smaller gains, so fp32 stays NCHW. See ``benchmarks/layout.py``."""
     if setting == "auto":
-        return precision.dtype is not None
+        if precision.dtype is None:
+            return False
+        return not (device.type == "cpu" and pool in CPU_NCHW_POOLS)
     return bool(setting)
 
 

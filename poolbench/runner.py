@@ -174,7 +174,7 @@ def _train_and_measure(
     log_model_summary(model, data.input_shape)
 
     cost = model_cost(model, data.input_shape)
-    channels_last = resolve_channels_last(cfg.channels_last, device, precision)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.pool.name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # The compiled wrapper shares the weights; invariance tests use the plain module, whose

@@ -195,3 +195,12 @@ def test_a_run_never_imports_dynamo(workdir: Path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "dynamo loaded: False" in out.stdout
     assert records(workdir / "results")[0]["status"] == "ok"
+
+
+def test_channels_last_auto_is_chosen_per_pool(workdir: Path):
+    """Under bf16 on the CPU, auto trains max pooling in NHWC and lp (measured slower there)
+    in NCHW; the record says which."""
+    result = invoke("run", "-m", "pool=max,lp", "precision=bf16", "eval.enabled=false", *FAST)
+    assert result.exit_code == 0, result.output
+    layout = {r["pool"]: r["channels_last"] for r in records(workdir / "results")}
+    assert layout == {"max": True, "lp": False}

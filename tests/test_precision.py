@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from poolbench.config import PoolSpec
-from poolbench.device import Precision
+from poolbench.device import CPU_NCHW_POOLS, Precision, resolve_channels_last
 from poolbench.models import create_model
-from poolbench.pooling import create_pool
+from poolbench.pooling import create_pool, list_pools
 
 BF16 = Precision("bf16", torch.bfloat16)
 
@@ -75,3 +75,19 @@ def test_depthwise_pools_convolve_in_fp32_under_cpu_autocast(pool, kwargs) -> No
     assert all(dtype == torch.float32 for _, dtype in log.seen)
     reference = layer(x.detach().float())
     torch.testing.assert_close(y.float(), reference, atol=0.05, rtol=0.02)
+
+
+def test_channels_last_auto_follows_the_measured_layout_per_pool() -> None:
+    """auto: NHWC under autocast, but on the CPU not for pools measured slower in NHWC;
+    fp32 stays NCHW; an explicit true/false is obeyed."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    bf16, fp32 = Precision("bf16", torch.bfloat16), Precision("fp32", None)
+    assert resolve_channels_last("auto", cpu, bf16, "max") is True
+    assert resolve_channels_last("auto", cpu, bf16, None) is True
+    for pool in CPU_NCHW_POOLS:
+        assert resolve_channels_last("auto", cpu, bf16, pool) is False
+        assert resolve_channels_last("auto", cuda, bf16, pool) is True  # measured on CPU only
+        assert resolve_channels_last(True, cpu, bf16, pool) is True
+    assert resolve_channels_last("auto", cpu, fp32, "max") is False
+    assert resolve_channels_last(False, cpu, bf16, "max") is False
+    assert CPU_NCHW_POOLS <= set(list_pools("local"))  # no stale names
