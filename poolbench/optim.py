@@ -153,14 +153,13 @@ class SGD(_Optimizer):
     ) -> list[Tensor]:
         """Update the momentum buffers; returns the step direction."""
         bufs: list[Tensor] = []
-        old_p, old_g, old_b = [], [], []
+        old_g, old_b = [], []
         for p, g in zip(params, grads, strict=True):
             state = self.state[p]
             buf = state.get("momentum_buffer")
             if buf is None:  # first step: the buffer starts as the gradient itself
                 buf = state["momentum_buffer"] = torch.clone(g).detach()
             else:
-                old_p.append(p)
                 old_g.append(g)
                 old_b.append(buf)
             bufs.append(buf)
