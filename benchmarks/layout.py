@@ -66,7 +66,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pools = args.pools.split(",") if args.pools else list_pools("local")
+    local = list_pools("local")
+    pools = args.pools.split(",") if args.pools else local
+    unknown = [p for p in pools if p not in local]
+    if unknown:
+        parser.error(f"not a local pool: {', '.join(unknown)}; valid: {', '.join(local)}")
     precision = resolve_precision(args.precision, torch.device("cpu"))
     data = create_dataset("digits", image_size=16, crop_pad=1)
     generator = torch.Generator().manual_seed(0)

@@ -78,8 +78,12 @@ def per_run_overhead(results: Path, pools: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=8, help=f"at most {len(POOLS)}")
+    parser.add_argument("--runs", type=int, default=8, help=f"2 to {len(POOLS)}")
     args = parser.parse_args()
+    if args.starts < 1:
+        parser.error(f"--starts must be at least 1, got {args.starts}")
+    if not 2 <= args.runs <= len(POOLS):
+        parser.error(f"--runs must be between 2 and {len(POOLS)}, got {args.runs}")
     with tempfile.TemporaryDirectory(prefix="poolbench-startup-") as tmp:
         first, total = [], []
         for i in range(args.starts + 1):
