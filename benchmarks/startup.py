@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+from poolbench.record import RECORD_NAME, read_record
 
 POOLS = ["max", "avg", "gem", "lp", "softpool", "stochastic", "median", "blur", "mixed", "tree"]
 
@@ -71,7 +72,7 @@ def per_run_overhead(results: Path, pools: list[str]) -> list[dict]:
     )
     if proc.returncode != 0:
         sys.exit(f"poolbench run -m failed:\n{proc.stderr[-2000:]}")
-    records = [json.loads(p.read_text()) for p in results.rglob("result.json")]
+    records = [read_record(p) for p in results.rglob(RECORD_NAME)]
     return sorted(records, key=lambda r: r["started_at"])
 
 

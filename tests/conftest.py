@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _no_live_display(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def loads_dynamo(code: str, *args: str, cwd: Path | None = None) -> bool:
+    """Run ``code`` in a fresh interpreter (``args`` as its ``sys.argv[1:]``); whether it left
+    ``torch._dynamo`` imported. torch imports it (about a second) on first use of torch.optim
+    and of dispatch modes; poolbench's startup depends on never doing so."""
+    check = "\nimport sys\nprint('torch._dynamo' in sys.modules)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code + check, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1] == "True"

@@ -25,7 +25,7 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int, pooled_size
+from poolbench.pooling.base import LocalPool, check_int, depthwise_conv2d, pooled_size
 
 
 def binomial_filter(blur_size: int) -> list[float]:
@@ -60,20 +60,6 @@ def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = 
     )
     kernel = torch.outer(taps, taps).expand(x.shape[1], 1, blur_size, blur_size)
     return depthwise_conv2d(x, kernel, S).to(dtype)
-
-
-def depthwise_conv2d(x: Tensor, kernel: Tensor, stride: int) -> Tensor:
-    """``conv2d(x, kernel, stride, groups=C)`` computed in float32 on the CPU under autocast,
-    returned in ``x``'s dtype. oneDNN has no fast bfloat16 depthwise kernel on CPUs without
-    AMX: its backward took 7 ms against 0.3 ms in float32 (64x64x9x9, stride 2, 2 threads,
-    AVX-512-BF16 AMD EPYC), which made a bf16 training step with blur pooling 2.8x slower
-    than fp32."""
-    low = x.dtype in (torch.bfloat16, torch.float16)
-    if x.device.type == "cpu" and (low or torch.is_autocast_enabled("cpu")):
-        with torch.autocast("cpu", enabled=False):
-            out = F_.conv2d(x.float(), kernel.float(), stride=stride, groups=x.shape[1])
-        return out.to(x.dtype)
-    return F_.conv2d(x, kernel.to(x.dtype), stride=stride, groups=x.shape[1])
 
 
 def blur_pool2d(

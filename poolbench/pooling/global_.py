@@ -27,7 +27,7 @@ from torch import Tensor
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_positive, register_power
+from poolbench.pooling.base import GlobalPool, check_positive, init_gem
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
@@ -115,11 +115,7 @@ class GlobalGeM(GlobalPool):
         self, channels: int, p: float = 3.0, eps: float = 1e-6, learnable_p: bool = True
     ) -> None:
         super().__init__(channels)
-        layer = type(self).__name__
-        p = check_positive("p", p, layer)
-        self.eps = check_positive("eps", eps, layer)
-        self.learnable_p = bool(learnable_p)
-        register_power(self, p, self.learnable_p)
+        init_gem(self, p, eps, learnable_p)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C)

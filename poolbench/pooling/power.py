@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_positive, register_power
+from poolbench.pooling.base import LocalPool, check_positive, init_gem
 
 
 def _fp32(x: Tensor) -> Tensor:
@@ -229,11 +229,7 @@ class GeMPool(LocalPool):
         eps: float = 1e-6,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        layer = type(self).__name__
-        p = check_positive("p", p, layer)
-        self.eps = check_positive("eps", eps, layer)
-        self.learnable_p = bool(learnable_p)
-        register_power(self, p, self.learnable_p)
+        init_gem(self, p, eps, learnable_p)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

@@ -22,8 +22,7 @@ from torch import Tensor
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
-from poolbench.pooling.antialias import depthwise_conv2d
-from poolbench.pooling.base import LocalPool
+from poolbench.pooling.base import LocalPool, depthwise_conv2d
 
 _SQRT3 = math.sqrt(3.0)
 
