@@ -25,7 +25,14 @@ from poolbench.device import resolve_channels_last, resolve_device, resolve_prec
 from poolbench.errors import PoolbenchError
 from poolbench.invariance import invariance_metrics, metric_names
 from poolbench.measure import PeakMemory, inference_latency
-from poolbench.models import check_model, count_params, create_model, summarize_model
+from poolbench.models import (
+    check_model,
+    count_params,
+    create_model,
+    describe_pool,
+    pool_settings,
+    summarize_model,
+)
 from poolbench.pooling import pool_entry
 from poolbench.record import RECORD_FIELDS, RECORD_NAME, git_sha, read_ok_record, write_record
 from poolbench.train import seed_everything, train
@@ -56,9 +63,9 @@ def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int])
         log.info("  replaced %s", line)
 
 
-def validate(cfg: RunConfig) -> None:
+def validate(cfg: RunConfig) -> str:
     """Check names, parameters, data on disk and every pooling stage's shape, without loading
-    data.
+    data; return the pool as built, with its parameters (``max(F=3, S=2, padding=0, ...)``).
 
     Raises :class:`PoolbenchError` with a one-line message.
     """
@@ -71,6 +78,7 @@ def validate(cfg: RunConfig) -> None:
     model = build_model(cfg, num_classes=num_classes, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
+    return describe_pool(cfg.pool.name, pool_settings(model, cfg.pool.name))
 
 
 def base_record(cfg: RunConfig) -> dict[str, Any]:
@@ -170,6 +178,7 @@ def _train_and_measure(
 
     data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
     model = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    settings = pool_settings(model, cfg.pool.name)  # as built, before p is learned
     check_model(model, data.input_shape)
     log_model_summary(model, data.input_shape)
 
@@ -206,6 +215,7 @@ def _train_and_measure(
         model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
     )
     metrics = {
+        **{key: settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
         "test_acc": result.test_acc,
         "test_top5": result.test_top5,
         "train_loss": result.train_loss,

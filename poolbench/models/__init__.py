@@ -166,7 +166,7 @@ class StageSummary:
 def summarize_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[StageSummary]:
     """Per-stage output shapes, parameters and pooling parameters, from one dry forward pass.
 
-    Models with ``stages`` (:class:`~poolbench.models.vgg.StagedNet`) get one row per stage,
+    Models with ``stages`` (:class:`~poolbench.models.blocks.StagedNet`) get one row per stage,
     others one ``body`` row; the head and the classifier get a row each. Run after
     :func:`check_model`, which gives the clear error when a shape does not fit.
     """
@@ -206,6 +206,36 @@ def summarize_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list
     return rows
 
 
+def pool_settings(model: nn.Module, pool: str) -> dict[str, Any]:
+    """The parameters of ``model``'s downsampling-stage pools as built (the model's default
+    window and the pool's defaults filled in): ``{"F": 3, "S": 2, ...}``, a key whose value
+    differs between stages as the distinct values joined by ``/`` (``"3/2"``). Empty for a
+    pool without parameters or a model without stage pools (``allcnn variant=allcnn``)."""
+    from poolbench.models.blocks import STAGE
+    from poolbench.pooling import pool_entry
+
+    names = [p.name for p in pool_entry(pool).params]
+    values: dict[str, list[Any]] = {}
+    for module in model.modules():
+        if getattr(module, "slot", None) != STAGE:
+            continue
+        for key in names:
+            if not hasattr(module, key):
+                continue
+            value = getattr(module, key)
+            if torch.is_tensor(value):
+                value = round(float(value.detach().float().mean()), 6)
+            seen = values.setdefault(key, [])
+            if value not in seen:
+                seen.append(value)
+    return {k: v[0] if len(v) == 1 else "/".join(map(str, v)) for k, v in values.items()}
+
+
+def describe_pool(pool: str, settings: dict[str, Any]) -> str:
+    """``max(F=3, S=2, padding=0)``: a pool with its parameters as built."""
+    return f"{pool}({', '.join(f'{k}={v}' for k, v in settings.items())})"
+
+
 # Importing the architecture modules registers them.
 import_submodules(__name__, __path__, skip=())
 
@@ -217,8 +247,10 @@ __all__ = [
     "count_params",
     "count_pool_params",
     "create_model",
+    "describe_pool",
     "dry_run",
     "eval_mode",
     "list_models",
+    "pool_settings",
     "summarize_model",
 ]

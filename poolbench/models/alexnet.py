@@ -5,13 +5,11 @@ in AlexNet; then the global ``head=``, dropout and a linear classifier. AlexNet'
 pooling is *overlapping* windows (F=3, S=2: "z=3, s=2" in section 3.4, which lowered top-1
 error by 0.4 points against F=S=2), so that is this model's default geometry.
 
-How the model's default window meets ``pool=``: in the library the window is
-``{F: 3, S: 2} | pool.params`` (the pool spec wins where it sets a key). ``pool.params`` from
-the command line always carries ``F``/``S`` (every ``configs/pool/*.yaml`` sets them), so
-``configs/model/alexnet_small.yaml`` is a ``_global_`` config that sets ``pool.F=3 pool.S=2``
-after the pool group is read: ``model=alexnet_small pool=avg`` is overlapping average pooling,
-and ``pool.F=2 pool.S=2`` on the command line still wins. The record's ``F``/``S`` columns
-therefore show the geometry that ran. LRN is replaced by BatchNorm.
+This window is the model's default for every pool that has one (``pool.F``/``pool.S`` left
+unset, as in ``configs/pool/*.yaml``): ``model=alexnet_small pool=avg`` is overlapping average
+pooling, ``pool.F=2 pool.S=2`` on the command line wins, and pools without a window
+(``none``, ``wavelet``, ``fractional``) ignore it. The record's ``F``/``S`` columns show the
+window that ran. LRN is replaced by BatchNorm.
 """
 
 from __future__ import annotations
@@ -20,17 +18,15 @@ from torch import nn
 
 from poolbench.config import PoolSpec
 from poolbench.models import register_model
-from poolbench.models.vgg import StagedNet, check_dropout, check_widths, make_pool
+from poolbench.models.blocks import (
+    StagedNet,
+    check_dropout,
+    check_widths,
+    conv_norm_act,
+    make_pool,
+)
 
 OVERLAPPING = {"F": 3, "S": 2}
-
-
-def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
 
 
 @register_model(
@@ -49,12 +45,12 @@ def alexnet_small(
     w = check_widths("alexnet_small", widths, count=5)
     check_dropout("alexnet_small", dropout)
     stages = [
-        nn.Sequential(conv_bn_relu(in_channels, w[0], 5), make_pool(pool, w[0], **OVERLAPPING)),
-        nn.Sequential(conv_bn_relu(w[0], w[1], 5), make_pool(pool, w[1], **OVERLAPPING)),
+        nn.Sequential(conv_norm_act(in_channels, w[0], 5), make_pool(pool, w[0], **OVERLAPPING)),
+        nn.Sequential(conv_norm_act(w[0], w[1], 5), make_pool(pool, w[1], **OVERLAPPING)),
         nn.Sequential(
-            conv_bn_relu(w[1], w[2], 3),
-            conv_bn_relu(w[2], w[3], 3),
-            conv_bn_relu(w[3], w[4], 3),
+            conv_norm_act(w[1], w[2], 3),
+            conv_norm_act(w[2], w[3], 3),
+            conv_norm_act(w[3], w[4], 3),
             make_pool(pool, w[4], **OVERLAPPING),
         ),
     ]

@@ -10,33 +10,28 @@
 - ``allcnn`` (All-CNN-C): each pool replaced by a 3x3 conv with stride 2.
 
 The paper pools with F=3, S=2 ("3x3 max-pooling stride 2"); as for ``alexnet_small`` that is
-the model's default window (``{F: 3, S: 2} | pool.params``, and ``configs/model/allcnn.yaml``
-sets ``pool.F``/``pool.S`` so that the command line still wins). ``pool=`` only matters for
-``base`` and ``convpool``. Deviations: padding 1 on every 3x3 conv (so 16 px input works),
-BatchNorm after each conv (the paper trains without it, with dropout and a tuned lr), and the
-last 1x1 conv keeps ``width2`` maps and feeds ``head=`` and a linear classifier instead of
-giving 10 maps to a fixed global average.
+the model's default window for every pool that has one (``pool.F``/``pool.S`` on the command
+line win). ``pool=`` only matters for ``base`` and ``convpool``. Deviations: padding 1 on
+every 3x3 conv (so 16 px input works), BatchNorm after each conv (the paper trains without
+it, with dropout and a tuned lr), and the last 1x1 conv keeps ``width2`` maps and feeds
+``head=`` and a linear classifier instead of giving 10 maps to a fixed global average.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from poolbench.checks import check_choice, check_int
 from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
 from poolbench.models import register_model
-from poolbench.models.vgg import StagedNet, check_dropout, make_pool
+from poolbench.models.blocks import StagedNet, check_dropout, conv_norm_act, make_pool
 
 VARIANTS = ("base", "strided", "convpool", "allcnn")
 PAPER_WINDOW = {"F": 3, "S": 2}
 
 
 def conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
+    return conv_norm_act(c_in, c_out, kernel, stride=stride)
 
 
 def block(variant: str, c_in: int, width: int, pool: PoolSpec) -> nn.Sequential:
@@ -72,13 +67,9 @@ def allcnn(
     dropout: float = 0.0,
 ) -> StagedNet:
     """Model C (``width1``/``width2`` = the paper's 96/192 maps) in ``variant``."""
-    if variant not in VARIANTS:
-        raise ConfigError(
-            f"allcnn: expected variant to be one of {', '.join(VARIANTS)}, got {variant!r}"
-        )
-    for key, value in (("width1", width1), ("width2", width2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"allcnn: expected {key} to be an integer >= 1, got {value!r}")
+    check_choice("variant", variant, VARIANTS, where="allcnn")
+    width1 = check_int("width1", width1, 1, where="allcnn")
+    width2 = check_int("width2", width2, 1, where="allcnn")
     check_dropout("allcnn", dropout)
     stages = [
         block(variant, in_channels, width1, pool),

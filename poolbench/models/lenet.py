@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from poolbench.checks import check_choice, check_int
 from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
 from poolbench.models import register_model
-from poolbench.models.vgg import StagedNet, check_widths, make_pool
+from poolbench.models.blocks import StagedNet, check_widths, conv_norm_act, make_pool
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -32,22 +32,19 @@ def lenet5(
 ) -> StagedNet:
     """LeNet-5 with ``widths`` = (C1, C3, C5) maps and an F6 layer of ``hidden`` units."""
     c1, c3, c5 = check_widths("lenet5", widths, count=3)
-    if activation not in ACTIVATIONS:
-        raise ConfigError(
-            f"lenet5: expected activation to be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
-        )
-    if isinstance(conv_padding, bool) or conv_padding not in (0, 1, 2):
-        raise ConfigError(f"lenet5: expected conv_padding in 0..2, got {conv_padding!r}")
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        raise ConfigError(f"lenet5: expected hidden to be an integer >= 1, got {hidden!r}")
-    act = ACTIVATIONS[activation]
-    pad = conv_padding
+    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS, where="lenet5")]
+    pad = check_int("conv_padding", conv_padding, 0, 2, where="lenet5")
+    hidden = check_int("hidden", hidden, 1, where="lenet5")
+
+    def conv(c_in: int, c_out: int, padding: int) -> nn.Sequential:  # no BatchNorm in 1998
+        return conv_norm_act(c_in, c_out, 5, padding=padding, norm=False, act=act)
+
     stages = [
-        nn.Sequential(nn.Conv2d(in_channels, c1, 5, padding=pad), act(), make_pool(pool, c1)),
-        nn.Sequential(nn.Conv2d(c1, c3, 5, padding=pad), act(), make_pool(pool, c3)),
+        nn.Sequential(conv(in_channels, c1, pad), make_pool(pool, c1)),
+        nn.Sequential(conv(c1, c3, pad), make_pool(pool, c3)),
         # C5 keeps padding so that any map >= 1 px survives; at the paper's geometry it is 5x5
         # in, 1x1 out, and the global head is the identity.
-        nn.Sequential(nn.Conv2d(c3, c5, 5, padding=2), act()),
+        conv(c3, c5, 2),
     ]
     model = StagedNet(stages, [c1, c3, c5], head, num_classes, classifier=nn.Identity())
     model.classifier = nn.Sequential(

@@ -2,10 +2,11 @@
 
 Three "mlpconv" blocks (a spatial conv followed by two 1x1 convs, i.e. a small MLP shared
 over positions), the first two ending in a pool from ``pool=`` (the paper's CIFAR-10 model
-uses 3x3 stride-2 pools; as in ``alexnet_small`` that is the model's default window and the
-pool spec wins) and dropout. The last 1x1 conv gives one feature map per class and the
-global ``head=`` (the paper's global average pooling) turns them into the logits directly;
-only a head whose D differs from the number of classes (e.g. spp) gets a linear layer after it.
+uses 3x3 stride-2 pools; as in ``alexnet_small`` that is the model's default window for
+every pool that has one, and ``pool.F``/``pool.S`` on the command line win) and dropout.
+The last 1x1 conv gives one feature map per class and the global ``head=`` (the paper's
+global average pooling) turns them into the logits directly; only a head whose D differs
+from the number of classes (e.g. spp) gets a linear layer after it.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from torch import nn
 
 from poolbench.config import PoolSpec
 from poolbench.models import register_model
-from poolbench.models.vgg import StagedNet, check_dropout, check_widths, make_pool
+from poolbench.models.blocks import (
+    StagedNet,
+    check_dropout,
+    check_widths,
+    conv_norm_act,
+    make_pool,
+)
 
 PAPER_WINDOW = {"F": 3, "S": 2}
 
 
 def mlpconv(c_in: int, widths: tuple[int, int, int], kernel: int) -> list[nn.Module]:
+    """A spatial conv, then two 1x1 convs (each conv-BN-ReLU)."""
     a, b, c = widths
-    layers: list[nn.Module] = []
-    for cin, cout, k in ((c_in, a, kernel), (a, b, 1), (b, c, 1)):
-        layers += [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout)]
-        layers.append(nn.ReLU(inplace=True))
-    return layers
+    return [
+        conv_norm_act(cin, cout, k) for cin, cout, k in ((c_in, a, kernel), (a, b, 1), (b, c, 1))
+    ]
 
 
 @register_model(

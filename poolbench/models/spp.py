@@ -17,12 +17,19 @@ from torch import nn
 from poolbench.config import PoolSpec
 from poolbench.errors import ConfigError
 from poolbench.models import register_model
-from poolbench.models.vgg import StagedNet, check_dropout, check_widths, conv_bn_relu, make_pool
+from poolbench.models.blocks import (
+    StagedNet,
+    check_dropout,
+    check_widths,
+    conv_norm_act,
+    make_pool,
+)
 
 
 @register_model(
     "spp_net",
     description="conv stages + spatial pyramid pooling head (He et al. 2014): any input size",
+    limits={"head= other than spp": "the model is defined by its pyramid head"},
 )
 def spp_net(
     num_classes: int,
@@ -43,7 +50,7 @@ def spp_net(
     stages = []
     c_in = in_channels
     for i, width in enumerate(widths):
-        layers: list[nn.Module] = [conv_bn_relu(c_in, width), conv_bn_relu(width, width)]
+        layers: list[nn.Module] = [conv_norm_act(c_in, width), conv_norm_act(width, width)]
         # The last stage keeps its resolution for the pyramid's finest level.
         if i < len(widths) - 1:
             layers.append(make_pool(pool, width))
