@@ -12,7 +12,7 @@ from poolbench.data import list_datasets
 from poolbench.hydra_app import plan
 from poolbench.models import list_models
 from poolbench.paths import config_dir
-from poolbench.pooling import list_pools
+from poolbench.pooling import POOLS, list_pools
 
 CONFIGS = config_dir()
 
@@ -65,4 +65,44 @@ def test_config_files_match_registries():
 
 def test_config_keys_are_factory_arguments():
     run = plan(["pool=max", "pool.F=3", "pool.S=1"]).runs[0]
-    assert run.pool.name == "max" and run.pool.params == {"F": 3, "S": 1, "padding": 0}
+    assert run.pool.name == "max"
+    assert run.pool.params == {
+        "F": 3,
+        "S": 1,
+        "padding": None,  # unset: the model's window, else the layer's default
+        "ceil_mode": False,
+        "return_indices": False,
+    }
+
+
+WINDOW_KEYS = ("F", "S", "padding")
+
+
+@pytest.mark.parametrize("group,kind", [("pool", "local"), ("head", "global")])
+def test_pool_configs_list_every_factory_parameter_at_its_default(group: str, kind: str):
+    """One source of truth: each configs/<group>/<name>.yaml holds exactly the factory's
+    keyword parameters at the factory's defaults; a local pool's window keys are null (the
+    model's window, else the factory default)."""
+    for name in list_pools(kind):
+        config = yaml.safe_load((CONFIGS / group / f"{name}.yaml").read_text())
+        assert config.pop("name") == name
+        params = {p.name: p.default for p in POOLS.get(name).params if p.name != "stage_channels"}
+        assert sorted(config) == sorted(params), name
+        for key, default in params.items():
+            if kind == "local" and key in WINDOW_KEYS:
+                assert config[key] is None, (name, key)
+            else:
+                expected = list(default) if isinstance(default, tuple) else default
+                assert config[key] == expected, (name, key, config[key], default)
+
+
+def test_every_pool_parameter_is_set_without_plus():
+    for overrides in (
+        ["pool=max", "pool.ceil_mode=true", "pool.return_indices=true"],
+        ["pool=strided_conv", "pool.bias=false"],
+        ["pool=fractional", "pool.ratio=0.6"],
+    ):
+        run = plan(overrides).runs[0]
+        for o in overrides[1:]:
+            key, value = o.removeprefix("pool.").split("=")
+            assert str(run.pool.params[key]).lower() == value
