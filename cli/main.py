@@ -71,6 +71,11 @@ def run(
         None, "--cfg", "-c", help="Print the composed config (job, hydra or all) and exit."
     ),
     resolve: bool = typer.Option(False, "--resolve", help="With --cfg: resolve interpolations."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Compose and check every run (data, shapes, parameters), list them, train nothing.",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.hydra_app import launch, plan
@@ -79,7 +84,12 @@ def run(
     overrides = list(overrides or [])
     if not overrides and not multirun and cfg is None:
         overrides = ["experiment=quick"]
-    the_plan = plan(overrides, multirun)
+    the_plan = plan(overrides, multirun, collect=dry_run)
+    if dry_run:
+        failures = tables.print_dry_run(console, the_plan)
+        for line in failures:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT if failures else 0)
     if cfg is not None:
         launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
         return

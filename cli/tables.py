@@ -196,8 +196,43 @@ def print_registry(console: Console, what: str) -> None:
     else:
         registry = MODELS if what == "models" else DATASETS
         table = Table(title=f"{what} ({'model' if what == 'models' else 'data'}=<name>)")
-        for c in ("name", "parameters", "description"):
+        columns = ["name", "parameters", "description"]
+        if what == "models":
+            columns.append("pools and heads it cannot take as they are")
+        for c in columns:
             table.add_column(c, overflow="fold")
         for e in registry.entries():
-            table.add_row(e.name, ", ".join(map(str, e.params)), e.description)
+            row = [e.name, ", ".join(map(str, e.params)), e.description]
+            if what == "models":
+                limits = e.meta.get("limits", {})
+                row.append("; ".join(f"{k}: {v}" for k, v in limits.items()) or "-")
+            table.add_row(*row)
     console.print(table)
+
+
+def print_dry_run(console: Console, plan: Plan) -> list[str]:
+    """The runs a command line would train, each with its pool as built; returns one line per
+    run that cannot run (empty: all can)."""
+    jobs = plan.jobs
+    title = f"dry run: {len(jobs)} run{'s' * (len(jobs) != 1)}, nothing trained"
+    if not plan.expanded:
+        title += " (the sweeper picks its jobs as it goes: each is checked when it starts)"
+    table = Table(title=title)
+    for c in ("#", "run", "pool as built", "head", "model", "data", "check"):
+        table.add_column(c, overflow="fold")
+    failures = []
+    for i, job in enumerate(jobs, 1):
+        run = job.run
+        if job.error is not None:
+            failures.append(f"run {i} ({' '.join(job.overrides)}): {job.error}")
+        status = "ok" if job.error is None else "[red]fails[/red]"
+        if run is None:
+            table.add_row(str(i), " ".join(job.overrides), "-", "-", "-", "-", status)
+            continue
+        table.add_row(
+            str(i), run.run_name, job.pool, run.head.name, run.model.name, run.data.name, status
+        )
+    console.print(table)
+    failed = f", {len(failures)} cannot run" if failures else ""
+    console.print(f"{len(jobs) - len(failures)} of {len(jobs)} runs can run{failed}")
+    return failures

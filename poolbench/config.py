@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from poolbench.checks import check_bool, check_choice, check_int, check_int_list, check_number
 from poolbench.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -80,43 +81,35 @@ class TrainConfig:
     select: str = "last"
 
     def __post_init__(self) -> None:
-        _check_choice("train.optimizer", self.optimizer, ("sgd", "adamw"))
-        _check_choice("train.schedule", self.schedule, SCHEDULES)
-        _check_choice("train.select", self.select, ("last", "best_val"))
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"expected train.epochs >= 1, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"expected train.batch_size >= 1, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"expected train.lr > 0, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"expected train.weight_decay >= 0, got {self.weight_decay!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(
-                f"expected 0 <= train.label_smoothing < 1, got {self.label_smoothing}"
-            )
-        if not 0 <= self.warmup_frac < 1:
-            raise ConfigError(f"expected 0 <= train.warmup_frac < 1, got {self.warmup_frac}")
-        milestones = list(self.milestones)
-        if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):
+        check_choice("train.optimizer", self.optimizer, ("sgd", "adamw"))
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.select", self.select, ("last", "best_val"))
+        check_int("train.epochs", self.epochs, 1)
+        check_int("train.batch_size", self.batch_size, 1)
+        _set(self, "lr", check_number("train.lr", self.lr, 0, low_open=True))
+        _set(self, "momentum", check_number("train.momentum", self.momentum, 0, 1, high_open=True))
+        check_bool("train.nesterov", self.nesterov)
+        _set(self, "weight_decay", check_number("train.weight_decay", self.weight_decay, 0))
+        smoothing = check_number(
+            "train.label_smoothing", self.label_smoothing, 0, 1, high_open=True
+        )
+        _set(self, "label_smoothing", smoothing)
+        warmup = check_number("train.warmup_frac", self.warmup_frac, 0, 1, high_open=True)
+        _set(self, "warmup_frac", warmup)
+        milestones = [
+            check_number("train.milestones", m, 0, 1, low_open=True, high_open=True)
+            for m in _as_list("train.milestones", self.milestones)
+        ]
+        if milestones != sorted(milestones):
             raise ConfigError(
                 f"expected train.milestones to be increasing fractions of training in (0, 1), "
                 f"got {milestones}"
             )
-        object.__setattr__(self, "milestones", tuple(milestones))
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"expected 0 < train.gamma <= 1, got {self.gamma!r}")
-        if (
-            isinstance(self.eval_every, bool)
-            or not isinstance(self.eval_every, int)
-            or self.eval_every < 0
-        ):
-            raise ConfigError(
-                f"expected train.eval_every to be an integer >= 0 (0: no evaluation during "
-                f"training), got {self.eval_every!r}"
-            )
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"expected 0 <= train.val_fraction < 1, got {self.val_fraction}")
+        _set(self, "milestones", tuple(milestones))
+        _set(self, "gamma", check_number("train.gamma", self.gamma, 0, 1, low_open=True))
+        check_int("train.eval_every", self.eval_every, 0)
+        fraction = check_number("train.val_fraction", self.val_fraction, 0, 1, high_open=True)
+        _set(self, "val_fraction", fraction)
         if self.select == "best_val" and self.eval_every == 0:
             raise ConfigError(
                 "train.select=best_val picks the best evaluated epoch: set train.eval_every >= 1"
@@ -139,9 +132,15 @@ class TrainConfig:
         return cls(**d)
 
 
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"expected {key} to be one of {', '.join(choices)}, got {value!r}")
+def _set(obj: Any, key: str, value: Any) -> None:
+    """Store a checked (converted) value on a frozen dataclass."""
+    object.__setattr__(obj, key, value)
+
+
+def _as_list(key: str, value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"expected {key} to be a list, got {value!r}")
 
 
 SHIFT_MODES = ("pad", "roll")
@@ -161,29 +160,20 @@ class EvalConfig:
     batch_size: int = 512
 
     def __post_init__(self) -> None:
-        if self.shift_mode not in SHIFT_MODES:
-            raise ConfigError(
-                f"expected eval.shift_mode to be one of {', '.join(SHIFT_MODES)}, "
-                f"got {self.shift_mode!r}"
-            )
-        for key in ("max_shift", "batch_size"):
-            value = getattr(self, key)
-            minimum = 0 if key == "max_shift" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(
-                    f"expected eval.{key} to be an integer >= {minimum}, got {value!r}"
-                )
+        check_bool("eval.enabled", self.enabled)
+        check_choice("eval.shift_mode", self.shift_mode, SHIFT_MODES)
+        check_int("eval.max_shift", self.max_shift, 0)
+        check_int("eval.batch_size", self.batch_size, 1)
         for key in ("shifts", "sizes"):
-            for value in getattr(self, key):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ConfigError(
-                        f"expected eval.{key} to be a list of integers >= 1, got {value!r}"
-                    )
-        if not isinstance(self.max_rot, (int, float)) or not 0 <= self.max_rot <= 180:
-            raise ConfigError(f"expected 0 <= eval.max_rot <= 180, got {self.max_rot!r}")
+            values = getattr(self, key)
+            if values:
+                _set(self, key, tuple(check_int_list(f"eval.{key}", values, 1)))
+        _set(self, "max_rot", check_number("eval.max_rot", self.max_rot, 0, 180))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> EvalConfig:
+        if d is not None and not isinstance(d, dict):
+            raise ConfigError(f"expected eval to be a group of keys, got {d!r}")
         d = dict(d or {})
         valid = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - valid)
@@ -193,7 +183,7 @@ class EvalConfig:
             )
         for key in ("shifts", "sizes"):
             if key in d:
-                d[key] = tuple(d[key] or ())
+                d[key] = tuple(_as_list(f"eval.{key}", d[key] or []))
         return cls(**d)
 
 
@@ -223,26 +213,25 @@ class RunConfig:
     identity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"expected seed to be an integer, got {self.seed!r}")
-        if not isinstance(self.latency_batch, int) or self.latency_batch < 1:
-            raise ConfigError(f"expected latency_batch >= 1, got {self.latency_batch!r}")
-        if not isinstance(self.latency_repeats, int) or self.latency_repeats < 1:
-            raise ConfigError(f"expected latency_repeats >= 1, got {self.latency_repeats!r}")
-        if self.channels_last not in ("auto", True, False):
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_int("seed", self.seed)
+        check_int("latency_batch", self.latency_batch, 1)
+        check_int("latency_repeats", self.latency_repeats, 1)
+        check_choice("channels_last", self.channels_last, ("auto", True, False))
+        if self.threads != "auto":
+            try:
+                check_int("threads", self.threads, 1)
+            except ConfigError:
+                raise ConfigError(
+                    f"expected threads to be auto or an integer >= 1, got {self.threads!r}"
+                ) from None
+        for key in ("compile", "rerun", "keep_checkpoint", "progress"):
+            check_bool(key, getattr(self, key))
+        if not isinstance(self.results_dir, str) or not self.results_dir.strip():
             raise ConfigError(
-                f"expected channels_last to be one of auto, true, false, got {self.channels_last!r}"
+                f"expected results_dir to be a directory path, got {self.results_dir!r}"
             )
-        if self.threads != "auto" and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ConfigError(
-                f"expected threads to be auto or an integer >= 1, got {self.threads!r}"
-            )
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"expected compile to be true or false, got {self.compile!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from poolbench.config import NON_IDENTITY_KEYS, RunConfig, run_name
 from poolbench.device import available_cpus, claim_gpu, default_parallel_jobs, threads_per_job
-from poolbench.errors import ConfigError
+from poolbench.errors import ConfigError, PoolbenchError
 from poolbench.paths import config_dir
 from poolbench.runner import execute, validate
 
@@ -47,16 +48,39 @@ OmegaConf.register_new_resolver("pb_run_dir", _run_dir, replace=True)
 
 
 @dataclass(frozen=True)
+class PlannedRun:
+    """One job of a command line: its overrides, its config (None when it did not compose),
+    why it cannot run (None when it can), and its pool as built (``max(F=3, S=2, ...)``)."""
+
+    overrides: tuple[str, ...]
+    run: RunConfig | None
+    error: str | None = None
+    pool: str = ""
+    exception: PoolbenchError | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What a command line will run."""
+    """What a command line will run.
+
+    ``expanded`` is False when the sweeper picks its jobs as it goes (Optuna's ``interval``,
+    ``tag`` ...): then ``runs`` holds the base config alone and each job is validated when
+    it starts.
+    """
 
     runs: list[RunConfig]
     multirun: bool
     results_dir: Path
     launcher_overrides: tuple[str, ...] = ()
+    jobs: tuple[PlannedRun, ...] = ()
+    expanded: bool = True
 
     def run_dir(self, cfg: RunConfig) -> Path:
         return self.results_dir / "runs" / cfg.run_name
+
+    @property
+    def failures(self) -> list[PlannedRun]:
+        return [j for j in self.jobs if j.error is not None]
 
 
 def one_line(err: Exception) -> str:
@@ -81,23 +105,40 @@ def _compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
 
 
-def _expand(overrides: list[str], sweeper_params: dict[str, str]) -> list[list[str]]:
-    """Every job's override list, as Hydra's basic sweeper builds it (command line wins)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
+
+def _expand(overrides: list[str], sweeper_params: dict[str, str]) -> list[list[str]] | None:
+    """Every job's override list, the cartesian product the basic sweeper launches (the
+    command line wins over the sweep file's ``hydra.sweeper.params``); None when a sweep is
+    not a list of values (``interval(...)``: a sweeper such as Optuna picks those values)."""
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create(config_loader=loader)
     arguments = [f"{k}={v}" for k, v in sweeper_params.items()] + list(overrides)
-    parsed = parser.parse_overrides(arguments)
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [job for batch in batches for job in batch]
+    choices: dict[str, list[str]] = {}
+    for override in parser.parse_overrides(arguments):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            return None
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
-def plan(overrides: list[str], multirun: bool = False) -> Plan:
-    """Compose and validate every run of ``overrides``; raise ConfigError in one line."""
+def plan(overrides: list[str], multirun: bool = False, collect: bool = False) -> Plan:
+    """Compose and validate every run of ``overrides``.
+
+    Every job is checked; with ``collect`` each problem is kept in ``Plan.jobs``
+    (``--dry-run``), otherwise the first raises :class:`ConfigError` in one line (naming the
+    run when there are several).
+    """
     from hydra import initialize_config_dir
 
     GlobalHydra.instance().clear()
+    jobs: list[PlannedRun] = []
+    expanded = True
     try:
         with initialize_config_dir(
             config_dir=str(config_dir()), version_base="1.3", job_name="poolbench"
@@ -107,31 +148,102 @@ def plan(overrides: list[str], multirun: bool = False) -> Plan:
                 for o in OverridesParser.create().parse_overrides(overrides)
                 if not o.is_sweep_override()
             ]
-            head = _compose(base_overrides, with_hydra=True)
+            try:
+                head = _compose(base_overrides, with_hydra=True)
+            except (HydraException, OmegaConfBaseException) as err:
+                unknown = re.match(r"Could not override '([^']+)'", str(err))
+                if unknown is None:
+                    raise
+                raise ConfigError(_unknown_key(base_overrides, unknown.group(1))) from None
             launcher_overrides = _launcher_defaults(head.hydra.launcher, overrides)
             params = head.hydra.sweeper.get("params")
             sweeper_params = {} if params is None else dict(OmegaConf.to_container(params))
-            sweep_args = len(base_overrides) != len(overrides)
-            if sweeper_params or sweep_args:
+            if sweeper_params or len(base_overrides) != len(overrides):
                 multirun = True
-            jobs = _expand(overrides, sweeper_params) if multirun else [list(overrides)]
-            runs = []
-            for job in jobs:
-                config = OmegaConf.to_container(_compose(job), resolve=True)
-                runs.append(RunConfig.from_dict(config, overrides=job))
+            expansion = [list(overrides)]
+            if multirun:
+                found = _expand(overrides, sweeper_params)
+                is_basic = head.hydra.sweeper.get("_target_") == BASIC_SWEEPER
+                if found is None or not is_basic:
+                    expanded, expansion = False, [base_overrides]
+                else:
+                    expansion = found
+            jobs = [_compose_job(job) for job in expansion]
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(one_line(err)) from None
     finally:
         GlobalHydra.instance().clear()
 
-    checked: set[str] = set()
-    for run in runs:
-        key = repr((run.pool, run.head, run.model, run.data, run.precision, run.device))
-        if key not in checked:
-            validate(run)
-            checked.add(key)
+    jobs = _validate_jobs(jobs)
+    failures = [(i, j) for i, j in enumerate(jobs, 1) if j.error is not None]
+    if failures and (not collect or len(jobs) == 1):
+        i, job = failures[0]
+        kind = type(job.exception) if job.exception is not None else ConfigError
+        if len(jobs) == 1:
+            raise kind(job.error)
+        more = f" (and {len(failures) - 1} more)" * (len(failures) > 1)
+        raise kind(
+            f"run {i} of {len(jobs)} ({' '.join(job.overrides)}): {job.error}{more}; "
+            f"--dry-run lists every run"
+        )
+    runs = [j.run for j in jobs if j.run is not None]
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
-    return Plan(runs, multirun, results_dir, launcher_overrides)
+    return Plan(runs, multirun, results_dir, launcher_overrides, tuple(jobs), expanded)
+
+
+def _compose_job(job: list[str]) -> PlannedRun:
+    try:
+        config = OmegaConf.to_container(_compose(job), resolve=True)
+        return PlannedRun(tuple(job), RunConfig.from_dict(config, overrides=job))
+    except (HydraException, OmegaConfBaseException) as err:
+        unknown = re.match(r"Could not override '([^']+)'", str(err))
+        message = _unknown_key(job, unknown.group(1)) if unknown else one_line(err)
+        return PlannedRun(tuple(job), None, message)
+    except PoolbenchError as err:
+        return PlannedRun(tuple(job), None, str(err), exception=err)
+
+
+def _unknown_key(job: list[str], key: str) -> str:
+    """``pool.foo=1``: name the key and the valid keys where it was meant to go."""
+    parser = OverridesParser.create()
+    rest = [o for o in job if parser.parse_override(o).key_or_group != key]
+    parent, _, leaf = key.rpartition(".")
+    try:
+        node = OmegaConf.select(_compose(rest), parent) if parent else _compose(rest)
+    except (HydraException, OmegaConfBaseException):
+        node = None
+    if not isinstance(node, DictConfig):
+        return f"unknown key '{key}'"
+    valid = sorted(k for k in node if k not in ("hydra", "name"))
+    where = f"{parent} '{node['name']}'" if parent and "name" in node else (parent or "the config")
+    return f"unknown key '{key}': {where} has no '{leaf}'; valid keys: {', '.join(valid)}"
+
+
+def _validate_jobs(jobs: list[PlannedRun]) -> list[PlannedRun]:
+    """Validate each distinct model build once (seeds share it); keep the built pool."""
+    seen: dict[str, tuple[PoolbenchError | None, str]] = {}
+    out = []
+    for job in jobs:
+        run = job.run
+        if run is None:
+            out.append(job)
+            continue
+        key = repr((run.pool, run.head, run.model, run.data, run.precision, run.device))
+        if key not in seen:
+            try:
+                seen[key] = (None, validate(run))
+            except PoolbenchError as err:
+                seen[key] = (err, "")
+        error, pool = seen[key]
+        message = None if error is None else str(error)
+        out.append(PlannedRun(job.overrides, run, message, pool, exception=error))
+    return out
+
+
+# The launcher plugins poolbench knows, by their configs' ``_target_``.
+JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
 def _launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str, ...]:
@@ -142,9 +254,10 @@ def _launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str,
     Given as an override rather than a ``configs/hydra/launcher/joblib.yaml``, which Hydra would
     merge with the plugin's schema of the same name through a deprecated path.
     """
-    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+    if launcher.get("_target_") != JOBLIB:
         return ()
-    if any(o.startswith(("hydra.launcher.n_jobs=", "++hydra.launcher.n_jobs=")) for o in overrides):
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+    if "hydra.launcher.n_jobs" in keys:
         return ()
     return (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
 
@@ -156,14 +269,14 @@ SWEEP_SIZE_ENV = "POOLBENCH_SWEEP_SIZE"
 
 def _concurrent_jobs(launcher: DictConfig) -> int | None:
     """How many runs the launcher trains at once on this machine (None: leave threads alone)."""
-    target = str(launcher.get("_target_", ""))
+    target = launcher.get("_target_")
     sweep_size = int(os.environ.get(SWEEP_SIZE_ENV, "1"))
-    if target.endswith("JoblibLauncher"):
+    if target == JOBLIB:
         n_jobs = int(launcher.n_jobs)
         return min(available_cpus() if n_jobs < 0 else n_jobs, sweep_size)
-    if target.endswith("submitit_launcher.LocalLauncher"):  # every job starts at once
+    if target == SUBMITIT_LOCAL:  # every job starts at once
         return sweep_size
-    if target.endswith("submitit_launcher.SlurmLauncher"):  # alone on its allocation
+    if target == SUBMITIT_SLURM:  # alone on its allocation
         return 1
     return None  # in-process runs keep torch's default
 

@@ -88,7 +88,7 @@ def test_no_arguments_is_the_quick_sweep_plan():
         (["pool=sofpool"], "unknown pool 'sofpool'; available: avg"),
         (["model=resnet"], "unknown model 'resnet'; available:"),
         (["data=mnist"], "unknown data 'mnist'; available: cifar10, cifar100, digits"),
-        (["pool.foo=3"], "Could not override 'pool.foo'"),
+        (["pool.foo=3"], "unknown key 'pool.foo': pool 'max' has no 'foo'; valid keys: F, S"),
         (["+pool.foo=3"], "pool 'max' has no parameter 'foo'; its parameters: F, S"),
         (["pool=="], "Error parsing override 'pool=='"),
         (["pool.F=0"], "expected F >= 1, got F=0"),

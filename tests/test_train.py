@@ -72,7 +72,9 @@ def test_adamw_and_sgd_nesterov():
         ({"select": "best_val", "val_fraction": 0.1}, "eval_every >= 1"),
         ({"schedule": "linear"}, "onecycle, cosine, step, constant"),
         ({"milestones": (0.8, 0.2)}, "increasing fractions"),
-        ({"val_fraction": 1.0}, "val_fraction < 1"),
+        ({"val_fraction": 1.0}, r"val_fraction to be a number in \[0, 1\), got 1.0"),
+        ({"epochs": True}, "epochs to be an integer >= 1, got True"),
+        ({"nesterov": "yes"}, "nesterov to be true or false"),
     ],
 )
 def test_bad_recipes_are_config_errors(kwargs: dict, message: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from poolbench.checks import check_int
 from poolbench.data.base import ImageData
 from poolbench.data.memory import InMemoryDataset
 from poolbench.registry import Registry, import_submodules
@@ -33,7 +34,9 @@ def create_dataset(name: str, **params: Any) -> ImageData:
 def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, int]:
     """(C, H, W) of the images ``name`` yields with ``params``, without loading it."""
     entry = DATASETS.get(name)
-    size = params.get("image_size", entry.meta["image_size"])
+    size = check_int(
+        "image_size", params.get("image_size", entry.meta["image_size"]), 8, where=name
+    )
     return (entry.meta["in_channels"], size, size)
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from poolbench.checks import check_bool, check_int
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
-from poolbench.errors import ConfigError, DataError
+from poolbench.errors import DataError
 
 # Per-channel statistics of the training images (0-1 scale), the values the literature uses.
 STATS = {
@@ -56,10 +57,9 @@ def check_cifar(name: str, root: str = "data", download: bool = False) -> None:
 def load_cifar(
     name: str, root: str, download: bool, image_size: int, crop_pad: int
 ) -> InMemoryDataset:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"{name}: expected image_size to be an integer >= 8, got {image_size!r}")
-    if isinstance(crop_pad, bool) or not isinstance(crop_pad, int) or crop_pad < 0:
-        raise ConfigError(f"{name}: expected crop_pad to be an integer >= 0, got {crop_pad!r}")
+    check_int("image_size", image_size, 8, where=name)
+    check_int("crop_pad", crop_pad, 0, where=name)
+    check_bool("download", download, where=name)
     check_cifar(name, root, download)
     cls = dataset_class(name)
     splits = []

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.cache import cached_tensors
+from poolbench.checks import check_int, check_number
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
-from poolbench.errors import ConfigError
 
 
 @register_dataset(
@@ -31,12 +31,12 @@ def digits(
     crop_pad: int = 1,
 ) -> InMemoryDataset:
     """Load the digits, upsample to ``image_size`` and split them."""
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"digits: expected image_size to be an integer >= 8, got {image_size!r}")
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"digits: expected 0 < test_fraction < 1, got {test_fraction}")
-    if not isinstance(crop_pad, int) or crop_pad < 0:
-        raise ConfigError(f"digits: expected crop_pad to be an integer >= 0, got {crop_pad!r}")
+    check_int("image_size", image_size, 8, where="digits")
+    check_number(
+        "test_fraction", test_fraction, 0, 1, low_open=True, high_open=True, where="digits"
+    )
+    check_int("crop_pad", crop_pad, 0, where="digits")
+    check_int("split_seed", split_seed, where="digits")
 
     key = f"digits-v1-{test_fraction}-{split_seed}"
     raw = cached_tensors(key, lambda: _load_and_split(test_fraction, split_seed))

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from poolbench.checks import check_choice, check_int
 from poolbench.data import register_dataset
 from poolbench.data.loader import DecodedImages, LoaderDataset
-from poolbench.errors import ConfigError, DataError
+from poolbench.errors import DataError
 
 # ImageNet channel statistics on the 0-255 scale (the values torchvision's models use).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -23,8 +24,7 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def _check_size(name: str, image_size: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"{name}: expected image_size to be an integer >= 8, got {image_size!r}")
+    check_int("image_size", image_size, 8, where=name)
 
 
 def imagenette_dir(root: str | Path, size: str) -> Path:
@@ -38,10 +38,7 @@ def check_imagenette(
     root: str = "data", size: str = "160px", download: bool = False, **_: object
 ) -> None:
     """Cheap pre-flight check (no decoding): the extracted archive is where torchvision looks."""
-    if size not in SIZES:
-        raise ConfigError(
-            f"imagenette: expected size to be one of {', '.join(SIZES)}, got {size!r}"
-        )
+    check_choice("size", size, SIZES, where="imagenette")
     where = imagenette_dir(root, size)
     if not download and not (where / "train").is_dir():
         raise DataError(

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from poolbench.checks import check_int
 from poolbench.data.memory import augment as augment_batch
 from poolbench.data.memory import normalize, validation_split
 from poolbench.errors import ConfigError, DataError
@@ -110,8 +111,7 @@ class LoaderDataset:
         crop_pad: int = 0,
         workers: int = 2,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ConfigError(f"{name}: expected workers to be an integer >= 0, got {workers!r}")
+        check_int("workers", workers, 0, where=name)
         self.name = name
         self.train: Dataset = train
         self.val: Dataset | None = None

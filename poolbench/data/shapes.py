@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from poolbench.checks import check_int, check_number
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
 from poolbench.errors import ConfigError
@@ -112,12 +113,14 @@ def shapes(
 
     ``min_scale``/``max_scale`` bound the object's radius as a fraction of the image side.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"shapes: expected image_size to be an integer >= 8, got {image_size!r}")
-    for key, value in (("train_size", train_size), ("test_size", test_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"shapes: expected {key} to be an integer >= 1, got {value!r}")
-    if not 0 < min_scale <= max_scale <= 0.5:
+    check_int("image_size", image_size, 8, where="shapes")
+    check_int("train_size", train_size, 1, where="shapes")
+    check_int("test_size", test_size, 1, where="shapes")
+    check_int("seed", seed, where="shapes")
+    check_int("crop_pad", crop_pad, 0, where="shapes")
+    check_number("min_scale", min_scale, 0, 0.5, low_open=True, where="shapes")
+    check_number("max_scale", max_scale, 0, 0.5, low_open=True, where="shapes")
+    if not min_scale <= max_scale:
         raise ConfigError(
             f"shapes: expected 0 < min_scale <= max_scale <= 0.5, got {min_scale}, {max_scale}"
         )
