@@ -211,28 +211,22 @@ def print_registry(console: Console, what: str) -> None:
 
 
 def print_dry_run(console: Console, plan: Plan) -> list[str]:
-    """The runs a command line would train, each with its pool as built; returns one line per
-    run that cannot run (empty: all can)."""
+    """The runs a command line would train, one line each with its pool as built; returns one
+    line per run that cannot run (empty: all can)."""
     jobs = plan.jobs
     title = f"dry run: {len(jobs)} run{'s' * (len(jobs) != 1)}, nothing trained"
     if not plan.expanded:
         title += " (the sweeper picks its jobs as it goes: each is checked when it starts)"
-    table = Table(title=title)
-    for c in ("#", "run", "pool as built", "head", "model", "data", "check"):
-        table.add_column(c, overflow="fold")
+    console.print(title, highlight=False)
     failures = []
+    width = len(str(len(jobs)))
     for i, job in enumerate(jobs, 1):
-        run = job.run
-        if job.error is not None:
+        name = job.run.run_name if job.run is not None else " ".join(job.overrides)
+        if job.error is None:
+            console.print(f"{i:>{width}} ok    {name}  {job.pool}", highlight=False, soft_wrap=True)
+        else:
             failures.append(f"run {i} ({' '.join(job.overrides)}): {job.error}")
-        status = "ok" if job.error is None else "[red]fails[/red]"
-        if run is None:
-            table.add_row(str(i), " ".join(job.overrides), "-", "-", "-", "-", status)
-            continue
-        table.add_row(
-            str(i), run.run_name, job.pool, run.head.name, run.model.name, run.data.name, status
-        )
-    console.print(table)
+            console.print(f"{i:>{width}} [red]fails[/red] {name}", highlight=False, soft_wrap=True)
     failed = f", {len(failures)} cannot run" if failures else ""
     console.print(f"{len(jobs) - len(failures)} of {len(jobs)} runs can run{failed}")
     return failures

@@ -193,3 +193,33 @@ def test_channels_last_auto_is_chosen_per_pool(workdir: Path):
     assert result.exit_code == 0, result.output
     layout = {r["pool"]: r["channels_last"] for r in records(workdir / "results")}
     assert layout == {"max": True, "lp": False}
+
+
+def test_dry_run_lists_every_run_with_its_pool_as_built(workdir: Path):
+    result = runner.invoke(
+        app,
+        ["run", "-m", "model=alexnet_small", "pool=max,wavelet", "seed=0,1", "--dry-run"],
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "dry run: 4 runs, nothing trained" in text
+    # the model's overlapping window applies to max; wavelet has no window
+    assert "max(F=3, S=2, padding=0, ceil_mode=False, return_indices=False)" in text
+    assert "wavelet(wavelet=haar)" in text and "4 of 4 runs can run" in text
+    assert not (workdir / "results").exists()  # nothing written
+
+
+def test_dry_run_names_each_failing_run_and_exits_2(workdir: Path):
+    result = runner.invoke(
+        app, ["run", "-m", "model=resnet18", "pool=max,fractional", "seed=0,1", "--dry-run"]
+    )
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, result.output
+    assert errors[0].startswith("error: run 3 (model=resnet18 pool=fractional seed=0):")
+    assert "ceil(W/2)" in errors[0] and "run 4 (" in errors[1]
+    # without --dry-run the first failing run is named and nothing runs
+    plain = runner.invoke(app, ["run", "-m", "model=resnet18", "pool=max,fractional"])
+    assert plain.exit_code == 2
+    assert "run 2 of 2 (model=resnet18 pool=fractional)" in plain.output
+    assert not (workdir / "results").exists()

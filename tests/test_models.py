@@ -17,6 +17,7 @@ from poolbench.models import (
     list_models,
     summarize_model,
 )
+from poolbench.models.blocks import PaddedPool
 from poolbench.pooling import POOLS, GlobalPool, LocalPool, list_pools, register_pool
 from poolbench.pooling.classic import AvgPool
 
@@ -207,3 +208,39 @@ def test_staged_models_feed_every_stage_to_multi_stage_heads(name: str, stage_he
 def test_torchvision_refuses_multi_stage_heads(stage_head: PoolSpec):
     with pytest.raises(ConfigError, match="needs the model's stages"):
         create_model("torchvision", 10, 3, AVG, stage_head)
+
+
+def test_padding_a_pool_cannot_do_itself_keeps_the_inception_branch_size():
+    model = build("inception", pool=PoolSpec("stochastic"))
+    branches = [m for n, m in model.named_modules() if n.endswith("branch_pool.0")]
+    assert branches and all(isinstance(m, PaddedPool) for m in branches)
+    assert all((m.F, m.S, m.padding) == (3, 1, 1) for m in branches)
+    x = torch.randn(2, 8, 7, 7)
+    assert branches[0].eval()(x).shape == x.shape
+    windowless = build("inception", pool=PoolSpec("wavelet"))
+    stand_ins = [m for n, m in windowless.named_modules() if n.endswith("branch_pool.0")]
+    assert all(type(m).__name__ == "MaxPool" for m in stand_ins)
+    assert any(type(m).__name__ == "WaveletPool" for m in windowless.modules())
+
+
+def test_resnet_shortcut_pads_overlapping_pools_to_the_branch_size():
+    model = build("resnet18", pool=PoolSpec("overlap"))  # F=3, S=2: 15 of 32 without padding
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    plain = build("resnet18", pool=PoolSpec("none"))  # the 2015 projection shortcut
+    assert not any(isinstance(m, LocalPool) for m in plain.modules())
+    with pytest.raises(ConfigError, match="fractional.*ceil\\(W/2\\)"):
+        build("resnet18", pool=PoolSpec("fractional"))
+
+
+def test_replace_pools_works_on_any_module_and_stands_in_at_stride_1():
+    import torchvision
+
+    from poolbench import replace_pools
+
+    net = replace_pools(torchvision.models.googlenet(weights=None, aux_logits=False), "wavelet")
+    stand_ins = [line for line in net.replacements if "stand-in" in line]
+    assert stand_ins and all("MaxPool(F=3, S=1, padding=1" in line for line in stand_ins)
+    assert net.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    squeeze = replace_pools(torchvision.models.squeezenet1_1(weights=None), "max", "catavgmax")
+    assert any("then linear 2000 -> 1000" in line for line in squeeze.replacements)
+    assert squeeze.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
