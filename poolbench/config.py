@@ -62,6 +62,19 @@ class TrainConfig:
     ``val_fraction`` carves a seeded validation split out of the training images; every
     evaluation during training (``eval_every``) and any model selection (``select=best_val``)
     reads it. The test split is read once, for the final number.
+
+    airbench's parts (Jordan 2024, ``train=airbench``): ``decoupled`` reads ``lr`` and
+    ``weight_decay`` per 1024 examples, decoupled from batch size and momentum (SGD with
+    Nesterov momentum: the step is ``lr * batch / (1024 * (1 + 1 / (1 - momentum)))`` on the
+    mean loss, the decay per step ``weight_decay * batch / (1024 * (1 + 1 / (1 - momentum)))``);
+    ``bn_bias_lr`` scales the learning rate (not the decay) of BatchNorm biases;
+    ``decay_all`` puts weight decay on every parameter (else on weights only); onecycle runs
+    from ``lr_start`` to 1 to ``lr_end`` (fractions of the peak); every ``lookahead_every``
+    steps the weights are pulled into their running average and back (the EMA's decay
+    ``lookahead_decay ** every * (step / steps) ** 3``), and training ends on the average;
+    ``flip`` (``auto``: the data's random flips; ``alternating``; ``none``), ``translate`` (px;
+    null: the data's ``crop_pad``) and ``pad_mode`` (``zeros`` | ``reflect``) set the
+    augmentation.
     """
 
     epochs: int = 10
@@ -79,6 +92,16 @@ class TrainConfig:
     eval_every: int = 0
     val_fraction: float = 0.0
     select: str = "last"
+    decoupled: bool = False
+    bn_bias_lr: float = 1.0
+    decay_all: bool = False
+    lr_start: float = 0.0
+    lr_end: float = 0.0
+    lookahead_every: int = 0
+    lookahead_decay: float = 0.95
+    flip: str = "auto"
+    translate: int | None = None
+    pad_mode: str = "zeros"
 
     def __post_init__(self) -> None:
         check_choice("train.optimizer", self.optimizer, ("sgd", "adamw"))
@@ -108,18 +131,35 @@ class TrainConfig:
         _set(self, "milestones", tuple(milestones))
         _set(self, "gamma", check_number("train.gamma", self.gamma, 0, 1, low_open=True))
         check_int("train.eval_every", self.eval_every, 0)
+        check_bool("train.decoupled", self.decoupled)
+        if self.decoupled and self.optimizer != "sgd":
+            raise ConfigError(
+                "train.decoupled=true is SGD's airbench parametrisation; set train.optimizer=sgd"
+            )
+        _set(
+            self, "bn_bias_lr", check_number("train.bn_bias_lr", self.bn_bias_lr, 0, low_open=True)
+        )
+        check_bool("train.decay_all", self.decay_all)
+        for key in ("lr_start", "lr_end"):
+            _set(self, key, check_number(f"train.{key}", getattr(self, key), 0, 1))
+        check_int("train.lookahead_every", self.lookahead_every, 0)
+        decay = check_number("train.lookahead_decay", self.lookahead_decay, 0, 1, high_open=True)
+        _set(self, "lookahead_decay", decay)
+        check_choice("train.flip", self.flip, ("auto", "alternating", "none"))
+        if self.translate is not None:
+            check_int("train.translate", self.translate, 0)
+        check_choice("train.pad_mode", self.pad_mode, ("zeros", "reflect"))
         fraction = check_number("train.val_fraction", self.val_fraction, 0, 1, high_open=True)
         _set(self, "val_fraction", fraction)
         if self.select == "best_val" and self.eval_every == 0:
             raise ConfigError(
                 "train.select=best_val picks the best evaluated epoch: set train.eval_every >= 1"
             )
-        needs_val = self.select == "best_val" or self.eval_every > 0
-        if needs_val and self.val_fraction == 0:
-            raise ConfigError(
-                "train.eval_every > 0 and train.select=best_val evaluate on a validation split, "
-                "never the test split: set train.val_fraction > 0 (e.g. 0.1)"
-            )
+
+    @property
+    def needs_val(self) -> bool:
+        """Whether the recipe scores a validation split during training."""
+        return self.select == "best_val" or self.eval_every > 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -144,12 +184,16 @@ def _as_list(key: str, value: Any) -> list[Any]:
 
 
 SHIFT_MODES = ("pad", "roll")
+TTA = ("none", "flip", "flip_translate")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Invariance tests (config node ``eval``, see :mod:`poolbench.invariance`); the defaults
-    suit the 16-px digits."""
+    """Invariance tests (config node ``eval``, see :mod:`poolbench.invariance`; the defaults
+    suit the 16-px digits) and test-time augmentation of the final test score (``tta``:
+    ``none``, ``flip``: the mean logits of the image and its mirror, ``flip_translate``:
+    airbench's, half that and half the mean over 1 px translations up-left and down-right,
+    each mirrored too; flips only on data that flips)."""
 
     enabled: bool = True
     max_shift: int = 2
@@ -158,10 +202,12 @@ class EvalConfig:
     max_rot: float = 15.0
     sizes: tuple[int, ...] = (12, 24)
     batch_size: int = 512
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         check_bool("eval.enabled", self.enabled)
         check_choice("eval.shift_mode", self.shift_mode, SHIFT_MODES)
+        check_choice("eval.tta", self.tta, TTA)
         check_int("eval.max_shift", self.max_shift, 0)
         check_int("eval.batch_size", self.batch_size, 1)
         for key in ("shifts", "sizes"):

@@ -66,6 +66,8 @@ RECORD_FIELDS = (
     "poolbench_version",
     "git_sha",
     "overrides",
+    "tta",
+    "history",
 )
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import poolbench
 from poolbench.checkpoint import Checkpoint
 from poolbench.config import RunConfig
 from poolbench.cost import model_cost
-from poolbench.data import DATASETS, check_dataset, create_dataset, dataset_input_shape
+from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
 from poolbench.device import resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.invariance import invariance_metrics, metric_names
@@ -34,8 +35,15 @@ from poolbench.models import (
     summarize_model,
 )
 from poolbench.pooling import pool_entry
-from poolbench.record import RECORD_FIELDS, RECORD_NAME, git_sha, read_ok_record, write_record
-from poolbench.train import seed_everything, train
+from poolbench.record import (
+    RECORD_FIELDS,
+    RECORD_NAME,
+    atomic_write_text,
+    git_sha,
+    read_ok_record,
+    write_record,
+)
+from poolbench.train import check_validation, seed_everything, train
 
 log = logging.getLogger("poolbench")
 
@@ -63,6 +71,21 @@ def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int])
         log.info("  replaced %s", line)
 
 
+HISTORY_NAME = "metrics.csv"
+HISTORY_FIELDS = ("epoch", "train_loss", "val_acc", "lr", "img_s")
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.csv`` beside the record, one row per epoch (as Lightning's CSVLogger), written
+    again after every epoch so that a running job can be followed."""
+    lines = [",".join(HISTORY_FIELDS)]
+    for row in history:
+        lines.append(
+            ",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in HISTORY_FIELDS)
+        )
+    atomic_write_text(Path(run_dir) / HISTORY_NAME, "\n".join(lines) + "\n")
+
+
 def validate(cfg: RunConfig) -> str:
     """Check names, parameters, data on disk and every pooling stage's shape, without loading
     data; return the pool as built, with its parameters (``max(F=3, S=2, padding=0, ...)``).
@@ -73,9 +96,10 @@ def validate(cfg: RunConfig) -> str:
     pool_entry(cfg.head.name)
     DATASETS.check_params(cfg.data.name, cfg.data.params)
     check_dataset(cfg.data.name, cfg.data.params)
-    input_shape = dataset_input_shape(cfg.data.name, cfg.data.params)
-    num_classes = DATASETS.get(cfg.data.name).meta["num_classes"] or 10
-    model = build_model(cfg, num_classes=num_classes, in_channels=input_shape[0])
+    info = describe_dataset(cfg.data.name, cfg.data.params)
+    check_validation(cfg.train, info["has_val"])
+    input_shape = info["input_shape"]
+    model = build_model(cfg, num_classes=info["num_classes"] or 10, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     return describe_pool(cfg.pool.name, pool_settings(model, cfg.pool.name))
@@ -142,7 +166,7 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
         checkpoint.remove()
     work_s = None  # seconds of training, evaluation and measurement; the rest is overhead
     try:
-        metrics, work_s = _train_and_measure(cfg, live, checkpoint)
+        metrics, work_s = _train_and_measure(cfg, live, checkpoint, run_dir)
         record.update(metrics)
         record["status"] = "ok"
     except PoolbenchError as err:
@@ -167,7 +191,10 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
 
 
 def _train_and_measure(
-    cfg: RunConfig, live: bool | None, checkpoint: Checkpoint | None = None
+    cfg: RunConfig,
+    live: bool | None,
+    checkpoint: Checkpoint | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[dict[str, Any], float]:
     """The run's metrics, and the seconds spent training (with its evaluation) and measuring."""
     device = resolve_device(cfg.device)
@@ -203,6 +230,8 @@ def _train_and_measure(
             live=live,
             channels_last=channels_last,
             checkpoint=checkpoint,
+            tta=cfg.eval.tta,
+            on_epoch=None if run_dir is None else partial(write_history, run_dir),
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
     latency_ms, latency_iqr_ms = inference_latency(
@@ -229,6 +258,8 @@ def _train_and_measure(
         "train_time_s": result.train_time_s,
         "val_acc": result.val_acc,
         "best_epoch": result.best_epoch,
+        "tta": cfg.eval.tta,
+        "history": result.history,
         "peak_mem_mb": peak.mb,
         "peak_mem_kind": peak.kind,
         **invariance,

@@ -21,6 +21,7 @@ from poolbench.train import make_optimizer
 # Small widths: the whole matrix in well under a minute on 2 cores.
 SMALL: dict[str, dict] = {
     "vgg": {"widths": [8, 16, 16]},
+    "airbench": {"widths": [8, 16, 16]},
     "lenet5": {"widths": [4, 8, 16], "hidden": 16},
     "alexnet_small": {"widths": [8, 8, 8, 8, 8]},
     "allcnn": {"width1": 8, "width2": 16},

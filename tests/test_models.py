@@ -24,6 +24,7 @@ from poolbench.pooling.classic import AvgPool
 # Small widths keep every model's forward/backward well under a second on 2 cores.
 SMALL: dict[str, dict] = {
     "vgg": {"widths": [8, 16, 16]},
+    "airbench": {"widths": [8, 16, 16]},
     "lenet5": {"widths": [4, 8, 16], "hidden": 16},
     "alexnet_small": {"widths": [8, 8, 8, 8, 8]},
     "allcnn": {"width1": 8, "width2": 16},
@@ -66,7 +67,8 @@ def test_forward_backward_and_every_pool_checked(name: str, size: int):
     out = model(x)
     assert out.shape == (2, 10)
     out.square().sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    # frozen by design: airbench's whitening filters and BatchNorm scales
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
     # No torch pooling layer survives: every pool is a poolbench layer from pool=/head=.
     torch_pools = [
@@ -87,7 +89,8 @@ def test_summary_separates_pool_parameters(name: str):
     model = build(name)
     rows = summarize_model(model, (3, 32, 32))
     assert rows and all(r.output_shape for r in rows)
-    assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(r.params for r in rows) == trainable
     assert count_pool_params(model) == 0  # avg and global_avg learn nothing
 
 

@@ -12,7 +12,7 @@ from poolbench.device import resolve_precision
 from poolbench.errors import ConfigError
 from poolbench.models import create_model
 from poolbench.optim import AdamW
-from poolbench.train import make_optimizer, make_schedule, train
+from poolbench.train import check_validation, make_optimizer, make_schedule, train
 
 CPU = torch.device("cpu")
 FP32 = resolve_precision("fp32", CPU)
@@ -68,7 +68,6 @@ def test_adamw_and_sgd_nesterov():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"eval_every": 1}, "set train.val_fraction > 0"),
         ({"select": "best_val", "val_fraction": 0.1}, "eval_every >= 1"),
         ({"schedule": "linear"}, "onecycle, cosine, step, constant"),
         ({"milestones": (0.8, 0.2)}, "increasing fractions"),
@@ -80,6 +79,15 @@ def test_adamw_and_sgd_nesterov():
 def test_bad_recipes_are_config_errors(kwargs: dict, message: str):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_validation_needs_exactly_one_validation_split():
+    check_validation(TrainConfig(eval_every=1, val_fraction=0.1), has_val=False)
+    check_validation(TrainConfig(eval_every=1), has_val=True)  # the data's own
+    with pytest.raises(ConfigError, match="set train.val_fraction > 0"):
+        check_validation(TrainConfig(eval_every=1), has_val=False)
+    with pytest.raises(ConfigError, match="own val split: set train.val_fraction=0"):
+        check_validation(TrainConfig(val_fraction=0.1), has_val=True)
 
 
 def test_validation_split_is_carved_from_train_only():

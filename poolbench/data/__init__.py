@@ -31,9 +31,26 @@ def create_dataset(name: str, **params: Any) -> ImageData:
     return entry.factory(**params)
 
 
+def describe_dataset(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What a run needs before loading ``name`` with ``params``: ``input_shape`` (C, H, W),
+    ``num_classes`` (None: read from the data when it loads) and ``has_val`` (the data comes
+    with its own validation split), without loading the images."""
+    entry = DATASETS.get(name)
+    describe = entry.meta.get("describe")
+    if describe is not None:
+        return describe(**params)
+    return {
+        "input_shape": dataset_input_shape(name, params),
+        "num_classes": entry.meta["num_classes"],
+        "has_val": False,
+    }
+
+
 def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, int]:
     """(C, H, W) of the images ``name`` yields with ``params``, without loading it."""
     entry = DATASETS.get(name)
+    if entry.meta.get("describe") is not None:
+        return entry.meta["describe"](**params)["input_shape"]
     size = check_int(
         "image_size", params.get("image_size", entry.meta["image_size"]), 8, where=name
     )
@@ -57,5 +74,6 @@ __all__ = [
     "check_dataset",
     "create_dataset",
     "dataset_input_shape",
+    "describe_dataset",
     "list_datasets",
 ]

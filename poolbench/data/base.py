@@ -32,8 +32,23 @@ class ImageData(Protocol):
 
     def split_validation(self, fraction: float, seed: int) -> None: ...
 
+    @property
+    def has_val(self) -> bool:
+        """Whether there is a validation split (the data's own, or carved from train)."""
+        ...
+
+    def configure_augmentation(
+        self,
+        flip: str = "auto",
+        translate: int | None = None,
+        pad_mode: str = "zeros",
+        seed: int = 0,
+    ) -> object:
+        """Set the recipe's augmentation (flip scheme, translation, pad mode)."""
+        ...
+
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, augment: bool = True
+        self, batch_size: int, generator: torch.Generator, augment: bool = True, epoch: int = 1
     ) -> Iterator[tuple[Tensor, Tensor]]: ...
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]: ...

@@ -22,8 +22,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from poolbench.checks import check_int
+from poolbench.data.memory import Augmentation, normalize, resolve_augmentation, validation_split
 from poolbench.data.memory import augment as augment_batch
-from poolbench.data.memory import normalize, validation_split
 from poolbench.errors import ConfigError, DataError
 
 
@@ -96,6 +96,20 @@ class DecodedImages(Dataset):
         return self.images[index], label
 
 
+class _Indexed(Dataset):
+    """``dataset``'s samples with their index, so that a batch knows which images it holds."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        image, label = self.dataset[index]
+        return image, label, index
+
+
 class LoaderDataset:
     """Train and test image files behind DataLoaders, with the :class:`ImageData` interface."""
 
@@ -122,6 +136,20 @@ class LoaderDataset:
         self.workers = workers
         self.device = torch.device("cpu")
         self._channels, self._size = train.channels, train.image_size
+        self.augmentation: Augmentation = resolve_augmentation(flip, crop_pad)
+
+    def configure_augmentation(
+        self,
+        flip: str = "auto",
+        translate: int | None = None,
+        pad_mode: str = "zeros",
+        seed: int = 0,
+    ) -> Augmentation:
+        """The recipe's augmentation (see :func:`~poolbench.data.memory.resolve_augmentation`)."""
+        self.augmentation = resolve_augmentation(
+            self.flip, self.crop_pad, flip, translate, pad_mode, seed
+        )
+        return self.augmentation
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -134,6 +162,10 @@ class LoaderDataset:
     def to(self, device: torch.device | str) -> LoaderDataset:
         self.device = torch.device(device)
         return self
+
+    @property
+    def has_val(self) -> bool:
+        return self.val is not None
 
     def split_validation(self, fraction: float, seed: int) -> None:
         val, keep = (idx.tolist() for idx in validation_split(len(self.train), fraction, seed))
@@ -157,22 +189,26 @@ class LoaderDataset:
         )
 
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, augment: bool = True
+        self, batch_size: int, generator: torch.Generator, augment: bool = True, epoch: int = 1
     ) -> Iterator[tuple[Tensor, Tensor]]:
         # The DataLoader shuffles on the CPU; its generator is drawn from the run's generator.
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         order = torch.Generator().manual_seed(seed)
         loader = self._loader(
-            self.train,
+            _Indexed(self.train),
             batch_size,
             shuffle=True,
             generator=order,
             drop_last=len(self.train) > batch_size,
         )
-        for x, y in loader:
+        aug = self.augmentation
+        base = aug.flips(len(self.train)) if aug.flip == "alternating" else None
+        for x, y, idx in loader:
             x, y = self._to_device(x, y)
             if augment:
-                x = augment_batch(x, generator, self.flip, self.crop_pad)
+                flips = None if base is None else base[idx] ^ (epoch % 2 == 0)
+                flip = aug.flip if base is None else False
+                x = augment_batch(x, generator, flip, aug.translate, aug.pad_mode, flips)
             yield normalize(x, self.mean, self.std), y
 
     def normalize(self, x: Tensor) -> Tensor:

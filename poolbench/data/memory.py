@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -19,15 +19,54 @@ def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Ten
     return (x.float() - m) / s
 
 
-def augment(x: Tensor, generator: torch.Generator, flip: bool, crop_pad: int) -> Tensor:
-    """Random horizontal flip and zero-pad + random crop of a uint8 batch, on its own device."""
+FLIPS = ("random", "alternating", "none")
+PAD_MODES = ("zeros", "reflect")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches are augmented, on the device.
+
+    ``flip``: ``random`` (each image with probability 1/2, every epoch), ``alternating``
+    (airbench, Jordan 2024: each image gets one random flip, then every image flips on every
+    other epoch, so that each is seen both ways in any two epochs) or ``none``.
+    ``translate``: pad by this many px and crop back at a random offset; ``pad_mode``: the pad's
+    fill, ``zeros`` or ``reflect``.
+    """
+
+    flip: str = "random"
+    translate: int = 0
+    pad_mode: str = "zeros"
+    seed: int = 0  # draws the alternating scheme's per-image flips
+
+    def flips(self, n: int) -> Tensor:
+        """The alternating scheme's flip of each of ``n`` training images in odd epochs."""
+        return torch.rand(n, generator=torch.Generator().manual_seed(self.seed)) < 0.5
+
+
+def augment(
+    x: Tensor,
+    generator: torch.Generator,
+    flip: bool | str,
+    crop_pad: int,
+    pad_mode: str = "zeros",
+    flips: Tensor | None = None,
+) -> Tensor:
+    """Horizontal flips and pad + random crop of a uint8 batch, on its own device.
+
+    ``flip``: True/``random`` draws a flip per image; ``flips`` (bool per image) gives them.
+    """
     n, _, h, w = x.shape
-    if flip:
+    if flips is None and flip in (True, "random"):
         flips = torch.rand(n, generator=generator, device=x.device) < 0.5
-        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+    if flips is not None:
+        x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
     if crop_pad > 0:
         pad = crop_pad
-        padded = F.pad(x, (pad, pad, pad, pad))
+        if pad_mode == "reflect" and pad < min(h, w):
+            padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+        else:
+            padded = F.pad(x, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
         rows = (dy.view(-1, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
@@ -51,6 +90,27 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor
     return order[:n_val], order[n_val:]
 
 
+def resolve_augmentation(
+    data_flip: bool,
+    data_pad: int,
+    flip: str = "auto",
+    translate: int | None = None,
+    pad_mode: str = "zeros",
+    seed: int = 0,
+) -> Augmentation:
+    """A recipe's augmentation on data whose config says whether flips are valid
+    (``data_flip``: digits are not mirror-symmetric) and how far to translate (``data_pad``).
+
+    ``flip="auto"`` is the data's random flips; ``alternating`` or ``random`` apply only where
+    the data flips; ``translate=None`` is the data's ``crop_pad``.
+    """
+    if not data_flip or flip == "none":
+        mode = "none"
+    else:
+        mode = "random" if flip == "auto" else flip
+    return Augmentation(mode, data_pad if translate is None else translate, pad_mode, seed)
+
+
 @dataclass
 class InMemoryDataset:
     """Train and test images as uint8 ``(N, C, H, W)`` with int64 labels.
@@ -71,6 +131,8 @@ class InMemoryDataset:
     crop_pad: int = 0
     val_x: Tensor | None = None
     val_y: Tensor | None = None
+    own_val: bool = False  # the source came with its validation split
+    augmentation: Augmentation | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -86,11 +148,35 @@ class InMemoryDataset:
                 setattr(self, key, getattr(self, key).to(device))
         return self
 
+    @property
+    def has_val(self) -> bool:
+        return self.val_y is not None
+
     def normalize(self, x: Tensor) -> Tensor:
         return normalize(x, self.mean, self.std)
 
-    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return augment(x, generator, self.flip, self.crop_pad)
+    def configure_augmentation(
+        self,
+        flip: str = "auto",
+        translate: int | None = None,
+        pad_mode: str = "zeros",
+        seed: int = 0,
+    ) -> Augmentation:
+        """The recipe's augmentation (see :func:`resolve_augmentation`)."""
+        self.augmentation = resolve_augmentation(
+            self.flip, self.crop_pad, flip, translate, pad_mode, seed
+        )
+        return self.augmentation
+
+    def augment(
+        self, x: Tensor, generator: torch.Generator, idx: Tensor | None = None, epoch: int = 1
+    ) -> Tensor:
+        aug = self.augmentation or resolve_augmentation(self.flip, self.crop_pad)
+        flips = None
+        if aug.flip == "alternating" and idx is not None:
+            flips = aug.flips(len(self.train_y))[idx.cpu()] ^ (epoch % 2 == 0)
+        flip = aug.flip if aug.flip != "alternating" else False
+        return augment(x, generator, flip, aug.translate, aug.pad_mode, flips)
 
     def split_validation(self, fraction: float, seed: int) -> None:
         """Move a seeded ``fraction`` of the training images to a validation split.
@@ -98,16 +184,22 @@ class InMemoryDataset:
         Model selection (best epoch, early stopping, hyperparameters) reads this split; the
         test split is only ever read for the final number.
         """
+        if self.own_val:
+            raise ConfigError(
+                f"{self.name}: the data has its own val split; set train.val_fraction=0 to use "
+                f"it (a fraction of train would be held out besides)"
+            )
         val, keep = validation_split(len(self.train_y), fraction, seed)
         val, keep = val.to(self.train_y.device), keep.to(self.train_y.device)
         self.val_x, self.val_y = self.train_x[val], self.train_y[val]
         self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
 
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, augment: bool = True
+        self, batch_size: int, generator: torch.Generator, augment: bool = True, epoch: int = 1
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """One epoch of shuffled, augmented, normalised batches (the last partial one dropped
-        when it would be smaller than half a batch, to keep BatchNorm statistics sane)."""
+        """One epoch (``epoch``, from 1) of shuffled, augmented, normalised batches (the last
+        partial one dropped when it would be smaller than half a batch, to keep BatchNorm
+        statistics sane)."""
         n = len(self.train_y)
         order = torch.randperm(n, generator=generator, device=self.train_x.device)
         for start in range(0, n, batch_size):
@@ -116,7 +208,7 @@ class InMemoryDataset:
                 break
             x = self.train_x[idx]
             if augment:
-                x = self.augment(x, generator)
+                x = self.augment(x, generator, idx, epoch)
             yield self.normalize(x), self.train_y[idx]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:

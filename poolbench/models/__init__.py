@@ -208,16 +208,21 @@ def summarize_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list
 
 def pool_settings(model: nn.Module, pool: str) -> dict[str, Any]:
     """The parameters of ``model``'s downsampling-stage pools as built (the model's default
-    window and the pool's defaults filled in): ``{"F": 3, "S": 2, ...}``, a key whose value
+    window and the pool's defaults filled in; where a network has no stage pools, those whose
+    geometry it fixes): ``{"F": 3, "S": 2, ...}``, a key whose value
     differs between stages as the distinct values joined by ``/`` (``"3/2"``). Empty for a
     pool without parameters or a model without stage pools (``allcnn variant=allcnn``)."""
-    from poolbench.models.blocks import STAGE
+    from poolbench.models.blocks import FIXED, STAGE
     from poolbench.pooling import pool_entry
 
     names = [p.name for p in pool_entry(pool).params]
     values: dict[str, list[Any]] = {}
+    slots = {getattr(m, "slot", None) for m in model.modules()}
+    # Stage pools when the model has them; a network whose pools all keep their own geometry
+    # (model=torchvision) reports those.
+    wanted = STAGE if STAGE in slots else FIXED
     for module in model.modules():
-        if getattr(module, "slot", None) != STAGE:
+        if getattr(module, "slot", None) != wanted:
             continue
         for key in names:
             if not hasattr(module, key):

@@ -50,4 +50,25 @@ def lenet5(
     model.classifier = nn.Sequential(
         nn.Linear(model.head.out_features, hidden), act(), nn.Linear(hidden, num_classes)
     )
+    init_weights(model, activation)
     return model
+
+
+def init_weights(model: nn.Module, activation: str) -> None:
+    """Without BatchNorm the start decides whether LeNet trains: with torch's default
+    (Kaiming-uniform with a = sqrt(5), a gain of 1/sqrt(3)) the signal shrinks through the five
+    layers, and on digits the model ended at 33% test accuracy. ReLU: He et al. 2015's
+    N(0, 2 / fan_in); tanh: Glorot & Bengio 2010's uniform with tanh's gain 5/3. Biases start
+    at 0. Learned pooling layers keep their own initialisation."""
+    from poolbench.pooling.base import GlobalPool, LocalPool
+
+    pooling = (LocalPool, GlobalPool)
+    in_pools = {id(p) for m in model.modules() if isinstance(m, pooling) for p in m.parameters()}
+    for module in model.modules():
+        if not isinstance(module, (nn.Conv2d, nn.Linear)) or id(module.weight) in in_pools:
+            continue
+        if activation == "relu":
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        else:
+            nn.init.xavier_uniform_(module.weight, gain=nn.init.calculate_gain("tanh"))
+        nn.init.zeros_(module.bias)
