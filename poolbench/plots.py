@@ -38,17 +38,17 @@ from poolbench.report import (
     MIN_N,
     Significance,
     Written,
-    _groups,
-    _n_text,
-    _varying,
     key_text,
+    n_text,
     pareto_front,
     resolve_key,
     row_labels,
+    run_groups,
     shown_keys,
     subtree,
     summary_keys,
     unique_index,
+    varying_keys,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def caption(summary: pd.DataFrame) -> str:
     for key in ("data", "model"):
         if key in summary.columns:
             parts.append(f"{key} {', '.join(sorted(set(map(key_text, summary[key]))))}")
-    parts.append(_n_text(sorted({int(n) for n in summary["n"]})))
+    parts.append(n_text(sorted({int(n) for n in summary["n"]})))
     for column in ("device", "dtype"):
         parts.append(f"{column} {', '.join(_conditions(summary, column)) or 'not recorded'}")
     sources = _conditions(summary, "latency_source")
@@ -136,7 +136,7 @@ def _per_group(summary: pd.DataFrame, significance: Significance) -> Figure:
     by = resolve_key(significance.compare_by, names)
     below = subtree(by, names)
     ok = summary[summary["n"].gt(0) & summary[mean].notna()]
-    sets = [k for k in _varying(ok, names) if k not in below]
+    sets = [k for k in varying_keys(ok, names) if k not in below]
     panels = list(ok.groupby(sets, dropna=False, sort=False)) if sets else [((), ok)]
     heights = [len(panel) + 1.5 for _, panel in panels]
     fig, axes = plt.subplots(
@@ -149,7 +149,7 @@ def _per_group(summary: pd.DataFrame, significance: Significance) -> Figure:
     colours = {True: "C0", False: "0.55"}
     for ax, (key, panel) in zip(axes[:, 0], panels, strict=True):
         panel = panel.sort_values(mean, ascending=info.higher_is_better)  # best at the top
-        labels = row_labels(panel, unique_index(panel, [by], _varying(panel, below)))
+        labels = row_labels(panel, unique_index(panel, [by], varying_keys(panel, below)))
         y = list(range(len(panel)))
         ax.errorbar(panel[mean], y, xerr=panel[half], fmt="none", ecolor="0.2", capsize=3)
         for state, label in (
@@ -203,7 +203,7 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
     ok = summary[summary["n"].gt(0) & summary["test_acc_mean"].notna()].reset_index(drop=True)
     ok = ok[ok[f"{x}_mean"].notna()].reset_index(drop=True)
     below = subtree(by, names)
-    sets = [k for k in _varying(ok, names) if k not in below]
+    sets = [k for k in varying_keys(ok, names) if k not in below]
     labels = row_labels(ok, shown_keys(ok, by))
     fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(11, 6), gridspec_kw={"width_ratios": [3, 1.4]})
     panels = list(ok.groupby(sets, dropna=False, sort=False)) if sets else [((), ok)]
@@ -335,7 +335,7 @@ def _learning_curves(
     by = resolve_key(significance.compare_by, summary_keys(summary))
     shown = shown_keys(summary, by)
     curves = []
-    for key_values, group in _groups(ok):
+    for key_values, group in run_groups(ok):
         histories = _histories(group)
         if not histories:
             continue
@@ -393,8 +393,8 @@ def critical_difference(
     by = resolve_key(significance.compare_by, names)
     below = subtree(by, names)
     ok = summary[summary["n"].gt(0) & summary[mean].notna()]
-    sets = [k for k in _varying(ok, names) if k not in below]
-    treatments = unique_index(ok, [by], _varying(ok, below), sets)
+    sets = [k for k in varying_keys(ok, names) if k not in below]
+    treatments = unique_index(ok, [by], varying_keys(ok, below), sets)
     n_settings = len(ok.groupby(sets, dropna=False)) if sets else 1
     if n_settings < 2:
         return None, (

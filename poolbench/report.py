@@ -94,10 +94,10 @@ class Significance:
             )
             if sizes and sizes[0] < MIN_N:
                 claim += f"; groups with n < {MIN_N}: no test, no claim (never {marker})"
-        return f"{self.metric}, {_n_text(sizes)}; {claim}"
+        return f"{self.metric}, {n_text(sizes)}; {claim}"
 
 
-def _n_text(sizes: Sequence[int]) -> str:
+def n_text(sizes: Sequence[int]) -> str:
     if not sizes:
         return "n = 0"
     low, high = sizes[0], sizes[-1]
@@ -293,7 +293,7 @@ def subtree(key: str, names: Iterable[str]) -> list[str]:
     ]
 
 
-def _varying(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+def varying_keys(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
     return [k for k in keys if frame[k].nunique(dropna=False) > 1]
 
 
@@ -328,7 +328,7 @@ def shown_keys(summary: pd.DataFrame, compare_by: str = "pool") -> list[str]:
     names = summary_keys(summary)
     compare_by = resolve_key(compare_by, names)
     below = subtree(compare_by, names)
-    varying = _varying(summary, names)
+    varying = varying_keys(summary, names)
     first = [compare_by, *(k for k in varying if k not in below)]
     return unique_index(summary, first, [k for k in varying if k in below])
 
@@ -360,7 +360,7 @@ def _sort_key(column: pd.Series) -> pd.Series:
 # --- Summary --------------------------------------------------------------------------------
 
 
-def _groups(df: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
+def run_groups(df: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
     """(key values, runs) per group of runs equal in identity but the seed."""
     keys = _key_columns(df)
     config = [c for c in df.columns if c.startswith("config.") and c != "config.seed"]
@@ -392,7 +392,7 @@ def _summarize(
         )
     ok = df["status"].eq("ok")
     rows, samples = [], []
-    for key_values, group in _groups(df):
+    for key_values, group in run_groups(df):
         good = group[ok.loc[group.index]]
         row: dict[str, Any] = dict(key_values)
         row.update({k: math.nan for k in keys if k not in row})
@@ -549,7 +549,7 @@ def pivot(
     if f"{metric}_mean" not in summary.columns:
         raise ConfigError(f"--metric {metric}: no record has it")
     attached = {k for key in (rows, *across) for k in subtree(key, names)}
-    varying = _varying(summary, names)
+    varying = varying_keys(summary, names)
     first = [rows, *(k for k in varying if k not in attached and k not in across)]
     index = unique_index(summary, first, [k for k in varying if k in attached], across)
     row_keys = [tuple(key_text(v) for v in r) for r in summary[index].itertuples(index=False)]
@@ -596,7 +596,7 @@ def ranking(summary: pd.DataFrame, significance: Significance) -> tuple[Pivot, p
     ranks (``mean_rank`` last), best rows first."""
     names = summary_keys(summary)
     by = resolve_key(significance.compare_by, names)
-    settings = [k for k in _varying(summary, names) if k not in subtree(by, names)]
+    settings = [k for k in varying_keys(summary, names) if k not in subtree(by, names)]
     table = pivot(summary, significance.metric, by, settings)
     ranks = table.mean.rank(ascending=not significance.info.higher_is_better, method="min")
     ranks["mean_rank"] = ranks.mean(axis=1)
