@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from cli import tables
-from poolbench.errors import PoolbenchError
+from poolbench.errors import ConfigError, PoolbenchError
 
 app = typer.Typer(
     help="poolbench: which pooling layer should my CNN use? Train, measure, report.",
@@ -118,40 +118,64 @@ class ReportFormat(str, Enum):
 
 
 @app.command(
-    help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI), "
-    "pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
+    help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI, "
+    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
 )
 @one_line_errors
 def report(
-    dirs: list[Path] = typer.Argument(None, help="Directories to search for result.json."),
+    sources: list[Path] = typer.Argument(
+        None,
+        help="Record sources: directories holding result.json files, sweep directories "
+        "(results/sweeps/<time>/), or files listing run directories, names or ids.",
+    ),
     output: Path = typer.Option(
         Path("results/report.csv"), "-o", "--output", help="Per-run table; the rest goes beside it."
     ),
     fmt: ReportFormat = typer.Option(
         ReportFormat.csv, "--format", help="Per-run table as csv or parquet (needs pyarrow)."
     ),
-    pivot: str = typer.Option("pool,model", "--pivot", help="ROWS,COLUMNS of the pivot table."),
-    metric: str = typer.Option("test_acc", "--metric", help="Metric of the pivot and ranking."),
+    pivot: str = typer.Option(
+        "pool,model",
+        "--pivot",
+        help="ROWS,COLUMNS of the pivot table: any config key or label (pool,train.lr). "
+        "ROWS is also what the significance tests compare.",
+    ),
+    metric: str = typer.Option(
+        "test_acc", "--metric", help="Metric of the pivot, ranking and significance tests."
+    ),
+    alpha: float = typer.Option(
+        0.05, "--alpha", help="Significance level of the tests against the best (Holm)."
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
-    compare: tuple[Path, Path] | None = typer.Option(
-        None, "--compare", help="Two sweeps' directories A B: show B - A per config."
+    compare: bool = typer.Option(
+        False,
+        "--compare",
+        help="--compare A B: pair the groups of two record sources A and B that agree in all "
+        "but what tells A from B, and show B - A.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench import report as rp
 
+    sources = list(sources or [])
     if compare:
-        diff = rp.compare(rp.load_nonempty([compare[0]]), rp.load_nonempty([compare[1]]), metric)
-        path = output.with_name(f"{output.stem}_compare_{metric}.csv")
-        rp.atomic_write_text(path, diff.to_csv(index=False))
-        tables.print_compare(console, diff, metric, *compare)
-        console.print(f"wrote {path}", highlight=False)
+        if len(sources) != 2:
+            given = ", ".join(map(str, sources)) or "none"
+            raise ConfigError(f"expected --compare A B (two record sources), got {given}")
+        a, b = (rp.load_nonempty([s]) for s in sources)
+        comparison = rp.compare(a, b, metric, alpha)
+        path = rp.write_compare(comparison, output)
+        tables.print_compare(console, comparison, *sources)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
-    rows, _, columns = pivot.partition(",")
-    df = rp.load_nonempty(dirs or [Path("results")])
-    paths = rp.write_report(df, output, fmt.value, (rows, columns or "model"), metric, plots)
-    tables.print_summary(console, rp.summarize(df))
-    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, soft_wrap=True)
+    df = rp.load_nonempty(sources or [Path("results")])
+    written = rp.write_report(df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha)
+    tables.print_summary(console, written.summary, written.significance)
+    for note in written.notes:
+        console.print(note, highlight=False, soft_wrap=True)
+    console.print(
+        "wrote " + ", ".join(str(p) for p in written.paths), highlight=False, soft_wrap=True
+    )
 
 
 class ListWhat(str, Enum):

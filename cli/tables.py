@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from poolbench import metrics
 from poolbench.hydra_app import Plan
-from poolbench.record import atomic_write_text
+from poolbench.record import SWEEP_SUMMARY_NAME, atomic_write_text
 from poolbench.sweep import SweepOutcome
 
 if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only after the runs, not before the first
     import pandas as pd
+
+    from poolbench.report import Comparison, Significance
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -52,21 +55,15 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     labels += [
         c for c in ("F", "S", "p") if len({(r.get("pool"), r.get(c)) for r in records}) > len(pools)
     ]
-    metrics = [
-        (name, spec, scale)
-        for name, spec, scale in (
-            ("test_acc", ".4f", 1),
-            ("shift_consistency", ".3f", 1),
-            ("latency_ms", ".2f", 1),
-            ("params", ",", 1),
-            ("flops", ".1f", 1e-6),
-        )
+    shown = [
+        metrics.get(name)
+        for name in ("test_acc", "shift_consistency", "latency_ms", "params", "flops")
         if any(r.get(name) is not None for r in records)
     ]
     for col in labels:
         table.add_column(col, no_wrap=True)
-    for name, _, _ in metrics:
-        table.add_column("MFLOPs" if name == "flops" else name, justify="right")
+    for metric in shown:
+        table.add_column(metric.name, justify="right")
     table.add_column("status")
     for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
         status = r.get("status", "?")
@@ -75,15 +72,13 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
         elif r.get("run_name") in outcome.skipped:
             status = "skipped"
         cells = [str(r.get(c)) for c in labels]
-        for name, spec, scale in metrics:
-            value = r.get(name)
-            cells.append(_fmt(value * scale if scale != 1 and value is not None else value, spec))
+        cells += [_fmt(r.get(metric.name), metric.fmt) for metric in shown]
         table.add_row(*cells, status)
     console.print(table)
     import pandas as pd
 
     assert outcome.sweep_dir is not None
-    csv_path = outcome.sweep_dir / "summary.csv"
+    csv_path = outcome.sweep_dir / SWEEP_SUMMARY_NAME
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
     ok = len(records) - len(failed)
     summary = (
@@ -101,30 +96,59 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     return len(failed)
 
 
-def print_summary(console: Console, summary: pd.DataFrame) -> None:
+def _mean_std(row: Any, metric: metrics.Metric) -> str:
+    text = _fmt(row.get(f"{metric.name}_mean"), metric.fmt)
+    std = row.get(f"{metric.name}_std")
+    if std is not None and not math.isnan(std):
+        text += f" ± {metric.format(std)}"
+    return text
+
+
+def _claim(value: Any) -> str:
+    import pandas as pd
+
+    return "-" if value is None or value is pd.NA else ("yes" if value else "no")
+
+
+def print_summary(console: Console, summary: pd.DataFrame, significance: Significance) -> None:
+    """One row per group: the keys that tell groups apart, the tested metric (mean ± std, 95%
+    interval, p against the best, tied or not), accuracy, latency, parameters, n, failed."""
+    from poolbench.report import key_text, shown_keys
+
     if summary.empty:
         console.print("no runs")
         return
-    table = Table(title="summary over seeds (mean ± std, n; ci95: t-interval half-width)")
-    cols = [c for c in ("data", "model", "pool", "head") if c in summary.columns]
-    for c in cols:
+    info = significance.info
+    table = Table(
+        title=f"summary over seeds: {info.name} ({info.direction}): mean ± std, ci95: 95% "
+        "t-interval half-width, p vs best: Holm-corrected"
+    )
+    keys = shown_keys(summary, significance.compare_by)
+    others = [
+        metrics.get(m)
+        for m in ("test_acc", "latency_ms", "params")
+        if m != info.name and f"{m}_mean" in summary.columns
+    ]
+    for c in keys:
         table.add_column(c)
-    for c in ("test_acc", "ci95", "latency_ms", "params", "n", "failed"):
+    for c in (info.name, "ci95", "p vs best", "tied", *(m.name for m in others), "n", "failed"):
         table.add_column(c, justify="right")
     for _, row in summary.iterrows():
-        acc = _fmt(row.get("test_acc_mean"), ".4f")
-        if not math.isnan(row.get("test_acc_std", math.nan)):
-            acc += f" ± {row['test_acc_std']:.4f}"
+        tied = row.get("tied_with_best")
+        style = "bold" if _claim(tied) == "yes" else None
         table.add_row(
-            *(str(row[c]) for c in cols),
-            acc,
-            _fmt(row.get("test_acc_ci95"), ".4f"),
-            _fmt(row.get("latency_ms_mean"), ".2f"),
-            _fmt(row.get("params_mean"), ",.0f"),
+            *(key_text(row[c]) for c in keys),
+            _mean_std(row, info),
+            _fmt(row.get(f"{info.name}_ci95"), info.fmt),
+            _fmt(row.get("p_vs_best"), ".3g"),
+            _claim(tied),
+            *(_fmt(row.get(f"{m.name}_mean"), m.fmt) for m in others),
             str(row["n"]),
             str(row["failed"]),
+            style=style,
         )
     console.print(table)
+    console.print(significance.legend(summary["n"], marker="tied"), highlight=False, soft_wrap=True)
 
 
 def print_bench(console: Console, rows: list[Any]) -> None:
@@ -154,23 +178,42 @@ def print_bench(console: Console, rows: list[Any]) -> None:
     console.print(table)
 
 
-def print_compare(console: Console, diff: pd.DataFrame, metric: str, a: Path, b: Path) -> None:
-    table = Table(title=f"{metric}: B - A (A = {a}, B = {b})")
-    keys = [c for c in ("data", "model", "pool", "head") if c in diff.columns]
-    for c in keys:
+def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) -> None:
+    """The matched pairs (B - A, p, differs), then every group that has no partner."""
+    from poolbench.report import compare_legend, row_labels
+
+    info = metrics.get(comparison.metric)
+    diff = comparison.table
+    matched = diff[diff["pair"] == "matched"]
+    table = Table(title=f"{info.name}: B - A (A = {a}, B = {b})")
+    told = [f"{k}_{side}" for k in comparison.distinguishing for side in ("a", "b")]
+    for c in (*comparison.keys, *told):
         table.add_column(c)
-    for c in ("A", "B", "B - A", "n A", "n B"):
+    for c in ("A", "B", "B - A", "p", "differs", "n A", "n B"):
         table.add_column(c, justify="right")
-    for _, row in diff.iterrows():
+    for _, row in matched.iterrows():
         table.add_row(
-            *(str(row[c]) for c in keys),
-            _fmt(row[f"{metric}_mean_a"], ".4f"),
-            _fmt(row[f"{metric}_mean_b"], ".4f"),
-            _fmt(row[f"{metric}_diff"], "+.4f"),
+            *(str(row[c]) for c in (*comparison.keys, *told)),
+            _fmt(row[f"{info.name}_mean_a"], info.fmt),
+            _fmt(row[f"{info.name}_mean_b"], info.fmt),
+            _fmt(row[f"{info.name}_diff"], "+" + info.fmt),
+            _fmt(row["p"], ".3g"),
+            _claim(row["differs"]),
             _fmt(row["n_a"], ".0f"),
             _fmt(row["n_b"], ".0f"),
         )
     console.print(table)
+    console.print(compare_legend(comparison), highlight=False, soft_wrap=True)
+    for side, suffix in (("A", "a"), ("B", "b")):
+        alone = diff[diff["pair"] == f"only in {side}"]
+        if not alone.empty:
+            keys = [*comparison.keys, *(f"{k}_{suffix}" for k in comparison.distinguishing)]
+            console.print(
+                f"only in {side} ({len(alone)}, no group of {'B' if side == 'A' else 'A'} "
+                f"to pair with): " + "; ".join(row_labels(alone, keys)),
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def print_registry(console: Console, what: str) -> None:

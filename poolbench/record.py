@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 RECORD_NAME = "result.json"
+# A sweep's table (results/sweeps/<time>/summary.csv): one row per run, ``run_name`` among them;
+# the runs' records live in results/runs/<run_name>/result.json.
+SWEEP_SUMMARY_NAME = "summary.csv"
 
 RECORD_FIELDS = (
     "run_id",

@@ -1,54 +1,108 @@
 """Reports: read run records, never train.
 
-``load_records`` finds every ``result.json`` below some directories and returns one row per
-run; ``summarize`` groups runs that differ only in their seed and gives mean, std and n of the
-metrics (failed runs are counted, not averaged) and a 95% confidence interval of the mean
-``test_acc`` from Student's t-distribution with n-1 degrees of freedom (seeds are few, so the
-normal approximation's 1.96 would be too narrow: t(0.975, 2) = 4.30 for 3 seeds).
-``pivot``/``ranking`` make the tables for papers (CSV, Markdown, LaTeX), ``write_plots`` the
-figures (PNG), ``compare`` the difference between two sweeps.
+``load_records`` reads record sources (a directory of records, a sweep directory, a file listing
+runs) into one row per run. ``summarize`` groups runs whose config identity less the seed is
+equal, gives each metric's mean, std and n (failed runs are counted, not averaged), the 95%
+confidence interval of the mean from Student's t-distribution with n-1 degrees of freedom
+(seeds are few, so the normal approximation's 1.96 would be too narrow: t(0.975, 2) = 4.30
+for 3 seeds), and tests every group against the best of its comparison
+(:mod:`poolbench.significance`). ``pivot``/``ranking`` make the tables for papers (CSV,
+Markdown, LaTeX), :mod:`poolbench.plots` the figures, ``compare`` the difference between two
+record sources, pairing only groups whose identity agrees apart from what tells A from B.
+
+Every table shows a column for each config key that varies between its groups, named by the
+config key (``train.lr``); the record fields in ``LABELS`` stand for the config keys they repeat
+(``pool`` for ``pool.name``, ``F`` for ``pool.F``).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
+from poolbench import metrics
 from poolbench.errors import ConfigError, DataError
-from poolbench.record import RECORD_FIELDS, RECORD_NAME, atomic_write_text, read_record
+from poolbench.record import (
+    RECORD_FIELDS,
+    RECORD_NAME,
+    SWEEP_SUMMARY_NAME,
+    atomic_write_text,
+    read_record,
+)
+from poolbench.significance import MIN_N, PAIRED, WELCH, against_best, holm, pair_test
 
-# Columns that describe a run's setup and are shown before the metrics in tables.
-LABELS = ["data", "model", "pool", "F", "S", "p", "head", "epochs"]
-METRICS = [
-    "test_acc",
-    "test_top5",
-    "train_loss",
-    "latency_ms",
-    "latency_ms_b1",
-    "throughput_img_s",
-    "train_time_s",
-    "peak_mem_mb",
-    "params",
-    "flops",
-    "pool_flops",
-    "activations",
-    "shift_consistency",
-    "acc_rot",
-]
-# Invariance fields named by the eval config: acc_shift_<k>, acc_res_<size>.
-INVARIANCE_PATTERN = re.compile(r"acc_(shift|res)_\d+")
-
-
-# Metrics where smaller is better (for "best" marks, rankings and the Pareto front).
-LOWER_IS_BETTER = {"latency_ms", "latency_iqr_ms", "params", "train_loss", "train_time_s"}
+# Record fields that describe a run's setup, shown before the metrics in tables, and the config
+# key each one repeats.
+LABEL_KEYS = {
+    "data": "data.name",
+    "model": "model.name",
+    "pool": "pool.name",
+    "F": "pool.F",
+    "S": "pool.S",
+    "p": "pool.p",
+    "head": "head.name",
+    "epochs": "train.epochs",
+}
+LABELS = list(LABEL_KEYS)
+# Conditions of the measurements, kept per group for captions (values joined when they differ).
+CONDITIONS = ("device", "dtype", "latency_source")
 FORMATS = ("csv", "parquet")
+MISSING = "-"  # a key a group does not have (e.g. p for max pooling), a cell without an ok run
+
+
+@dataclass(frozen=True)
+class Significance:
+    """What the summary tests: ``metric`` of every group against the best group of its
+    comparison, i.e. among groups equal in everything but ``compare_by`` (and the keys below
+    it: ``pool`` covers ``pool.F``, ``pool.p``, ...), at level ``alpha`` after Holm's correction."""
+
+    metric: str = "test_acc"
+    alpha: float = 0.05
+    compare_by: str = "pool"
+
+    def __post_init__(self) -> None:
+        metrics.get(self.metric)
+        if isinstance(self.alpha, bool) or not 0 < self.alpha < 1:
+            raise ConfigError(f"expected --alpha in (0, 1), got {self.alpha!r}")
+
+    @property
+    def info(self) -> metrics.Metric:
+        return metrics.get(self.metric)
+
+    def legend(self, n: Iterable[int], marker: str = "bold") -> str:
+        """The sentence that explains a table's or plot's marks; ``n`` the groups' sizes."""
+        sizes = sorted({int(k) for k in n})
+        if sizes and sizes[-1] < MIN_N:
+            claim = f"n < {MIN_N} in every group: no test, no claim of ties (nothing {marker})"
+        else:
+            claim = (
+                f"{marker}: the best mean of each comparison of {self.compare_by} values "
+                f"(groups equal in everything else) and every one not significantly worse "
+                f"({self.info.direction}): two-sided {PAIRED} by seed where the seeds "
+                f"match, {WELCH} otherwise, Holm-corrected within each comparison, "
+                f"alpha {self.alpha:g}"
+            )
+            if sizes and sizes[0] < MIN_N:
+                claim += f"; groups with n < {MIN_N}: no test, no claim (never {marker})"
+        return f"{self.metric}, {n_text(sizes)}; {claim}"
+
+
+def n_text(sizes: Sequence[int]) -> str:
+    if not sizes:
+        return "n = 0"
+    low, high = sizes[0], sizes[-1]
+    seeds = "seed" if high == 1 else "seeds"
+    return f"n = {low} {seeds} per group" if low == high else f"n = {low}-{high} seeds per group"
 
 
 def ci95_halfwidth(std: float, n: int) -> float:
@@ -58,20 +112,90 @@ def ci95_halfwidth(std: float, n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
-def find_records(dirs: Iterable[Path]) -> list[Path]:
-    paths: set[Path] = set()
-    for d in dirs:
-        d = Path(d)
-        if not d.exists():
-            raise DataError(f"no such directory: {d}")
-        paths.update(p.resolve() for p in d.rglob(RECORD_NAME))
-    return sorted(paths)
+# --- Record sources -------------------------------------------------------------------------
 
 
-def load_records(dirs: Iterable[Path]) -> pd.DataFrame:
-    """One row per run record; known fields first, unknown fields kept as extra columns."""
+def record_paths(source: Path) -> list[Path]:
+    """The records of one source: every ``result.json`` below a directory; for a sweep
+    directory (``results/sweeps/<time>/``, which holds no record) the runs its
+    ``summary.csv`` lists, from ``results/runs/<run_name>/``; for a file, the runs it lists,
+    one a line (a run directory, or a run name or id found in the nearest ``runs/``)."""
+    source = Path(source)
+    if source.is_file():
+        return _listed_records(source)
+    if not source.is_dir():
+        raise DataError(f"no such directory or file: {source}")
+    found = sorted(p.resolve() for p in source.rglob(RECORD_NAME))
+    if found or not (source / SWEEP_SUMMARY_NAME).is_file():
+        return found
+    return _sweep_records(source)
+
+
+def _sweep_records(sweep: Path) -> list[Path]:
+    table = sweep / SWEEP_SUMMARY_NAME
+    with open(table, newline="", encoding="utf-8") as fh:
+        names = [row.get("run_name") or "" for row in csv.DictReader(fh)]
+    if not names or not all(names):
+        raise DataError(f"expected {table} to list its runs in a run_name column")
+    runs = sweep.resolve().parent.parent / "runs"
+    paths = [runs / name / RECORD_NAME for name in names]
+    missing = [name for name, path in zip(names, paths, strict=True) if not path.is_file()]
+    if missing:
+        raise DataError(
+            f"sweep {sweep} lists {len(missing)} run(s) without a record in {runs}: "
+            + ", ".join(missing)
+        )
+    return paths
+
+
+def _listed_records(listing: Path) -> list[Path]:
+    lines = listing.read_text(encoding="utf-8").splitlines()
+    entries = [line.split("#", 1)[0].strip() for line in lines]
+    entries = [e for e in entries if e]
+    if not entries:
+        raise DataError(f"{listing} lists no run (one run directory, name or id a line)")
+    runs_dirs = [d / "runs" for d in (listing.resolve().parent, *listing.resolve().parents)]
+    runs_dirs = [d for d in runs_dirs if d.is_dir()][:1] + [Path("results/runs")]
+    by_id: dict[str, Path] | None = None
+    paths: list[Path] = []
+    for entry in entries:
+        where = next((c for c in (Path(entry), listing.parent / entry) if c.exists()), None)
+        if where is not None:
+            found = [where] if where.name == RECORD_NAME else record_paths(where)
+            if not found:
+                raise DataError(f"{listing}: {entry} holds no run record ({RECORD_NAME})")
+            paths += found
+            continue
+        named = [d / entry / RECORD_NAME for d in runs_dirs if (d / entry / RECORD_NAME).is_file()]
+        if named:
+            paths.append(named[0])
+            continue
+        if by_id is None:
+            by_id = {}
+            for d in runs_dirs:
+                for path in d.glob(f"*/{RECORD_NAME}"):
+                    by_id.setdefault(str(read_record(path).get("run_id")), path)
+        if entry not in by_id:
+            raise DataError(
+                f"{listing}: {entry!r} is neither a path nor a run name or id in "
+                + ", ".join(str(d) for d in runs_dirs)
+            )
+        paths.append(by_id[entry])
+    return [p.resolve() for p in paths]
+
+
+def find_records(sources: Iterable[Path]) -> list[Path]:
+    return sorted({p.resolve() for s in sources for p in record_paths(Path(s))})
+
+
+def load_records(sources: Iterable[Path]) -> pd.DataFrame:
+    """One row per run record; known fields first, unknown fields kept as extra columns.
+
+    The config identity is flattened to ``config.<key>`` columns; lists and dicts (e.g.
+    ``config.model.widths``, ``history``) become JSON text, so that they can be grouped.
+    """
     rows = []
-    for path in find_records(dirs):
+    for path in find_records(sources):
         try:
             record = read_record(path)
         except (OSError, json.JSONDecodeError) as err:
@@ -80,61 +204,291 @@ def load_records(dirs: Iterable[Path]) -> pd.DataFrame:
         rows.append(record)
     if not rows:
         return pd.DataFrame(columns=list(RECORD_FIELDS))
+    history = [r.pop("history", None) for r in rows]
     df = pd.json_normalize(rows, sep=".")
     for col in df.columns:  # lists (e.g. config.model.widths) as text, so they can be grouped
         if df[col].map(lambda v: isinstance(v, (list, dict))).any():
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    if any(h is not None for h in history):
+        df["history"] = [None if h is None else json.dumps(h) for h in history]
     first = [c for c in RECORD_FIELDS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def load_nonempty(dirs: Iterable[Path]) -> pd.DataFrame:
-    """``load_records``, with an error naming the directories when they hold no record."""
-    dirs = list(dirs)
-    df = load_records(dirs)
+def load_nonempty(sources: Iterable[Path]) -> pd.DataFrame:
+    """``load_records``, with an error naming the sources when they hold no record."""
+    sources = list(sources)
+    df = load_records(sources)
     if df.empty:
-        raise DataError(f"no run records ({RECORD_NAME}) below {', '.join(map(str, dirs))}")
+        raise DataError(f"no run records ({RECORD_NAME}) in {', '.join(map(str, sources))}")
     return df
 
 
-def _group_columns(df: pd.DataFrame) -> list[str]:
-    """Everything that defines a run except its seed (the full config when recorded)."""
-    config_cols = [c for c in df.columns if c.startswith("config.") and c != "config.seed"]
-    return config_cols or [c for c in LABELS if c in df.columns]
+# --- Identity keys --------------------------------------------------------------------------
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n of each metric over seeds; ``failed`` counts failed runs per group."""
-    if df.empty:
-        return pd.DataFrame()
-    keys = _group_columns(df)
-    labels = [c for c in LABELS if c in df.columns]
-    metrics = [m for m in METRICS if m in df.columns]
-    metrics += [c for c in df.columns if INVARIANCE_PATTERN.fullmatch(c)]
-    ok = df["status"].eq("ok")
-    rows = []
-    for _, group in df.groupby(keys, dropna=False, sort=False):
-        good = group[ok.loc[group.index]]
-        row = {c: group[c].iloc[0] for c in labels}
-        row["n"] = len(good)
-        row["failed"] = int((~ok.loc[group.index]).sum())
-        row["seeds"] = " ".join(str(s) for s in sorted(good["seed"].tolist()))
-        for m in metrics:
-            values = pd.to_numeric(good[m], errors="coerce")
-            row[f"{m}_mean"] = values.mean()
-            row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
-            if m == "test_acc":
-                row["test_acc_ci95"] = ci95_halfwidth(row["test_acc_std"], int(values.count()))
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    sort = [c for c in ("data", "model", "test_acc_mean") if c in out.columns]
-    return out.sort_values(sort, ascending=[True] * (len(sort) - 1) + [False]).reset_index(
-        drop=True
+def config_key(name: str) -> str:
+    """The config key a table column stands for (``pool`` -> ``pool.name``)."""
+    return LABEL_KEYS.get(name, name.removeprefix("config."))
+
+
+def _key_columns(df: pd.DataFrame) -> dict[str, str]:
+    """Column name in tables -> column of ``df``, for every key of a run's identity but its
+    seed: the labels, then each config key they do not repeat, named by the key (``train.lr``;
+    ``config.device`` where the record has a field of the same name)."""
+    keys = {c: c for c in LABELS if c in df.columns}
+    repeated = {LABEL_KEYS[c] for c in keys}
+    for col in df.columns:
+        if not col.startswith("config.") or col == "config.seed":
+            continue
+        key = col.removeprefix("config.")
+        if key not in repeated:
+            keys[col if key in df.columns else key] = col
+    return keys
+
+
+def valid_keys(df: pd.DataFrame) -> list[str]:
+    """The names ``--pivot`` accepts for these records (config keys as well: ``pool.name``)."""
+    return list(_key_columns(df))
+
+
+def resolve_key(name: str, available: Sequence[str], option: str = "--pivot") -> str:
+    """``name`` as a column in ``available`` (``pool.name`` is ``pool``); ConfigError else."""
+    if name in available:
+        return name
+    for column in available:
+        if config_key(column) == config_key(name):
+            return column
+    raise ConfigError(
+        f"expected {option} to name a config key or label, one of {', '.join(available)}; "
+        f"got {name!r}"
     )
 
 
+def parse_pivot(text: str) -> tuple[str, str]:
+    """``ROWS,COLUMNS`` (``ROWS`` alone: columns ``model``)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts.append("model")
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ConfigError(f"expected --pivot ROWS,COLUMNS (two different keys), got {text!r}")
+    return parts[0], parts[1]
+
+
+def summary_keys(summary: pd.DataFrame) -> list[str]:
+    """The key columns of a summary: those before ``n``."""
+    columns = list(summary.columns)
+    return columns[: columns.index("n")] if "n" in columns else []
+
+
+def subtree(key: str, names: Iterable[str]) -> list[str]:
+    """``key`` and the keys below it among ``names``: ``pool`` (``pool.name``) covers ``F``,
+    ``pool.F``, ``pool.p``, ...; a leaf key (``train.lr``) only itself."""
+    target = config_key(key)
+    prefix = target.removesuffix("name") if target.endswith(".name") else None
+    return [
+        n
+        for n in names
+        if config_key(n) == target or (prefix is not None and config_key(n).startswith(prefix))
+    ]
+
+
+def varying_keys(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
+    return [k for k in keys if frame[k].nunique(dropna=False) > 1]
+
+
+def unique_index(
+    frame: pd.DataFrame, first: Sequence[str], candidates: Sequence[str], fixed: Sequence[str] = ()
+) -> list[str]:
+    """``first`` plus those of ``candidates`` (in order) needed for every row of ``frame`` to
+    differ in ``index + fixed``: a pool's own parameters join its name only where two rows of
+    one pool differ in them."""
+    index = list(first)
+    rest = [c for c in candidates if c not in index and c not in fixed]
+    while rest:
+        cols = [*index, *fixed]
+        if cols:
+            dup = frame.duplicated(subset=cols, keep=False)
+            if not dup.any():
+                break
+            clusters = frame[dup].groupby(cols, dropna=False)
+            splits = [c for c in rest if clusters[c].nunique(dropna=False).gt(1).any()]
+        else:
+            splits = [c for c in rest if frame[c].nunique(dropna=False) > 1]
+        if not splits:
+            break
+        index.append(splits[0])
+        rest.remove(splits[0])
+    return index
+
+
+def shown_keys(summary: pd.DataFrame, compare_by: str = "pool") -> list[str]:
+    """The key columns a compact table of ``summary`` shows: ``compare_by``, every key outside
+    its subtree that varies, and the keys below it needed to tell rows apart."""
+    names = summary_keys(summary)
+    compare_by = resolve_key(compare_by, names)
+    below = subtree(compare_by, names)
+    varying = varying_keys(summary, names)
+    first = [compare_by, *(k for k in varying if k not in below)]
+    return unique_index(summary, first, [k for k in varying if k in below])
+
+
+def key_text(value: Any) -> str:
+    """A key's value in a table: ``-`` where the group has none, 2.0 as ``2``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def row_labels(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """``max``, ``gem p=3``: the first key's value, then ``key=value`` for the others that
+    the row has."""
+
+    def label(row: pd.Series) -> str:
+        rest = [f"{k}={key_text(row[k])}" for k in keys[1:] if key_text(row[k]) != MISSING]
+        return " ".join([key_text(row[keys[0]]), *rest])
+
+    return [label(row) if keys else "" for _, row in frame.iterrows()]
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    return column if pd.api.types.is_numeric_dtype(column) else column.map(key_text)
+
+
+# --- Summary --------------------------------------------------------------------------------
+
+
+def run_groups(df: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
+    """(key values, runs) per group of runs equal in identity but the seed."""
+    keys = _key_columns(df)
+    config = [c for c in df.columns if c.startswith("config.") and c != "config.seed"]
+    by = config or [c for c in LABELS if c in df.columns]
+    for _, group in df.groupby(by, dropna=False, sort=False):
+        yield {name: group[col].iloc[0] for name, col in keys.items()}, group
+
+
+def _samples(good: pd.DataFrame, metric: str) -> dict[object, float]:
+    """seed -> value (a seed that occurs twice, e.g. copied records, keeps both: no pairing)."""
+    values = pd.to_numeric(good[metric], errors="coerce")
+    seeds = good["seed"].tolist()
+    unique = len(set(seeds)) == len(seeds)
+    return {
+        (s if unique else f"{s}#{i}"): float(v)
+        for i, (s, v) in enumerate(zip(seeds, values, strict=True))
+        if pd.notna(v)
+    }
+
+
+def _summarize(
+    df: pd.DataFrame, significance: Significance, keys: Sequence[str]
+) -> tuple[pd.DataFrame, list[dict[object, float]]]:
+    metric = significance.metric
+    names = metrics.present(df.columns)
+    if metric not in names:
+        raise ConfigError(
+            f"--metric {metric}: no record has it; these records have {', '.join(names)}"
+        )
+    ok = df["status"].eq("ok")
+    rows, samples = [], []
+    for key_values, group in run_groups(df):
+        good = group[ok.loc[group.index]]
+        row: dict[str, Any] = dict(key_values)
+        row.update({k: math.nan for k in keys if k not in row})
+        row["n"] = len(good)
+        row["failed"] = int((~ok.loc[group.index]).sum())
+        row["seeds"] = " ".join(str(s) for s in sorted(good["seed"].tolist()))
+        for c in CONDITIONS:
+            if c in group.columns:
+                values = sorted({str(v) for v in group[c] if pd.notna(v)})
+                row[c] = ", ".join(values) if values else None
+        for m in names:
+            values = pd.to_numeric(good[m], errors="coerce")
+            row[f"{m}_mean"] = values.mean()
+            row[f"{m}_std"] = values.std(ddof=1) if values.count() > 1 else float("nan")
+            if m in ("test_acc", "latency_ms", metric):
+                row[f"{m}_ci95"] = ci95_halfwidth(row[f"{m}_std"], int(values.count()))
+        rows.append(row)
+        samples.append(_samples(good, metric))
+    out = pd.DataFrame(rows)
+    constant = [
+        k
+        for k in _key_columns(df)
+        if k not in LABELS and k not in keys and out[k].nunique(dropna=False) <= 1
+    ]
+    return _judge(out.drop(columns=constant), samples, significance)
+
+
+def _judge(
+    out: pd.DataFrame, samples: list[dict[object, float]], significance: Significance
+) -> tuple[pd.DataFrame, list[dict[object, float]]]:
+    """Add ``p_vs_best``, ``test_vs_best`` and ``tied_with_best``; sort comparisons together,
+    best first."""
+    names = summary_keys(out)
+    compare_by = resolve_key(significance.compare_by, names)
+    sets = [k for k in names if k not in subtree(compare_by, names)]
+    p = [math.nan] * len(out)
+    test = [""] * len(out)
+    tied: list[bool | None] = [None] * len(out)
+    positions: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(out[sets].itertuples(index=False)):
+        positions.setdefault(tuple(key_text(v) for v in row), []).append(i)
+    for members in positions.values():
+        verdicts = against_best(
+            [samples[i] for i in members], significance.info.higher_is_better, significance.alpha
+        )
+        for i, v in zip(members, verdicts, strict=True):
+            p[i], test[i], tied[i] = v.p, v.test, v.tied
+    mean = f"{significance.metric}_mean"
+    at = out.columns.get_loc(mean) + 1
+    out.insert(at, "tied_with_best", pd.array(tied, dtype="boolean"))
+    out.insert(at, "test_vs_best", test)
+    out.insert(at, "p_vs_best", p)
+    out["_i"] = range(len(out))
+    by = [*sets, mean]
+    ascending = [True] * len(sets) + [not significance.info.higher_is_better]
+    out = out.sort_values(by, ascending=ascending, key=_sort_key, na_position="last")
+    samples = [samples[i] for i in out["_i"]]
+    return out.drop(columns="_i").reset_index(drop=True), samples
+
+
+def summarize(
+    df: pd.DataFrame, significance: Significance | None = None, keys: Sequence[str] = ()
+) -> pd.DataFrame:
+    """One row per group of runs equal in config identity but the seed.
+
+    Columns: the labels, each config key that varies between groups (and ``keys``, even
+    constant), then ``n`` (ok runs), ``failed`` (counted, not averaged), ``seeds``, the
+    conditions (``device``, ``dtype``, ``latency_source``), ``<metric>_mean``/``_std`` of every
+    metric, ``<metric>_ci95`` (95% t-interval half-width) of ``test_acc``, ``latency_ms`` and the
+    tested metric, and beside the tested metric's mean ``p_vs_best`` (Holm-corrected),
+    ``test_vs_best`` and ``tied_with_best`` (NA: n < 2, no claim). See :class:`Significance`.
+    """
+    if df.empty:
+        return pd.DataFrame()
+    return _summarize(df, significance or Significance(), keys)[0]
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    return df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+    return (
+        df.astype({c: object for c in df.columns})
+        .fillna("")
+        .to_markdown(index=False, floatfmt=floatfmt)
+        + "\n"
+    )
+
+
+def summary_markdown(summary: pd.DataFrame, significance: Significance) -> str:
+    """The summary as a Markdown table with the sentence that explains ``tied_with_best``."""
+    if summary.empty:
+        return "no runs\n"
+    return (
+        to_markdown(summary)
+        + "\n"
+        + significance.legend(summary["n"], marker="tied_with_best")
+        + "; ci95: half-width of the 95% t-interval of the mean\n"
+    )
 
 
 def write_runs(df: pd.DataFrame, out: Path, fmt: str = "csv") -> Path:
@@ -154,61 +508,99 @@ def write_runs(df: pd.DataFrame, out: Path, fmt: str = "csv") -> Path:
     return path
 
 
-def _labels_that_vary(summary: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
-    return [
-        c
-        for c in LABELS
-        if c in summary.columns and c not in exclude and summary[c].nunique(dropna=False) > 1
-    ]
+# --- Pivot and ranking ----------------------------------------------------------------------
+
+
+@dataclass
+class Pivot:
+    """``metric`` of each group, ``rows`` down (with the keys needed to tell rows apart) and
+    ``columns`` across: ``mean``, ``std``, ``n`` and ``tied`` (the summary's
+    ``tied_with_best``) share index and columns; a cell without a group is NaN / NA."""
+
+    metric: str
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.DataFrame
+    tied: pd.DataFrame
+
+
+def _column_part(key: str, value: Any) -> str:
+    """A pivot column's name: a registry name as it is (``vgg``), another value with its key
+    (``train.lr=0.05``), so that a header says what varies."""
+    return key_text(value) if config_key(key).endswith(".name") else f"{key}={key_text(value)}"
 
 
 def pivot(
-    summary: pd.DataFrame, metric: str = "test_acc", rows: str = "pool", columns: str = "model"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean and std of ``metric`` with ``rows`` down and ``columns`` across.
+    summary: pd.DataFrame,
+    metric: str = "test_acc",
+    rows: str = "pool",
+    columns: str | Sequence[str] = "model",
+) -> Pivot:
+    """Every group of ``summary`` in one cell, ``rows`` down and ``columns`` (one key, or
+    several: a column per combination) across; columns are named by the value of a registry
+    name (``vgg``), by ``key=value`` otherwise (``train.lr=0.05``). Keys that vary and
+    are in neither join the rows (a pool's own parameters only where two rows of one pool
+    differ in them), so no cell holds two groups and no group is left out (a key a group
+    lacks, e.g. ``p`` for max pooling, shows as ``-``)."""
+    names = summary_keys(summary)
+    rows = resolve_key(rows, names)
+    across = [resolve_key(c, names) for c in ([columns] if isinstance(columns, str) else columns)]
+    metrics.get(metric)
+    if f"{metric}_mean" not in summary.columns:
+        raise ConfigError(f"--metric {metric}: no record has it")
+    attached = {k for key in (rows, *across) for k in subtree(key, names)}
+    varying = varying_keys(summary, names)
+    first = [rows, *(k for k in varying if k not in attached and k not in across)]
+    index = unique_index(summary, first, [k for k in varying if k in attached], across)
+    row_keys = [tuple(key_text(v) for v in r) for r in summary[index].itertuples(index=False)]
+    col_keys = [
+        " ".join(_column_part(k, v) for k, v in zip(across, r, strict=True)) or metric
+        for r in summary[across].itertuples(index=False)
+    ]
+    col_order = list(dict.fromkeys(col_keys))
+    if len(across) == 1 and pd.api.types.is_numeric_dtype(summary[across[0]]):
+        first_at = {k: v for v, k in zip(summary[across[0]], col_keys, strict=True)}
+        col_order.sort(key=lambda k: (math.isnan(first_at[k]), first_at[k]))
+    row_order = list(dict.fromkeys(row_keys))
+    if len(index) == 1:
+        idx = pd.Index([k[0] for k in row_order], name=index[0])
+    else:
+        idx = pd.MultiIndex.from_tuples(row_order, names=index)
+    cols = pd.Index(col_order, name=" ".join(across) or None)
+    at_row = {k: i for i, k in enumerate(row_order)}
+    at_col = {k: j for j, k in enumerate(col_order)}
+    shape = (len(row_order), len(col_order))
+    values = {name: np.full(shape, np.nan) for name in ("mean", "std", "n")}
+    tied = np.full(shape, None, dtype=object)
+    has_tied = "tied_with_best" in summary.columns
+    for i, (r, c) in enumerate(zip(row_keys, col_keys, strict=True)):
+        cell = at_row[r], at_col[c]
+        source = summary.iloc[i]
+        values["mean"][cell] = source[f"{metric}_mean"]
+        values["std"][cell] = source[f"{metric}_std"]
+        values["n"][cell] = source["n"]
+        if has_tied and pd.notna(source["tied_with_best"]):
+            tied[cell] = bool(source["tied_with_best"])
+    frames = {name: pd.DataFrame(v, index=idx, columns=cols) for name, v in values.items()}
+    tied = pd.DataFrame(
+        {c: pd.array(tied[:, j].tolist(), dtype="boolean") for j, c in enumerate(cols)}
+    ).set_axis(idx)
+    tied.columns = cols
+    return Pivot(metric, frames["mean"], frames["std"], frames["n"], tied)
 
-    Labels other than these that vary (e.g. ``head`` in a sweep over heads) join the rows, so
-    that no cell mixes different configurations.
-    """
-    for key, value in (("--metric", metric), ("--pivot", rows), ("--pivot", columns)):
-        column = f"{value}_mean" if key == "--metric" else value
-        if column not in summary.columns:
-            valid = METRICS if key == "--metric" else [c for c in LABELS if c in summary.columns]
-            raise ConfigError(f"expected {key} to name one of {', '.join(valid)}, got {value!r}")
-    index = [rows, *_labels_that_vary(summary, (rows, columns))]
-    table = summary.assign(**{c: summary[c].astype(str) for c in [*index, columns]})
-    mean = table.pivot_table(f"{metric}_mean", index, columns, aggfunc="first", sort=False)
-    std = table.pivot_table(f"{metric}_std", index, columns, aggfunc="first", dropna=False)
-    std = std.reindex(index=mean.index, columns=mean.columns)
-    return mean, std
 
-
-def _best_mask(mean: pd.DataFrame, metric: str) -> pd.DataFrame:
-    best = mean.min() if metric in LOWER_IS_BETTER else mean.max()
-    return mean.eq(best, axis="columns") & mean.notna()
-
-
-def ranking(mean: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rank of each row within each column (1 = best), the mean rank, best rows first."""
-    ranks = mean.rank(ascending=metric in LOWER_IS_BETTER, method="min")
+def ranking(summary: pd.DataFrame, significance: Significance) -> tuple[Pivot, pd.DataFrame]:
+    """``significance.compare_by`` values ranked within each setting (every combination of the
+    other keys that vary: data, model, ...; 1 = best, direction from the metric registry), and
+    the mean rank over the settings a row ran in. Returns the pivot of rows x settings and the
+    ranks (``mean_rank`` last), best rows first."""
+    names = summary_keys(summary)
+    by = resolve_key(significance.compare_by, names)
+    settings = [k for k in varying_keys(summary, names) if k not in subtree(by, names)]
+    table = pivot(summary, significance.metric, by, settings)
+    ranks = table.mean.rank(ascending=not significance.info.higher_is_better, method="min")
     ranks["mean_rank"] = ranks.mean(axis=1)
-    return ranks.sort_values("mean_rank")
-
-
-def _cells(mean: pd.DataFrame, std: pd.DataFrame, fmt: str) -> pd.DataFrame:
-    def cell(m: float, s: float) -> str:
-        if pd.isna(m):
-            return "-"
-        return f"{m:{fmt}}" if pd.isna(s) else f"{m:{fmt}} ± {s:{fmt}}"
-
-    return pd.DataFrame(
-        [
-            [cell(m, s) for m, s in zip(mr, sr, strict=True)]
-            for mr, sr in zip(mean.values, std.values, strict=True)
-        ],
-        index=mean.index,
-        columns=mean.columns,
-    )
+    return table, ranks.sort_values("mean_rank")
 
 
 def _latex_escape(text: str) -> str:
@@ -218,40 +610,54 @@ def _latex_escape(text: str) -> str:
 
 
 def table_text(
-    mean: pd.DataFrame,
-    std: pd.DataFrame,
-    metric: str,
+    table: Pivot,
     style: str,
-    fmt: str = ".4f",
+    significance: Significance,
     mean_rank: pd.Series | None = None,
 ) -> str:
-    """``mean ± std`` cells, the best per column in bold, as ``markdown`` or ``latex``; with
-    ``mean_rank`` (from :func:`ranking`), rows in its order and a ``mean rank`` column."""
-    cells = _cells(mean, std, fmt)
-    best = _best_mask(mean, metric)
-    if mean_rank is not None:
-        cells, best = cells.loc[mean_rank.index], best.loc[mean_rank.index]
-    index_names = [str(n) for n in mean.index.names]
-    header = [*index_names, *map(str, mean.columns)] + ["mean rank"] * (mean_rank is not None)
+    """``mean ± std`` cells (``(n=k)`` where the groups' sizes differ), every cell tied with
+    the best of its comparison in bold, as ``markdown`` or ``latex``, followed by the legend
+    (LaTeX: as comments). With ``mean_rank`` (from :func:`ranking`): rows in its order and a
+    ``mean rank`` column."""
+    info = metrics.get(table.metric)
+    sizes = table.n.stack().dropna().astype(int)
+    uneven = sizes.nunique() > 1
+
+    def cell(m: float, s: float, n: float) -> str:
+        if pd.isna(m):
+            return MISSING
+        text = info.format(m) if pd.isna(s) else f"{info.format(m)} ± {info.format(s)}"
+        return text + (f" (n={int(n)})" if uneven else "")
+
+    order = list(mean_rank.index) if mean_rank is not None else list(table.mean.index)
+    index_names = [str(n) for n in table.mean.index.names]
+    header = [*index_names, *map(str, table.mean.columns)] + ["mean rank"] * (mean_rank is not None)
     rows = []
-    for key, values in cells.iterrows():
+    for key in order:
         keys = key if isinstance(key, tuple) else (key,)
-        marked = [
-            (f"**{v}**" if style == "markdown" else f"\\textbf{{{_latex_escape(v)}}}")
-            if is_best
-            else (v if style == "markdown" else _latex_escape(v))
-            for v, is_best in zip(values, best.loc[key], strict=True)
-        ]
+        cells = []
+        for c in table.mean.columns:
+            text = cell(table.mean.loc[key, c], table.std.loc[key, c], table.n.loc[key, c])
+            text = text if style == "markdown" else _latex_escape(text)
+            tied = table.tied.loc[key, c]
+            if pd.notna(tied) and bool(tied):
+                text = f"**{text}**" if style == "markdown" else f"\\textbf{{{text}}}"
+            cells.append(text)
         rank = [] if mean_rank is None else [f"{mean_rank.loc[key]:.2f}"]
-        rows.append([*(str(k) for k in keys), *marked, *rank])
+        rows.append([*(str(k) for k in keys), *cells, *rank])
+    legend = [
+        "cells: mean ± std over seeds" + (", (n=k) the group's size" if uneven else ""),
+        significance.legend(sizes.tolist()),
+        f"{MISSING}: no group there, or none with an ok run",
+    ]
+    if mean_rank is not None:
+        legend.append(
+            f"mean rank: mean over the columns (settings) of the rank in each ({info.direction})"
+        )
     if style == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        note = "lower" if metric in LOWER_IS_BETTER else "higher"
-        return (
-            "\n".join(lines)
-            + f"\n\n{metric}: mean ± std over seeds; bold: best per column ({note} is better)\n"
-        )
+        return "\n".join(lines) + "\n\n" + "\n".join(f"{line}." for line in legend) + "\n"
     spec = "l" * len(index_names) + "r" * (len(header) - len(index_names))
     lines = [
         f"\\begin{{tabular}}{{{spec}}}",
@@ -265,6 +671,7 @@ def table_text(
         ),
         "\\bottomrule",
         "\\end{tabular}",
+        *(f"% {line}." for line in legend),
     ]
     return "\n".join(lines) + "\n"
 
@@ -278,86 +685,142 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[bool]:
     ]
 
 
-def write_plots(summary: pd.DataFrame, out: Path) -> list[Path]:
-    """Accuracy vs latency (Pareto front marked), accuracy per pool with error bars, accuracy
-    vs parameters: PNG files beside ``out`` (``<stem>_<plot>.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed (clusters, CI)
-    import matplotlib.pyplot as plt
-
-    ok = summary[summary["n"] > 0] if "n" in summary.columns else summary
-    if ok.empty or "test_acc_mean" not in ok.columns:
-        return []
-    out = Path(out)
-    names = ok.apply(_point_label, axis=1, args=(_labels_that_vary(ok, ()),))
-    paths = []
-
-    def save(fig, name: str) -> None:
-        path = out.with_name(f"{out.stem}_{name}.png")
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.tight_layout()
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        tmp.replace(path)
-        paths.append(path)
-
-    for x, name, xlabel in (
-        ("latency_ms_mean", "acc_vs_latency", "inference latency per batch (ms, median)"),
-        ("params_mean", "acc_vs_params", "parameters"),
-    ):
-        if x not in ok.columns or ok[x].isna().all():
-            continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.8))
-        ax.errorbar(ok[x], ok["test_acc_mean"], yerr=ok["test_acc_std"].fillna(0), fmt="o")
-        for xi, yi, label in zip(ok[x], ok["test_acc_mean"], names, strict=True):
-            ax.annotate(label, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if name == "acc_vs_latency":
-            front = ok[pareto_front(ok[x].tolist(), ok["test_acc_mean"].tolist())]
-            front = front.sort_values(x)
-            ax.step(
-                front[x], front["test_acc_mean"], where="post", color="C3", label="Pareto front"
-            )
-            ax.legend()
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (mean ± std over seeds)")
-        ax.grid(alpha=0.3)
-        save(fig, name)
-
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(ok)), 4.8))
-    positions = range(len(ok))
-    ax.bar(positions, ok["test_acc_mean"], yerr=ok["test_acc_std"].fillna(0), capsize=3)
-    ax.set_xticks(list(positions), names, rotation=45, ha="right", fontsize=8)
-    spread = ok["test_acc_std"].fillna(0)
-    low, high = (ok["test_acc_mean"] - spread).min(), (ok["test_acc_mean"] + spread).max()
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.02) + 0.01)  # whole error bars shown
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    save(fig, "acc_per_pool")
-    return paths
+# --- Compare --------------------------------------------------------------------------------
 
 
-def _point_label(row: pd.Series, varying: list[str]) -> str:
-    keys = [c for c in varying if c in ("pool", "head", "model", "data")] or ["pool"]
-    return "/".join(str(row[c]) for c in keys)
+@dataclass
+class Comparison:
+    """B against A, group by group.
+
+    ``table`` has a row per matched pair (``pair`` = ``matched``) and per group without a
+    partner (``only in A``/``only in B``): the shown keys, each distinguishing key as
+    ``<key>_a``/``<key>_b``, ``<metric>_mean_a``... ``_diff`` (B - A), ``p`` (Holm-corrected
+    over the pairs), ``test`` and ``differs`` (NA: n < 2, no claim).
+    """
+
+    table: pd.DataFrame
+    metric: str
+    distinguishing: list[str]
+    keys: list[str]
+    alpha: float
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Two sweeps' summaries side by side, matched on their labels: B - A of ``metric``."""
-    sa, sb = summarize(a), summarize(b)
-    keys = [c for c in LABELS if c in sa.columns and c in sb.columns]
-    cols = [f"{metric}_mean", f"{metric}_std", "n"]
-    for s in (sa, sb):
-        if f"{metric}_mean" not in s.columns:
-            raise ConfigError(
-                f"expected --metric to name one of {', '.join(METRICS)}, got {metric!r}"
-            )
-    left = sa[keys + cols].astype({k: str for k in keys})
-    right = sb[keys + cols].astype({k: str for k in keys})
-    merged = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"))
-    merged[f"{metric}_diff"] = merged[f"{metric}_mean_b"] - merged[f"{metric}_mean_a"]
-    return merged.sort_values(
-        f"{metric}_diff", ascending=metric in LOWER_IS_BETTER, na_position="last"
+def _norm(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def compare(
+    a: pd.DataFrame, b: pd.DataFrame, metric: str = "test_acc", alpha: float = 0.05
+) -> Comparison:
+    """Pair each group of A with the groups of B whose identity is equal apart from the keys
+    that tell A from B (those whose values in A and in B have none in common, e.g. ``train.lr``
+    when A ran 0.05 and B 0.005); groups without such a partner are listed, never paired."""
+    significance = Significance(metric, alpha)
+    info = significance.info
+    keys = list(dict.fromkeys([*valid_keys(a), *valid_keys(b)]))
+    sa, samples_a = _summarize(a, significance, keys)
+    sb, samples_b = _summarize(b, significance, keys)
+    distinguishing = [k for k in keys if not set(map(_norm, sa[k])) & set(map(_norm, sb[k]))]
+    match = [k for k in keys if k not in distinguishing]
+    partners: dict[tuple, list[int]] = {}
+    for j, row in enumerate(sb[match].itertuples(index=False)):
+        partners.setdefault(tuple(map(_norm, row)), []).append(j)
+    pairs = [
+        (i, j)
+        for i, row in enumerate(sa[match].itertuples(index=False))
+        for j in partners.get(tuple(map(_norm, row)), [])
+    ]
+    only_a = sorted(set(range(len(sa))) - {i for i, _ in pairs})
+    only_b = sorted(set(range(len(sb))) - {j for _, j in pairs})
+    tests = [pair_test(samples_a[i], samples_b[j]) for i, j in pairs]
+    adjusted = holm([p for p, _ in tests])
+
+    every = pd.concat([sa[match], sb[match]], ignore_index=True).assign(n=0)
+    by = next((k for k in match if config_key(k) == "pool.name"), match[0] if match else None)
+    shown = shown_keys(every, by) if by is not None else []
+
+    def side(row: pd.Series, suffix: str) -> dict[str, Any]:
+        out = {f"{k}_{suffix}": row[k] for k in distinguishing}
+        out[f"{metric}_mean_{suffix}"] = row[f"{metric}_mean"]
+        out[f"{metric}_std_{suffix}"] = row[f"{metric}_std"]
+        out[f"n_{suffix}"] = row["n"]
+        return out
+
+    rows = []
+    for (i, j), (_, test), p in zip(pairs, tests, adjusted, strict=True):
+        ra, rb = sa.iloc[i], sb.iloc[j]
+        diff = rb[f"{metric}_mean"] - ra[f"{metric}_mean"]
+        rows.append(
+            {k: ra[k] for k in shown}
+            | side(ra, "a")
+            | side(rb, "b")
+            | {
+                f"{metric}_diff": diff,
+                "p": p,
+                "test": test,
+                "differs": None if math.isnan(p) else bool(p < alpha),
+                "pair": "matched",
+            }
+        )
+    for label, frame, members in (("only in A", sa, only_a), ("only in B", sb, only_b)):
+        suffix = "a" if label == "only in A" else "b"
+        for i in members:
+            row = frame.iloc[i]
+            rows.append({k: row[k] for k in shown} | side(row, suffix) | {"pair": label})
+    columns = [
+        *shown,
+        *(f"{k}_{s}" for k in distinguishing for s in ("a", "b")),
+        *(c for x in ("a", "b") for c in (f"{metric}_mean_{x}", f"{metric}_std_{x}", f"n_{x}")),
+        f"{metric}_diff",
+        "p",
+        "test",
+        "differs",
+        "pair",
+    ]
+    table = pd.DataFrame(rows, columns=columns)
+    table["differs"] = pd.array(table["differs"].tolist(), dtype="boolean")
+    matched = table["pair"].eq("matched")
+    table = pd.concat(
+        [
+            table[matched].sort_values(
+                f"{metric}_diff", ascending=not info.higher_is_better, na_position="last"
+            ),
+            table[~matched],
+        ]
     ).reset_index(drop=True)
+    return Comparison(table, metric, distinguishing, shown, alpha)
+
+
+def compare_legend(comparison: Comparison) -> str:
+    info = metrics.get(comparison.metric)
+    told = ", ".join(comparison.distinguishing) or "nothing (same configs)"
+    return (
+        f"{comparison.metric}: B - A ({info.direction}); pairs agree in every config key but "
+        f"what tells A from B: {told}; p: two-sided {PAIRED} by seed where the seeds match, "
+        f"{WELCH} otherwise, Holm-corrected over the pairs; differs: p < "
+        f"{comparison.alpha:g} (empty: n < {MIN_N}, no claim)"
+    )
+
+
+def write_compare(comparison: Comparison, out: Path) -> Path:
+    """``<stem>_compare_<metric>.csv`` beside ``out``: every pair and every unmatched group."""
+    path = Path(out).with_name(f"{Path(out).stem}_compare_{comparison.metric}.csv")
+    atomic_write_text(path, comparison.table.to_csv(index=False))
+    return path
+
+
+# --- Everything -----------------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    """What :func:`write_report` wrote, and what the command should tell (what it did not
+    write and why, what a figure left out)."""
+
+    paths: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    significance: Significance = field(default_factory=Significance)
 
 
 def write_report(
@@ -367,42 +830,51 @@ def write_report(
     pivot_on: tuple[str, str] = ("pool", "model"),
     metric: str = "test_acc",
     plots: bool = True,
-) -> list[Path]:
+    alpha: float = 0.05,
+) -> Written:
     """Every report file, named after ``out`` (default ``results/report.csv``):
 
     - ``report.csv`` (or ``.parquet``): one row per run;
-    - ``report_summary.csv``/``.md``: grouped over seeds;
+    - ``report_summary.csv``/``.md``: grouped over seeds, tested against the best;
     - ``report_pivot_<metric>.csv``/``.md``/``.tex``: ``pivot_on[0]`` x ``pivot_on[1]``;
-    - ``report_ranking_<metric>.csv``/``.md``/``.tex``: rows by mean rank, best per column bold;
-    - ``report_<plot>.png``: the plots of :func:`write_plots`.
+    - ``report_ranking_<metric>.csv``/``.md``/``.tex``: rows by mean rank, ties with the best
+      in bold;
+    - the PNG figures of :func:`poolbench.plots.write_plots`.
+
+    ``pivot_on[0]`` is also what the significance tests compare (see :class:`Significance`).
     """
     out = Path(out)
-    summary = summarize(df)
-    paths = [write_runs(df, out, fmt)]
+    available = valid_keys(df)
+    rows, columns = (resolve_key(k, available) for k in pivot_on)
+    if rows == columns:
+        raise ConfigError(f"expected --pivot ROWS,COLUMNS to name two keys, got {rows} twice")
+    significance = Significance(metric, alpha, rows)
+    summary = summarize(df, significance, keys=(rows, columns))
+    written = Written([write_runs(df, out, fmt)], [], summary, significance)
 
     def write(suffix: str, text: str) -> None:
         path = out.with_name(f"{out.stem}_{suffix}")
         atomic_write_text(path, text)
-        paths.append(path)
+        written.paths.append(path)
 
     write("summary.csv", summary.to_csv(index=False))
-    write("summary.md", to_markdown(summary) if not summary.empty else "no runs\n")
+    write("summary.md", summary_markdown(summary, significance))
     if summary.empty or summary["n"].sum() == 0:
-        return paths
-    mean, std = pivot(summary, metric, *pivot_on)
-    write(f"pivot_{metric}.csv", mean.to_csv())
-    write(f"pivot_{metric}.md", table_text(mean, std, metric, "markdown"))
-    write(f"pivot_{metric}.tex", table_text(mean, std, metric, "latex"))
-    ranks = ranking(mean, metric)
+        written.notes.append("no ok run: no pivot, ranking or plots")
+        return written
+    table = pivot(summary, metric, rows, columns)
+    write(f"pivot_{metric}.csv", table.mean.to_csv())
+    write(f"pivot_{metric}.md", table_text(table, "markdown", significance))
+    write(f"pivot_{metric}.tex", table_text(table, "latex", significance))
+    by_setting, ranks = ranking(summary, significance)
     write(f"ranking_{metric}.csv", ranks.to_csv())
-    write(
-        f"ranking_{metric}.md",
-        table_text(mean, std, metric, "markdown", mean_rank=ranks["mean_rank"]),
-    )
-    write(
-        f"ranking_{metric}.tex",
-        table_text(mean, std, metric, "latex", mean_rank=ranks["mean_rank"]),
-    )
+    for style, suffix in (("markdown", "md"), ("latex", "tex")):
+        text = table_text(by_setting, style, significance, mean_rank=ranks["mean_rank"])
+        write(f"ranking_{metric}.{suffix}", text)
     if plots:
-        paths += write_plots(summary, out)
-    return paths
+        from poolbench.plots import write_plots
+
+        figures = write_plots(summary, out, significance, df)
+        written.paths += figures.paths
+        written.notes += figures.notes
+    return written

@@ -65,18 +65,38 @@ def test_report_tables_and_plots_match_the_records(sweep: Path, workdir: Path):
         assert row["test_acc_ci95"] == pytest.approx(half)
         assert pivot.loc[pool, "vgg"] == pytest.approx(statistics.mean(accs))
 
+    # Every cell tied with the best is bold: the best, and the other pool unless the paired
+    # t-test over the two seeds (Holm over one comparison: unchanged) tells them apart.
     best = summary["test_acc_mean"].idxmax()
+    other = "avg" if best == "max" else "max"
+    accs = {
+        pool: [
+            r["test_acc"]
+            for r in sorted(records, key=lambda r: r["seed"])
+            if r["pool"] == pool and r["status"] == "ok"
+        ]
+        for pool in ("max", "avg")
+    }
+    p = stats.ttest_rel(accs[other], accs[best]).pvalue
+    assert summary.loc[best, "tied_with_best"] and pd.isna(summary.loc[best, "p_vs_best"])
+    assert summary.loc[other, "p_vs_best"] == pytest.approx(p, nan_ok=True)
+    assert summary.loc[other, "test_vs_best"] == "paired t-test"
+    tied = summary["tied_with_best"].astype(bool)
+    assert summary.loc[other, "tied_with_best"] == (p >= 0.05)
     md = Path("out/report_pivot_test_acc.md").read_text()
     best_line = next(line for line in md.splitlines() if line.startswith(f"| {best} |"))
     assert f"**{summary.loc[best, 'test_acc_mean']:.4f} ± " in best_line
-    assert md.count("**") == 2  # one column, one best cell
+    assert md.count("**") == 2 * tied.sum()
+    assert "paired t-test by seed" in md and "Holm" in md and "alpha 0.05" in md
     tex = Path("out/report_pivot_test_acc.tex").read_text()
-    assert tex.startswith("\\begin{tabular}{lr}") and tex.count("\\textbf{") == 1
-    assert "$\\pm$" in tex
+    assert tex.startswith("\\begin{tabular}{lr}") and tex.count("\\textbf{") == tied.sum()
+    assert "$\\pm$" in tex and "% test_acc, n = 2 seeds per group" in tex
     ranking = pd.read_csv("out/report_ranking_test_acc.csv")
-    assert ranking["pool"].iloc[0] == best and ranking["vgg"].iloc[0] == 1
-    for name in ("acc_vs_latency", "acc_per_pool", "acc_vs_params"):
+    assert ranking["pool"].iloc[0] == best and ranking["test_acc"].iloc[0] == 1
+    for name in ("acc_vs_latency", "test_acc_per_pool"):
         assert Path(f"out/report_{name}.png").read_bytes()[:8] == PNG_MAGIC
+    assert not Path("out/report_acc_vs_params.png").exists()  # max and avg: same params
+    assert "no acc_vs_params plot: every group has the same number of parameters" in result.output
 
 
 def test_pivot_by_other_labels_and_metric(sweep: Path, workdir: Path):
