@@ -46,7 +46,7 @@ def plain_loop(model, batches, cfg: TrainConfig) -> float:
     """The loop a tutorial would write: fp32, eager, torch.optim, no tricks. Returns training
     seconds."""
     optimizer = torch.optim.SGD(
-        param_groups(model, cfg.weight_decay),
+        param_groups(model, cfg),
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,

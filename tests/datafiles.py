@@ -63,3 +63,34 @@ def write_imagefolder(root: Path, classes: tuple[str, ...] = ("cat", "dog")) -> 
                 mode = "L" if i == 1 else "RGB"
                 _image(root / split / name / f"{i}{ext}", (40, 32 + 4 * i), 90 * c + 30, mode)
     return root
+
+
+def write_tensors(
+    path: Path,
+    n_train: int = 40,
+    n_test: int = 12,
+    n_val: int = 0,
+    layout: str = "nchw",
+    size: int = 16,
+    classes: int = 4,
+    seed: int = 0,
+) -> Path:
+    """An .npz of uint8 images and int labels as airbench-style pipelines keep CIFAR:
+    x_train, y_train, x_test, y_test (and x_val, y_val when ``n_val``); a .pt path gets the same
+    dict through torch.save."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test), ("val", n_val)):
+        if n == 0:
+            continue
+        shape = (n, 3, size, size) if layout == "nchw" else (n, size, size, 3)
+        arrays[f"x_{split}"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        arrays[f"y_{split}"] = rng.integers(0, classes, n).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".pt":
+        import torch
+
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+    else:
+        np.savez(path, **arrays)
+    return path

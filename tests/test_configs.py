@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datafiles import write_cifar, write_imagefolder, write_imagenette
+from datafiles import write_cifar, write_imagefolder, write_imagenette, write_tensors
 
 from poolbench.data import list_datasets
 from poolbench.hydra_app import plan
@@ -43,6 +43,7 @@ def test_every_option_composes_and_validates(group: str, tmp_path: Path):
             "cifar100": write_cifar(tmp_path / "c100", "cifar100"),
             "imagenette": write_imagenette(tmp_path / "inette"),
             "imagefolder": write_imagefolder(tmp_path / "folder"),
+            "tensors": write_tensors(tmp_path / "tensors.npz"),
         }
         if group in ("data", "experiment")
         else {}
@@ -51,7 +52,8 @@ def test_every_option_composes_and_validates(group: str, tmp_path: Path):
         dataset = option if group == "data" else None
         if group == "experiment":
             dataset = experiment_dataset(option)
-        extra = [f"data.root={roots[dataset]}"] if dataset in roots else []
+        key = "path" if dataset == "tensors" else "root"
+        extra = [f"data.{key}={roots[dataset]}"] if dataset in roots else []
         the_plan = plan([f"{group}={option}", *extra])
         assert the_plan.runs, option
 
