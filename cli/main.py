@@ -178,6 +178,36 @@ def report(
     )
 
 
+@app.command(
+    "time",
+    help="Time the models of existing runs in one process, interleaved (comparable latency), "
+    "and write the figures into their records.",
+)
+@one_line_errors
+def time_(
+    sources: list[Path] = typer.Argument(
+        None, help="Run records: directories, sweep directories or run lists (default results/)."
+    ),
+    batch: int = typer.Option(64, "--batch", help="Images per timed forward pass."),
+    repeats: int = typer.Option(15, "--repeats", help="Rounds; each times every config once."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed calls per config first."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
+) -> None:
+    from poolbench.checks import check_int
+    from poolbench.report import find_records
+    from poolbench.timing import time_records
+
+    for key, value, minimum in (
+        ("--batch", batch, 1),
+        ("--repeats", repeats, 1),
+        ("--warmup", warmup, 0),
+    ):
+        check_int(key, value, minimum)
+    paths = find_records(sources or [Path("results")])
+    outcome = time_records(paths, batch, repeats, warmup)
+    tables.print_timings(console, outcome, batch, repeats)
+
+
 class ListWhat(str, Enum):
     pools = "pools"
     heads = "heads"

@@ -45,36 +45,9 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
             console.print(f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}")
         return len(failed)
 
-    table = Table(title=f"poolbench sweep: {len(records)} runs in {outcome.seconds:.0f} s")
-    # Setup columns only where the runs differ (pool always); metrics where any run has them.
-    # F, S and p only where they vary within one pool: each pool's defaults are in its config.
-    pools = {r.get("pool") for r in records}
-    labels = ["pool"] + [
-        c for c in ("data", "model", "head", "seed") if len({str(r.get(c)) for r in records}) > 1
-    ]
-    labels += [
-        c for c in ("F", "S", "p") if len({(r.get("pool"), r.get(c)) for r in records}) > len(pools)
-    ]
-    shown = [
-        metrics.get(name)
-        for name in ("test_acc", "shift_consistency", "latency_ms", "params", "flops")
-        if any(r.get(name) is not None for r in records)
-    ]
-    for col in labels:
-        table.add_column(col, no_wrap=True)
-    for metric in shown:
-        table.add_column(metric.name, justify="right")
-    table.add_column("status")
-    for r in sorted(records, key=lambda r: -(r.get("test_acc") or -1)):
-        status = r.get("status", "?")
-        if status != "ok":
-            status = f"[red]{status}[/red]"
-        elif r.get("run_name") in outcome.skipped:
-            status = "skipped"
-        cells = [str(r.get(c)) for c in labels]
-        cells += [_fmt(r.get(metric.name), metric.fmt) for metric in shown]
-        table.add_row(*cells, status)
-    console.print(table)
+    print_sweep_summary(console, outcome)
+    if outcome.timing:
+        console.print(outcome.timing, highlight=False, soft_wrap=True)
     import pandas as pd
 
     assert outcome.sweep_dir is not None
@@ -94,6 +67,86 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
             soft_wrap=True,
         )
     return len(failed)
+
+
+def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
+    """A sweep's closing table: one row per configuration over its seeds (mean ± 95% interval,
+    tied with the best or not, shift consistency, comparable latency, parameters, FLOPs), the
+    statement of the test, and the sentences the statistics support."""
+    from poolbench.report import (
+        Significance,
+        conclusions,
+        key_text,
+        records_frame,
+        shown_keys,
+        summarize,
+    )
+
+    df = records_frame(outcome.records)
+    if not df["status"].eq("ok").any():
+        return
+    significance = Significance()
+    summary = summarize(df, significance)
+    keys = shown_keys(summary, "pool")
+    latency = (
+        "latency_interleaved_ms"
+        if "latency_interleaved_ms_mean" in summary
+        and summary["latency_interleaved_ms_mean"].notna().all()
+        else "latency_ms"
+    )
+    columns = [
+        ("test_acc", "test_acc ± ci95"),
+        ("tied_with_best", "tied"),
+        ("shift_consistency", "shift cons."),
+        (latency, "ms" if latency == "latency_ms" else "ms (interleaved)"),
+        ("params", "params"),
+        ("flops", "MFLOPs"),
+    ]
+    columns = [(m, h) for m, h in columns if m == "tied_with_best" or f"{m}_mean" in summary]
+    table = Table(
+        title=f"poolbench sweep: {len(outcome.records)} runs in {outcome.seconds:.0f} s, "
+        f"mean over seeds (ci95: 95% t-interval half-width)",
+    )
+    for c in keys:
+        table.add_column(c, no_wrap=True)
+    for _, header in columns:
+        table.add_column(header, justify="right")
+    table.add_column("n", justify="right")
+    for _, row in summary.iterrows():
+        cells = [key_text(row[c]) for c in keys]
+        for name, _ in columns:
+            if name == "tied_with_best":
+                cells.append(_claim(row.get(name)))
+                continue
+            info = metrics.get(name)
+            value = row.get(f"{name}_mean")
+            if name == "flops":
+                cells.append(_fmt(None if value is None else value / 1e6, ".1f"))
+            elif name == "test_acc":
+                half = row.get("test_acc_ci95")
+                text = _fmt(value, info.fmt)
+                cells.append(text if half is None or math.isnan(half) else f"{text} ± {half:.4f}")
+            elif name.startswith("latency"):
+                flag = " !" if row.get("latency_unstable") is True else ""
+                cells.append(_fmt(value, ".2f") + flag)
+            else:
+                cells.append(_fmt(value, info.fmt))
+        failed = f" ({row['failed']} failed)" if row["failed"] else ""
+        style = "bold" if _claim(row.get("tied_with_best")) == "yes" else None
+        table.add_row(*cells, f"{row['n']}{failed}", style=style)
+    console.print(table)
+    console.print(significance.legend(summary["n"], marker="tied"), highlight=False, soft_wrap=True)
+    if latency == "latency_ms":
+        console.print(
+            "latency: each run's own timing (latency_interleaved=false or not timed): not "
+            "comparable on a busy machine",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif "latency_unstable" in summary and summary["latency_unstable"].eq(True).any():
+        console.print("!: IQR above 15% of the median", highlight=False)
+    for sentence in conclusions(df):
+        console.print(sentence, highlight=False, soft_wrap=True)
 
 
 def _mean_std(row: Any, metric: metrics.Metric) -> str:
@@ -273,3 +326,31 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
     failed = f", {len(failures)} cannot run" if failures else ""
     console.print(f"{len(jobs) - len(failures)} of {len(jobs)} runs can run{failed}")
     return failures
+
+
+def print_timings(console: Console, outcome: Any, batch: int, repeats: int) -> None:
+    """``poolbench time``: one row per configuration, fastest first."""
+    from poolbench.device import cpu_name
+
+    table = Table(
+        title=f"latency, interleaved: batch {batch}, median of {repeats} rounds, one process "
+        f"({cpu_name()}; session {outcome.session})"
+    )
+    for c in ("config", "ms", "IQR ms", "stable", "runs"):
+        table.add_column(c, justify="left" if c == "config" else "right")
+    for t in sorted(outcome.timings, key=lambda t: t.median_ms):
+        table.add_row(
+            t.label,
+            f"{t.median_ms:.3f}",
+            f"{t.iqr_ms:.3f}",
+            "no (IQR > 15%)" if t.unstable else "yes",
+            str(len(t.records)),
+        )
+    console.print(table)
+    skipped = f"; {outcome.skipped} records not ok, not timed" if outcome.skipped else ""
+    console.print(
+        f"wrote latency_interleaved_ms into {sum(len(t.records) for t in outcome.timings)} "
+        f"records{skipped}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -20,7 +20,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Top-level keys that do not change what a run computes, so they are not part of its identity.
 NON_IDENTITY_KEYS = frozenset(
-    {"hydra", "results_dir", "rerun", "keep_checkpoint", "progress", "experiment"}
+    {
+        "hydra",
+        "results_dir",
+        "rerun",
+        "keep_checkpoint",
+        "progress",
+        "experiment",
+        "latency_interleaved",
+    }
 )
 
 
@@ -251,6 +259,7 @@ class RunConfig:
     rerun: bool = False
     keep_checkpoint: bool = False
     progress: bool = True
+    latency_interleaved: bool = True
     channels_last: str | bool = "auto"
     compile: bool = False
     threads: str | int = "auto"
@@ -272,7 +281,7 @@ class RunConfig:
                 raise ConfigError(
                     f"expected threads to be auto or an integer >= 1, got {self.threads!r}"
                 ) from None
-        for key in ("compile", "rerun", "keep_checkpoint", "progress"):
+        for key in ("compile", "rerun", "keep_checkpoint", "progress", "latency_interleaved"):
             check_bool(key, getattr(self, key))
         if not isinstance(self.results_dir, str) or not self.results_dir.strip():
             raise ConfigError(

@@ -74,6 +74,12 @@ class Plan:
     launcher_overrides: tuple[str, ...] = ()
     jobs: tuple[PlannedRun, ...] = ()
     expanded: bool = True
+    launcher: str = ""  # the launcher plugin's _target_
+
+    @property
+    def on_cluster(self) -> bool:
+        """Runs go to cluster nodes, so this process's machine is not theirs."""
+        return self.launcher == SUBMITIT_SLURM
 
     def run_dir(self, cfg: RunConfig) -> Path:
         return self.results_dir / "runs" / cfg.run_name
@@ -188,7 +194,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
         )
     runs = [j.run for j in jobs if j.run is not None]
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
-    return Plan(runs, multirun, results_dir, launcher_overrides, tuple(jobs), expanded)
+    target = str(head.hydra.launcher.get("_target_", ""))
+    return Plan(runs, multirun, results_dir, launcher_overrides, tuple(jobs), expanded, target)
 
 
 def _compose_job(job: list[str]) -> PlannedRun:

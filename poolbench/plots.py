@@ -87,7 +87,7 @@ def caption(summary: pd.DataFrame) -> str:
         if key in summary.columns:
             parts.append(f"{key} {', '.join(sorted(set(map(key_text, summary[key]))))}")
     parts.append(n_text(sorted({int(n) for n in summary["n"]})))
-    for column in ("device", "dtype"):
+    for column in ("device", "cpu", "dtype"):
         parts.append(f"{column} {', '.join(_conditions(summary, column)) or 'not recorded'}")
     sources = _conditions(summary, "latency_source")
     if not sources:
@@ -255,13 +255,29 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
         fontsize=max(4.5, min(8, 200 / max(len(labels), 1))),
         transform=key_ax.transAxes,
     )
-    what = "latency as recorded" if x == "latency_ms" else x
+    what = {
+        "latency_ms": "each run's own timing: not comparable on a busy machine",
+        "latency_interleaved_ms": "every config timed in one process, interleaved",
+    }.get(x, x)
     fig.suptitle(_wrap(f"test accuracy vs {x} ({what})\n{caption(ok)}"), fontsize=10)
     fig.text(0.01, 0.005, AXIS_RULE, fontsize=6.5, va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     numbers = [str(n) for n in range(1, len(ok) + 1)]
     place_labels(ax, ok[f"{x}_mean"].tolist(), ok["test_acc_mean"].tolist(), numbers)
     return fig
+
+
+def comparable_latency(summary: pd.DataFrame) -> str | None:
+    """The latency column to plot: the interleaved figure when every group has one from the
+    same session, else the runs' own (None: no latency at all)."""
+    interleaved = "latency_interleaved_ms_mean"
+    if interleaved in summary.columns and summary[interleaved].notna().all():
+        sessions = summary.get("latency_session")
+        if sessions is None or sessions.nunique(dropna=True) <= 1:
+            return "latency_interleaved_ms"
+    if "latency_ms_mean" in summary.columns and summary["latency_ms_mean"].notna().any():
+        return "latency_ms"
+    return None
 
 
 # Offsets (points) tried for a label, nearest first: 8 directions on growing rings.
@@ -478,9 +494,10 @@ def make_figures(
 
     add(f"{info.name}_per_{by}", _per_group(summary, significance), [f"{info.name}_mean"])
     if "test_acc_mean" in ok.columns and ok["test_acc_mean"].notna().any():
-        if "latency_ms_mean" in ok.columns and ok["latency_ms_mean"].notna().any():
-            fig = _scatter(summary, significance, "latency_ms", True)
-            add("acc_vs_latency", fig, ["test_acc_mean", "latency_ms_mean"])
+        latency = comparable_latency(ok)
+        if latency is not None:
+            fig = _scatter(summary, significance, latency, True)
+            add("acc_vs_latency", fig, ["test_acc_mean", f"{latency}_mean"])
         if "params_mean" in ok.columns and ok["params_mean"].nunique() > 1:
             fig = _scatter(summary, significance, "params", False)
             add("acc_vs_params", fig, ["test_acc_mean", "params_mean"])

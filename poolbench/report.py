@@ -55,8 +55,9 @@ LABEL_KEYS = {
 }
 LABELS = list(LABEL_KEYS)
 # Conditions of the measurements, kept per group for captions (values joined when they differ).
-CONDITIONS = ("device", "dtype", "latency_source")
+CONDITIONS = ("device", "cpu", "dtype", "latency_session")
 FORMATS = ("csv", "parquet")
+UNSTABLE_IQR = 0.15  # poolbench.timing's threshold (not imported: it would load torch)
 MISSING = "-"  # a key a group does not have (e.g. p for max pooling), a cell without an ok run
 
 
@@ -202,6 +203,12 @@ def load_records(sources: Iterable[Path]) -> pd.DataFrame:
             raise DataError(f"unreadable run record {path}: {err}") from None
         record["record_path"] = str(path)
         rows.append(record)
+    return records_frame(rows)
+
+
+def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Run records (dicts) as one row each, flattened as :func:`load_records` describes."""
+    rows = [dict(r) for r in records]
     if not rows:
         return pd.DataFrame(columns=list(RECORD_FIELDS))
     history = [r.pop("history", None) for r in rows]
@@ -409,6 +416,7 @@ def _summarize(
             row[f"{m}_std"] = values.std(ddof=1) if values.count() > 1 else float("nan")
             if m in ("test_acc", "latency_ms", metric):
                 row[f"{m}_ci95"] = ci95_halfwidth(row[f"{m}_std"], int(values.count()))
+        row.update(latency_figure(row))
         rows.append(row)
         samples.append(_samples(good, metric))
     out = pd.DataFrame(rows)
@@ -418,6 +426,25 @@ def _summarize(
         if k not in LABELS and k not in keys and out[k].nunique(dropna=False) <= 1
     ]
     return _judge(out.drop(columns=constant), samples, significance)
+
+
+def latency_figure(row: dict[str, Any]) -> dict[str, Any]:
+    """The group's comparable latency: ``latency_source`` is ``interleaved`` when its runs were
+    timed in one session with the others (``latency_interleaved_ms``, see
+    :mod:`poolbench.timing`), else ``in_run`` (each run's own, at its own moment: not
+    comparable across runs on a busy machine); ``latency_unstable`` flags an interquartile
+    range above 15% of the median."""
+    for name, iqr in (
+        ("latency_interleaved_ms", "latency_interleaved_iqr_ms"),
+        ("latency_ms", "latency_iqr_ms"),
+    ):
+        median = row.get(f"{name}_mean")
+        if median is not None and pd.notna(median):
+            spread = row.get(f"{iqr}_mean")
+            unstable = bool(pd.notna(spread) and spread > UNSTABLE_IQR * median)
+            source = "interleaved" if name == "latency_interleaved_ms" else "in_run"
+            return {"latency_source": source, "latency_unstable": unstable}
+    return {"latency_source": None, "latency_unstable": None}
 
 
 def _judge(
@@ -878,3 +905,119 @@ def write_report(
         written.paths += figures.paths
         written.notes += figures.notes
     return written
+
+
+# --- What a sweep concludes -----------------------------------------------------------------
+
+
+def conclusions(df: pd.DataFrame, alpha: float = 0.05, compare_by: str = "pool") -> list[str]:
+    """Two to four plain sentences drawn from the statistics of ``df``'s records (one
+    comparison of ``compare_by`` values; with several, the first and a pointer to the report):
+    the best test accuracy and the groups tied with it, the ones significantly worse, the most
+    shift-consistent, and the fastest by comparable latency."""
+    if df.empty or not df["status"].eq("ok").any():
+        return ["No run finished: nothing to conclude."]
+    acc = Significance("test_acc", alpha, compare_by)
+    summary = summarize(df, acc)
+    names = summary_keys(summary)
+    by = resolve_key(compare_by, names)
+    sets = [k for k in names if k not in subtree(by, names) and summary[k].nunique() > 1]
+    note = []
+    if sets:
+        first = summary[sets].iloc[0]
+        mask = (summary[sets] == first).all(axis=1)
+        summary = summary[mask]
+        df = df[df.index.isin(_rows_of(df, summary))]
+        where = ", ".join(f"{k}={key_text(first[k])}" for k in sets)
+        note = [f"(For {where}; `poolbench report` compares every setting.)"]
+    labels = dict(
+        zip(summary.index, row_labels(summary, shown_keys(summary, compare_by)), strict=True)
+    )
+    ok = summary[summary["n"] > 0]
+    if ok.empty:
+        return ["No run finished: nothing to conclude."]
+    best = ok.iloc[0]
+    text = [f"Best test accuracy: {labels[best.name]} {_interval(best, 'test_acc')}"]
+    if ok["n"].max() < 2:
+        text[0] += (
+            f"; with one seed per {by} no difference can be told from seed noise: "
+            f"run seed=0,1,2 for a claim."
+        )
+        sentences = text
+    else:
+        tied = [labels[i] for i, r in ok.iloc[1:].iterrows() if r["tied_with_best"] is True]
+        worse = ok[ok["tied_with_best"].eq(False).fillna(False)]
+        test = "paired t-test by seed" if ok["test_vs_best"].eq(PAIRED).any() else WELCH
+        tie_text = ", ".join(tied) if tied else "none"
+        text[0] += (
+            f"; not significantly worse ({test}, Holm-corrected, alpha {alpha:g}): "
+            f"{tie_text} ({len(tied)} of {len(ok) - 1})."
+        )
+        if len(worse):
+            listed = ", ".join(
+                f"{labels[i]} (p={r['p_vs_best']:.2g})" for i, r in worse.head(8).iterrows()
+            )
+            more = f" and {len(worse) - 8} more" if len(worse) > 8 else ""
+            text.append(f"Significantly worse than {labels[best.name]}: {listed}{more}.")
+        else:
+            text.append(f"No {by} is significantly worse than {labels[best.name]}.")
+        sentences = text
+    if "shift_consistency" in df.columns and df["shift_consistency"].notna().any():
+        shift = summarize(df, Significance("shift_consistency", alpha, compare_by))
+        shift = shift[shift["n"] > 0]
+        top = shift.iloc[0]
+        top_label = row_labels(shift.iloc[:1], shown_keys(shift, compare_by))[0]
+        sentence = f"Most shift-consistent: {top_label} {_interval(top, 'shift_consistency')}"
+        if shift["n"].max() >= 2:
+            others = row_labels(
+                shift.iloc[1:][shift.iloc[1:]["tied_with_best"].eq(True).fillna(False)],
+                shown_keys(shift, compare_by),
+            )
+            sentence += f", tied with {', '.join(others)}" if others else ", ahead of all others"
+        sentences.append(sentence + ".")
+    sentences += _fastest(summary, labels)
+    return sentences[:4] + note
+
+
+def _rows_of(df: pd.DataFrame, summary: pd.DataFrame) -> list[Any]:
+    """Indices of ``df``'s records that belong to ``summary``'s groups."""
+    wanted = {
+        tuple(key_text(v) for v in r)
+        for r in summary[summary_keys(summary)].itertuples(index=False)
+    }
+    keys = summary_keys(summary)
+    out = []
+    for values, group in run_groups(df):
+        if tuple(key_text(values.get(k)) for k in keys) in wanted:
+            out.extend(group.index)
+    return out
+
+
+def _interval(row: pd.Series, metric: str) -> str:
+    info = metrics.get(metric)
+    mean = info.format(row[f"{metric}_mean"])
+    half = row.get(f"{metric}_ci95")
+    if half is None or pd.isna(half):
+        return f"{mean} (n={int(row['n'])})"
+    return f"{mean} ± {info.format(half)} (95% CI, n={int(row['n'])})"
+
+
+def _fastest(summary: pd.DataFrame, labels: dict[Any, str]) -> list[str]:
+    column = "latency_interleaved_ms_mean"
+    source = "timed interleaved in one process"
+    if column not in summary.columns or summary[column].isna().all():
+        column, source = (
+            "latency_ms_mean",
+            "each run's own timing, not comparable on a busy machine",
+        )
+    if column not in summary.columns or summary[column].isna().all():
+        return []
+    timed = summary[summary[column].notna()].sort_values(column)
+    fast, slow = timed.iloc[0], timed.iloc[-1]
+    unstable = int(timed["latency_unstable"].eq(True).sum()) if "latency_unstable" in timed else 0
+    flag = f"; {unstable} figure(s) unstable (IQR > 15% of the median)" if unstable else ""
+    return [
+        f"Fastest inference ({source}): {labels[fast.name]} {fast[column]:.2f} ms per batch; "
+        f"slowest {labels[slow.name]} {slow[column]:.2f} ms ({slow[column] / fast[column]:.1f}x)"
+        f"{flag}."
+    ]

@@ -22,7 +22,7 @@ from poolbench.checkpoint import Checkpoint
 from poolbench.config import RunConfig
 from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
-from poolbench.device import resolve_channels_last, resolve_device, resolve_precision
+from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.invariance import invariance_metrics, metric_names
 from poolbench.measure import PeakMemory, inference_latency
@@ -134,6 +134,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "device": None,
         "dtype": None,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
         "channels_last": None,
         "compile": cfg.compile,
         "torch_version": torch.__version__,

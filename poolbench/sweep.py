@@ -21,12 +21,14 @@ from poolbench.record import RECORD_NAME, read_ok_record, read_record
 
 @dataclass
 class SweepOutcome:
-    """Every planned run's record, which of them were skipped, and where the sweep wrote."""
+    """Every planned run's record, which of them were skipped, where the sweep wrote, and the
+    interleaved timing session (or why there was none)."""
 
     records: list[dict[str, Any]]
     skipped: set[str]
     seconds: float
     sweep_dir: Path | None
+    timing: str = ""
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -85,4 +87,34 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
             plan.multirun,
             sweep_size=len(plan.runs),
         )
-    return SweepOutcome(collect(plan), skipped, time.time() - start, sweep_dir)
+    timing = interleaved_latency(plan)
+    return SweepOutcome(collect(plan), skipped, time.time() - start, sweep_dir, timing)
+
+
+def interleaved_latency(plan: Plan) -> str:
+    """Time every ok run of a sweep interleaved (see :mod:`poolbench.timing`) and write the
+    figures into their records; returns what happened, in one line."""
+    first = plan.runs[0]
+    if not plan.multirun or not first.latency_interleaved:
+        return ""
+    if plan.on_cluster:
+        return (
+            "latency: not timed here (the runs ran on cluster nodes); on one of them run "
+            "`poolbench time <results>/runs` for comparable figures"
+        )
+    from poolbench.errors import DataError
+    from poolbench.timing import time_records
+
+    paths = [plan.run_dir(r) / RECORD_NAME for r in plan.runs]
+    paths = [p for p in paths if p.is_file()]
+    print(f"sweep: timing {len(paths)} runs' models interleaved ...", flush=True)
+    try:
+        outcome = time_records(paths, first.latency_batch, max(first.latency_repeats, 10), warmup=3)
+    except DataError as err:
+        return f"latency: not timed ({err})"
+    unstable = sum(t.unstable for t in outcome.timings)
+    flag = f", {unstable} unstable (IQR > 15% of the median)" if unstable else ""
+    return (
+        f"latency: {len(outcome.timings)} configs timed interleaved in one process "
+        f"(session {outcome.session}){flag}"
+    )

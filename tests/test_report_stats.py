@@ -341,8 +341,15 @@ def plotted(records: list[dict], tmp_path: Path, **kwargs) -> tuple[dict, list[s
     return figures, notes, summary
 
 
-def conditions(**fields) -> dict:
-    return {"device": "cuda", "dtype": "bf16", "latency_source": "interleaved"} | fields
+def conditions(latency_source: str = "interleaved", **fields) -> dict:
+    """Record fields of the measurement conditions; an ``interleaved`` latency source is a
+    record that ``poolbench time`` wrote into (latency_interleaved_ms, one session)."""
+    timed = {"latency_interleaved_ms": 2.0, "latency_session": "s1"}
+    return (
+        {"device": "cuda", "dtype": "bf16"}
+        | (timed if latency_source == "interleaved" else {})
+        | fields
+    )
 
 
 def test_figures_state_their_conditions_and_95_intervals(tmp_path: Path):

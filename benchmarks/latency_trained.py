@@ -1,0 +1,106 @@
+"""Does a pool's inference latency depend on the trained weights?
+
+``poolbench time`` (and the end of a sweep) times fresh, untrained models, one per
+configuration, interleaved. That is sound only where latency does not depend on the values the
+network computes. Pools with data-dependent work: ``median`` (a sort per window off the 2x2
+fast path), ``stochastic`` (a fallback pass when a window has no positive entry), ``softpool``
+(a shifted exp when activations are large), ``fractional`` (regions drawn per call; fixed in
+eval), and ``lp``/``gem`` (scaled paths at large p). This script trains each on digits, then
+times the trained model and a fresh one of the same config interleaved in one process, and
+prints both and their ratio.
+
+    python benchmarks/latency_trained.py [--pools median,stochastic] [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from poolbench.config import RunConfig
+from poolbench.data import create_dataset
+from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
+from poolbench.errors import PoolbenchError
+from poolbench.hydra_app import plan
+from poolbench.runner import build_model
+from poolbench.timing import Target, time_interleaved
+from poolbench.train import train
+
+DEFAULT = "max,median,stochastic,softpool,fractional,gem,lp"
+
+
+def trained_and_fresh(cfg: RunConfig) -> list[Target]:
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.pool.name)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train(
+        model, data, cfg.train, device, precision, cfg.seed, live=False, channels_last=channels_last
+    )
+    torch.manual_seed(cfg.seed + 1)
+    fresh = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    shape = data.input_shape
+    return [
+        Target(
+            f"{cfg.pool.name}-trained",
+            f"{cfg.pool.name} trained",
+            model,
+            shape,
+            device,
+            precision,
+            channels_last,
+            [],
+        ),
+        Target(
+            f"{cfg.pool.name}-fresh",
+            f"{cfg.pool.name} fresh",
+            fresh,
+            shape,
+            device,
+            precision,
+            channels_last,
+            [],
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", default=DEFAULT)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    try:
+        if args.epochs < 1 or args.repeats < 1 or args.batch < 1:
+            raise PoolbenchError("expected --epochs, --repeats and --batch >= 1")
+        pools = [p for p in args.pools.split(",") if p]
+        targets = []
+        for pool in pools:
+            cfg = plan([f"pool={pool}", f"train.epochs={args.epochs}"]).runs[0]
+            targets += trained_and_fresh(cfg)
+    except PoolbenchError as err:
+        sys.exit(f"error: {err}")
+    timings = time_interleaved(targets, args.batch, args.repeats, warmup=5)
+    print(
+        f"{cpu_name()}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"median of {args.repeats} interleaved rounds, digits after {args.epochs} epochs"
+    )
+    print(f"{'pool':<12} {'trained ms':>11} {'IQR':>7} {'fresh ms':>9} {'IQR':>7} {'ratio':>6}")
+    for trained, fresh in zip(timings[::2], timings[1::2], strict=True):
+        name = trained.label.split()[0]
+        print(
+            f"{name:<12} {trained.median_ms:>11.3f} {trained.iqr_ms:>7.3f} "
+            f"{fresh.median_ms:>9.3f} {fresh.iqr_ms:>7.3f} "
+            f"{trained.median_ms / fresh.median_ms:>6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
