@@ -79,7 +79,7 @@ def create_for_slot(name: str, slot: Kind, channels: int, **params: Any) -> nn.M
 
 
 # Importing the family modules registers their layers.
-import_submodules(__name__, __path__, skip=("base",))
+import_submodules(__name__, __path__, skip=("base", "ops"))
 
 __all__ = [
     "GlobalPool",

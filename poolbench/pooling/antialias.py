@@ -25,7 +25,8 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int, depthwise_conv2d, pooled_size
+from poolbench.pooling.base import LocalPool, check_int, pooled_size
+from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
 
 
 def binomial_filter(blur_size: int) -> list[float]:
@@ -55,7 +56,7 @@ def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = 
         return x[:, :, ::S, ::S].to(dtype)
     taps = torch.tensor(
         binomial_filter(blur_size),
-        dtype=torch.promote_types(x.dtype, torch.float32),  # float64 stays float64
+        dtype=compute_dtype(x.dtype),  # float64 stays float64
         device=x.device,
     )
     kernel = torch.outer(taps, taps).expand(x.shape[1], 1, blur_size, blur_size)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool, check_int, check_positive
+from poolbench.pooling.ops import compute_dtype
 
 
 def attend(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
@@ -40,7 +41,7 @@ def attend(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
     -> ``Tensor[..., Q, e]`` in float32 (float64 stays float64).
     """
     with torch.autocast(device_type=query.device.type, enabled=False):
-        dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+        dtype = compute_dtype(query.dtype)
         scores = scale * query.to(dtype) @ key.to(dtype).transpose(-2, -1)  # (..., Q, T)
         weights = torch.softmax(scores, dim=-1)  # softmax subtracts the row max itself
         return weights @ value.to(dtype)

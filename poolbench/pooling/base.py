@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F_
 from torch import nn
 
 from poolbench.errors import ConfigError, ShapeError
@@ -45,20 +44,6 @@ def register_power(module: nn.Module, p: float, learnable: bool) -> None:
         module.p = nn.Parameter(torch.tensor(float(p)))
     else:
         module.register_buffer("p", torch.tensor(float(p)))
-
-
-def depthwise_conv2d(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
-    """``conv2d(x, kernel, stride, groups=C)`` computed in float32 on the CPU under autocast,
-    returned in ``x``'s dtype. oneDNN has no fast bfloat16 depthwise kernel on CPUs without
-    AMX: its backward took 7 ms against 0.3 ms in float32 (64x64x9x9, stride 2, 2 threads,
-    AVX-512-BF16 AMD EPYC), which made a bf16 training step with blur pooling 2.8x slower
-    than fp32."""
-    low = x.dtype in (torch.bfloat16, torch.float16)
-    if x.device.type == "cpu" and (low or torch.is_autocast_enabled("cpu")):
-        with torch.autocast("cpu", enabled=False):
-            out = F_.conv2d(x.float(), kernel.float(), stride=stride, groups=x.shape[1])
-        return out.to(x.dtype)
-    return F_.conv2d(x, kernel.to(x.dtype), stride=stride, groups=x.shape[1])
 
 
 def init_gem(module: nn.Module, p: float, eps: float, learnable_p: bool) -> None:

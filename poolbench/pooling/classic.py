@@ -26,6 +26,7 @@ from torch.autograd.function import once_differentiable
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
+from poolbench.pooling.ops import crop_to_blocks, per_block, tiles_into_blocks, window_view
 
 
 @register_pool("max", kind="local", paper="Ranzato et al. 2007; Jarrett et al. 2009")
@@ -117,23 +118,6 @@ class MinPool(LocalPool):
         return min_pool2d(x, self.F, self.S, self.padding, self.ceil_mode)
 
 
-def _window_view(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool, fill: float) -> Tensor:
-    """``x (Tensor[N, C, H, W])`` as a strided view ``(N, C, H', W', F, F)`` of its windows.
-
-    The map is padded with ``fill`` by ``padding`` on the left/top and by as much as the last
-    (ceil-mode) window needs on the right/bottom, so H' and W' follow :func:`pooled_size`.
-    """
-    h, w = x.shape[-2:]
-    oh = pooled_size(h, F, S, padding, ceil_mode)
-    ow = pooled_size(w, F, S, padding, ceil_mode)
-    extra_h = max(0, (oh - 1) * S + F - h - padding)
-    extra_w = max(0, (ow - 1) * S + F - w - padding)
-    if padding or extra_h or extra_w:
-        x = F_.pad(x, (padding, extra_w, padding, extra_h), value=fill)
-    windows = x.unfold(2, F, S).unfold(3, F, S)
-    return windows[:, :, :oh, :ow]
-
-
 class _Median2x2(torch.autograd.Function):
     """Lower median of each 2x2 block (F = S = 2, no padding) in closed form.
 
@@ -186,11 +170,10 @@ def median_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool =
     because padding <= F/2 and the last ceil-mode window starts inside the map. F = S = 2
     without padding (the default) takes a closed form of min/max ops (:class:`_Median2x2`).
     """
-    h, w = x.shape[-2:]
-    if F == 2 and S == 2 and not padding and (not ceil_mode or (h % 2 == 0 and w % 2 == 0)):
+    if F == 2 and tiles_into_blocks(*x.shape[-2:], F, S, padding, ceil_mode):
         return _Median2x2.apply(x)
     padded = bool(padding) or ceil_mode
-    windows = _window_view(x, F, S, padding, ceil_mode, float("nan") if padded else 0.0)
+    windows = window_view(x, F, S, padding, ceil_mode, float("nan") if padded else 0.0)
     flat = windows.flatten(-2)  # (N, C, H', W', F*F); copies the overlapping view
     if padded:
         return flat.nanmedian(dim=-1).values
@@ -262,7 +245,7 @@ class _BlockMaxAvgPool(torch.autograd.Function):
         (switches,) = ctx.saved_tensors
         alpha, F = ctx.alpha, ctx.F
         n, c, h, w = grad.shape
-        share = (grad * ((1 - alpha) / (F * F)))[:, :, :, None, :, None]
+        share = per_block(grad * ((1 - alpha) / (F * F)))
         grad_x = share.expand(n, c, h, F, w, F).reshape(ctx.shape)  # (N, C, H, W), a copy
         grad_x.view(n, c, -1).scatter_add_(
             2, switches.view(n, c, -1), (grad * alpha).view(n, c, -1)
@@ -275,12 +258,11 @@ def max_avg_pool2d(
 ) -> Tensor:
     """``alpha * max_window x + (1 - alpha) * mean_window x`` for ``x (Tensor[N, C, H, W])``.
 
-    The mean excludes zero padding. Non-overlapping blocks (F == S, no padding, the map
-    tiling exactly) take a fused backward; other settings use autograd.
+    The mean excludes zero padding. Non-overlapping blocks (F == S, no padding) take a fused
+    backward; other settings use autograd.
     """
-    h, w = x.shape[-2:]
-    if F == S and not padding and h % F == 0 and w % F == 0:
-        return _BlockMaxAvgPool.apply(x.contiguous(), alpha, F)
+    if tiles_into_blocks(*x.shape[-2:], F, S, padding, ceil_mode):
+        return _BlockMaxAvgPool.apply(crop_to_blocks(x, F), alpha, F)
     mx = F_.max_pool2d(x, F, S, padding, ceil_mode=ceil_mode)
     avg = F_.avg_pool2d(x, F, S, padding, ceil_mode=ceil_mode, count_include_pad=False)
     return torch.lerp(avg, mx, alpha)

@@ -28,6 +28,7 @@ from torch import Tensor
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool, check_positive, init_gem
+from poolbench.pooling.ops import float32_at_least
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
@@ -58,7 +59,7 @@ def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
+        xf = float32_at_least(x)
         pf = p.to(xf.dtype) if isinstance(p, Tensor) else p
         out = xf.clamp(min=eps).pow(pf).mean(dim=(2, 3)).pow(1.0 / pf)
     return out.to(dtype)
@@ -77,7 +78,7 @@ def global_lp(x: Tensor, p: float) -> Tensor:
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
+        xf = float32_at_least(x)
         total = xf.abs().pow(p).sum(dim=(2, 3))
         root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
         out = torch.where(total > 0, root, torch.zeros_like(root))

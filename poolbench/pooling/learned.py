@@ -22,10 +22,12 @@ from torch import Tensor, nn
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, check_int
+from poolbench.pooling.ops import compute_dtype, depthwise_conv2d, float32_at_least
 
 
 def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
-    """sum_{a,b} weight[c, k, a, b] x[n, c, iS + a, jS + b] -> (N, C, K, H', W').
+    """sum_{a,b} weight[c, k, a, b] x[n, c, iS + a, jS + b] -> (N, C, K, H', W'), in float32
+    at least (the gates' sigmoids and the tree's mixing are computed from it).
 
     ``weight`` is (K, F, F) shared by all channels or (C, K, F, F) per channel; one depthwise
     convolution computes every channel's K responses.
@@ -34,14 +36,8 @@ def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
     if weight.dim() == 3:
         weight = weight.unsqueeze(0).expand(channels, -1, -1, -1)
     k = weight.shape[1]
-    # Depthwise convolutions have no fast bfloat16 kernel on CPU: run them in float32.
-    with torch.autocast(x.device.type, enabled=False):
-        out = F_.conv2d(
-            _float32_at_least(x),
-            weight.reshape(channels * k, 1, F, F).to(_float32_at_least(x).dtype),
-            stride=S,
-            groups=channels,
-        )
+    kernel = weight.reshape(channels * k, 1, F, F)
+    out = depthwise_conv2d(x, kernel, S, keep_float32=True)
     return out.unflatten(1, (channels, k))
 
 
@@ -90,7 +86,7 @@ class _DisjointGated(torch.autograd.Function):
             windows = (
                 x.reshape(n, c, h_out, F, w_out, F)
                 .permute(1, 3, 5, 0, 2, 4)
-                .to(torch.promote_types(x.dtype, torch.float32))
+                .to(compute_dtype(x.dtype))
                 .contiguous()
                 .view(c, F * F, n * h_out * w_out)
             )
@@ -248,14 +244,10 @@ def lip_pool2d(x: Tensor, logit: Tensor, F: int = 2, S: int = 2) -> Tensor:
     are computed in float32 and shifted by ``logit.max()`` before ``exp``; the shift cancels in
     the ratio.
     """
-    logit = _float32_at_least(logit)
+    logit = float32_at_least(logit)
     weight = torch.exp(logit - logit.detach().amax())
-    xw = _float32_at_least(x) * weight
+    xw = float32_at_least(x) * weight
     return (F_.avg_pool2d(xw, F, S) / F_.avg_pool2d(weight, F, S)).to(x.dtype)
-
-
-def _float32_at_least(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class LipLogit(nn.Module):

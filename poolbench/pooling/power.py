@@ -23,32 +23,13 @@ from torch.autograd.function import once_differentiable
 
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, check_positive, init_gem
-
-
-def _fp32(x: Tensor) -> Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def _is_block(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool) -> bool:
-    """Non-overlapping F x F blocks (F == S, no padding): the case with a fused backward."""
-    h, w = x.shape[-2:]
-    return F == S and not padding and (not ceil_mode or (h % F == 0 and w % F == 0))
-
-
-def _crop_blocks(x: Tensor, F: int) -> Tensor:
-    """Drop the rows/columns no floor-mode window reaches, so the map tiles into blocks."""
-    h, w = x.shape[-2] // F * F, x.shape[-1] // F * F
-    return x[:, :, :h, :w].contiguous()
-
-
-def _up(t: Tensor) -> Tensor:
-    # (N, C, H', W') -> (N, C, H', 1, W', 1), broadcasting over a (N, C, H', F, W', F) view
-    return t[:, :, :, None, :, None]
-
-
-def _blocks(x: Tensor, F: int) -> Tensor:
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // F, F, w // F, F)
+from poolbench.pooling.ops import (
+    block_view,
+    crop_to_blocks,
+    float32_at_least,
+    per_block,
+    tiles_into_blocks,
+)
 
 
 def _lp_root(total: Tensor, p: float) -> Tensor:
@@ -79,10 +60,10 @@ class _BlockLpPool(torch.autograd.Function):
         p, F = ctx.p, ctx.F
         if p == 2:
             scale = grad / out
-            return (_blocks(x, F) * _up(scale)).reshape(x.shape), None, None
+            return (block_view(x, F) * per_block(scale)).reshape(x.shape), None, None
         scale = grad / out.pow(p - 1)
         signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
-        return (_blocks(signed, F) * _up(scale)).reshape(x.shape), None, None
+        return (block_view(signed, F) * per_block(scale)).reshape(x.shape), None, None
 
 
 class _BlockGeMPool(torch.autograd.Function):
@@ -133,7 +114,7 @@ class _BlockGeMPool(torch.autograd.Function):
             F_.threshold_(grad_x, eps, 0.0).pow_(exponent - 1)
         else:
             grad_x.clamp_min_(eps).pow_(exponent - 1).masked_fill_(x < eps, 0.0)
-        _blocks(grad_x, F).mul_(_up(scale))
+        block_view(grad_x, F).mul_(per_block(scale))
         return grad_x, grad_p, None, None
 
 
@@ -149,9 +130,9 @@ def lp_pool2d(
     to the smallest normal float before the root, whose derivative is infinite at 0).
     """
     with torch.autocast(x.device.type, enabled=False):
-        xf = _fp32(x)
-        if _is_block(xf, F, S, padding, ceil_mode):
-            out = _BlockLpPool.apply(_crop_blocks(xf, F), p, F)
+        xf = float32_at_least(x)
+        if tiles_into_blocks(*xf.shape[-2:], F, S, padding, ceil_mode):
+            out = _BlockLpPool.apply(crop_to_blocks(xf, F), p, F)
         else:
             powered = xf.square() if p == 2 else xf.abs().pow(p)
             # divisor 1: window sums (partial ceil-mode windows and zero padding included)
@@ -200,10 +181,10 @@ def gem_pool2d(
     learnable exponent), broadcast over channels if it has one value per channel.
     """
     with torch.autocast(x.device.type, enabled=False):
-        xf = _fp32(x)
+        xf = float32_at_least(x)
         pf = p.to(xf.dtype) if isinstance(p, Tensor) else torch.tensor(p, dtype=xf.dtype)
-        if pf.numel() == 1 and _is_block(xf, F, S, padding, ceil_mode):
-            out = _BlockGeMPool.apply(_crop_blocks(xf, F), pf, F, eps)
+        if pf.numel() == 1 and tiles_into_blocks(*xf.shape[-2:], F, S, padding, ceil_mode):
+            out = _BlockGeMPool.apply(crop_to_blocks(xf, F), pf, F, eps)
         else:
             if pf.numel() > 1:
                 pf = pf.view(1, -1, 1, 1)

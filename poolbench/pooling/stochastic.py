@@ -21,10 +21,7 @@ from torch import Tensor, nn
 from poolbench.errors import ConfigError, ShapeError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
-
-
-def _float32_at_least(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+from poolbench.pooling.ops import block_view, float32_at_least
 
 
 def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) -> Tensor:
@@ -48,7 +45,7 @@ def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) 
     """
     h_out, w_out = pooled_size(x.shape[-2], F, S), pooled_size(x.shape[-1], F, S)
     if not training:
-        xf = _float32_at_least(x)
+        xf = float32_at_least(x)
         w = xf.clamp(min=0)
         num = F_.avg_pool2d(w * w, F, S)
         den = F_.avg_pool2d(w, F, S)
@@ -79,8 +76,8 @@ def _disjoint_sample(x: Tensor, F: int, h_out: int, w_out: int) -> Tensor:
     """
     n, c, height, width = x.shape
     with torch.no_grad():
-        xf = _float32_at_least(x)[..., : h_out * F, : w_out * F]
-        w6 = xf.clamp(min=0).reshape(n, c, h_out, F, w_out, F)
+        xf = float32_at_least(x)[..., : h_out * F, : w_out * F]
+        w6 = block_view(xf.clamp(min=0), F)  # (N, C, H', F, W', F)
         offsets = [a * width + b for a in range(F) for b in range(F)]
         cums = []
         total = None
@@ -112,7 +109,7 @@ def _race_sample(x: Tensor, F: int, S: int, h_out: int, w_out: int) -> Tensor:
     with torch.no_grad():
         # Exponential race: with E_i ~ Exp(1) i.i.d., argmax_i w_i / E_i is i with probability
         # w_i / sum w, so native max pooling over the keys draws every window's sample.
-        xf = _float32_at_least(x)
+        xf = float32_at_least(x)
         keys = torch.rand_like(xf).log_()  # -E
         # x / E: positive entries race as w / E; zero and negative ones (w = 0) stay <= 0.
         keys = torch.div(xf, keys, out=keys).neg_()

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, depthwise_conv2d
+from poolbench.pooling.base import LocalPool
+from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -57,7 +58,7 @@ def wavelet_pool2d(x: Tensor, wavelet: str = "haar") -> Tensor:
         return F_.avg_pool2d(x, 2, 2) * 2.0
     taps = len(h) - 2
     x = F_.pad(x, (0, taps, 0, taps), mode="circular")
-    h1 = torch.tensor(h, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
+    h1 = torch.tensor(h, dtype=compute_dtype(x.dtype), device=x.device)
     kernel = torch.outer(h1, h1).expand(x.shape[1], 1, len(h), len(h))
     return depthwise_conv2d(x, kernel, 2)
 
