@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
+from poolbench.checks import check_int
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int, pooled_size
+from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
 
 
@@ -105,7 +106,7 @@ class BlurPool(LocalPool):
         blur_size: int = 3,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        self.blur_size = check_int("blur_size", blur_size, 1, type(self).__name__)
+        self.blur_size = check_int("blur_size", blur_size, 1, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

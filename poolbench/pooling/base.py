@@ -11,30 +11,11 @@ classifier after it can be sized without running it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from poolbench.errors import ConfigError, ShapeError
-
-
-def check_int(name: str, value: object, minimum: int, layer: str) -> int:
-    """Validate an integer hyperparameter, naming the layer, the value and the valid range."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{layer}: expected {name} to be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{layer}: expected {name} >= {minimum}, got {name}={value}")
-    return value
-
-
-def check_positive(name: str, value: object, layer: str) -> float:
-    """Validate a strictly positive real hyperparameter (``p`` of Lp and GeM, ``eps`` ...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{layer}: expected {name} to be a number > 0, got {value!r}")
-    if not value > 0 or math.isinf(value):
-        raise ConfigError(f"{layer}: expected {name} > 0 and finite, got {name}={value}")
-    return float(value)
+from poolbench.checks import check_bool, check_int, check_number
+from poolbench.errors import ShapeError
 
 
 def register_power(module: nn.Module, p: float, learnable: bool) -> None:
@@ -50,9 +31,9 @@ def init_gem(module: nn.Module, p: float, eps: float, learnable_p: bool) -> None
     """Validate and set GeM's ``p`` (learned or fixed, see :func:`register_power`), ``eps`` and
     ``learnable_p`` on ``module`` (the local and the global GeM share them)."""
     layer = type(module).__name__
-    p = check_positive("p", p, layer)
-    module.eps = check_positive("eps", eps, layer)
-    module.learnable_p = bool(learnable_p)
+    p = check_number("p", p, 0, low_open=True, where=layer)
+    module.eps = check_number("eps", eps, 0, low_open=True, where=layer)
+    module.learnable_p = check_bool("learnable_p", learnable_p, where=layer)
     register_power(module, p, module.learnable_p)
 
 
@@ -81,14 +62,11 @@ class LocalPool(nn.Module):
     def __init__(self, F: int = 2, S: int = 2, padding: int = 0, ceil_mode: bool = False) -> None:
         super().__init__()
         layer = type(self).__name__
-        self.F = check_int("F", F, 1, layer)
-        self.S = check_int("S", S, 1, layer)
-        self.padding = check_int("padding", padding, 0, layer)
-        if self.padding > self.F // 2:
-            raise ConfigError(
-                f"{layer}: expected padding <= F/2 = {self.F // 2}, got padding={padding}"
-            )
-        self.ceil_mode = bool(ceil_mode)
+        self.F = check_int("F", F, 1, where=layer)
+        self.S = check_int("S", S, 1, where=layer)
+        # A window must hold at least one real input: padding <= F/2.
+        self.padding = check_int("padding", padding, 0, self.F // 2, where=layer)
+        self.ceil_mode = check_bool("ceil_mode", ceil_mode, where=layer)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return (
@@ -128,7 +106,7 @@ class GlobalPool(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = check_int("channels", channels, 1, type(self).__name__)
+        self.channels = check_int("channels", channels, 1, where=type(self).__name__)
         self.out_features = self.channels
 
     def extra_repr(self) -> str:

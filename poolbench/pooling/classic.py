@@ -23,7 +23,7 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_bool, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import crop_to_blocks, per_block, tiles_into_blocks, window_view
@@ -43,7 +43,9 @@ class MaxPool(LocalPool):
         return_indices: bool = False,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        self.return_indices = bool(return_indices)
+        self.return_indices = check_bool(
+            "return_indices", return_indices, where=type(self).__name__
+        )
         self.switches: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -289,9 +291,7 @@ class MaxAvgPool(LocalPool):
         alpha: float = 0.5,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"MaxAvgPool: expected alpha in [0, 1], got alpha={alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, 0, 1, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

@@ -25,26 +25,19 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_int, check_int_list, check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_positive, init_gem
+from poolbench.pooling.base import GlobalPool, init_gem
 from poolbench.pooling.ops import float32_at_least
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
     """An ``output_size``-style grid: an int ``g`` (g x g) or ``[h, w]``, every side >= 1."""
     if isinstance(value, int) and not isinstance(value, bool):
-        sides: Sequence[object] = (value, value)
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        sides = value
-    else:
-        raise ConfigError(
-            f"{layer}: expected {name} to be an integer >= 1 or a list [h, w], got {value!r}"
-        )
-    for side in sides:
-        if isinstance(side, bool) or not isinstance(side, int) or side < 1:
-            raise ConfigError(f"{layer}: expected {name} sides to be integers >= 1, got {value!r}")
-    return int(sides[0]), int(sides[1])
+        side = check_int(name, value, 1, where=layer)
+        return side, side
+    height, width = check_int_list(name, value, 1, length=2, where=layer)
+    return height, width
 
 
 def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
@@ -132,10 +125,8 @@ class GlobalLpPool(GlobalPool):
 
     def __init__(self, channels: int, p: float = 2.0) -> None:
         super().__init__(channels)
-        self.p = check_positive("p", p, type(self).__name__)
-        if self.p < 1:
-            # Below 1 the "norm" is not one, and |x|^p has an infinite slope at 0.
-            raise ConfigError(f"{type(self).__name__}: expected p >= 1 (a norm), got p={p}")
+        # Below 1 the "norm" is not one, and |x|^p has an infinite slope at 0.
+        self.p = check_number("p", p, 1, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C)

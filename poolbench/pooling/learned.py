@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_bool, check_int, check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int
+from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d, float32_at_least
 
 
@@ -161,8 +161,9 @@ def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2
 class _LearnedPool(LocalPool):
     def __init__(self, channels: int, F: int, S: int, per_channel: bool) -> None:
         super().__init__(F, S)
-        self.channels = check_int("channels", channels, 1, type(self).__name__)
-        self.per_channel = bool(per_channel)
+        layer = type(self).__name__
+        self.channels = check_int("channels", channels, 1, where=layer)
+        self.per_channel = check_bool("per_channel", per_channel, where=layer)
 
     def _shape(self, *dims: int) -> tuple[int, ...]:
         return (self.channels, *dims) if self.per_channel else dims
@@ -183,9 +184,8 @@ class MixedPool(_LearnedPool):
         self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, mix: float = 0.5
     ) -> None:
         super().__init__(channels, F, S, per_channel)
-        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 < mix < 1:
-            raise ConfigError(f"MixedPool: expected mix in (0, 1), got mix={mix!r}")
-        start = torch.logit(torch.tensor(float(mix)))
+        mix = check_number("mix", mix, 0, 1, low_open=True, high_open=True, where="MixedPool")
+        start = torch.logit(torch.tensor(mix))
         self.mix_logit = nn.Parameter(start.expand(self._shape()).clone())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -219,7 +219,7 @@ class TreePool(_LearnedPool):
         self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, levels: int = 2
     ) -> None:
         super().__init__(channels, F, S, per_channel)
-        self.levels = check_int("levels", levels, 1, "TreePool")
+        self.levels = check_int("levels", levels, 1, where="TreePool")
         n_leaves = 2 ** (self.levels - 1)
         leaves = torch.full(self._shape(n_leaves, F, F), 1.0 / (F * F))
         self.leaves = nn.Parameter(leaves + 0.1 / (F * F) * torch.randn_like(leaves))
@@ -287,8 +287,8 @@ class LipPool(LocalPool):
 
     def __init__(self, channels: int, F: int = 2, S: int = 2, reduction: int = 4) -> None:
         super().__init__(F, S)
-        self.reduction = check_int("reduction", reduction, 1, "LipPool")
-        self.logit = LipLogit(check_int("channels", channels, 1, "LipPool"), self.reduction)
+        self.reduction = check_int("reduction", reduction, 1, where="LipPool")
+        self.logit = LipLogit(check_int("channels", channels, 1, where="LipPool"), self.reduction)
 
     def forward(self, x: Tensor) -> Tensor:
         return lip_pool2d(x, self.logit(x), self.F, self.S)  # (N, C, H', W')

@@ -21,8 +21,9 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from poolbench.checks import check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_positive, init_gem
+from poolbench.pooling.base import LocalPool, init_gem
 from poolbench.pooling.ops import (
     block_view,
     crop_to_blocks,
@@ -155,7 +156,7 @@ class LpPool(LocalPool):
         p: float = 2.0,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        self.p = check_positive("p", p, type(self).__name__)
+        self.p = check_number("p", p, 0, low_open=True, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

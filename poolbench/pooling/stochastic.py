@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.checks import check_bool, check_int, check_number
+from poolbench.errors import ShapeError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import block_view, float32_at_least
@@ -319,18 +320,11 @@ class FractionalMaxPool(LocalPool):
         eval_seed: int = 0,
     ) -> None:
         nn.Module.__init__(self)  # no F / S: LocalPool's window checks do not apply
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-            raise ConfigError(f"FractionalMaxPool: expected ratio in [0.5, 1), got {ratio!r}")
-        if not 0.5 <= ratio < 1:
-            raise ConfigError(f"FractionalMaxPool: expected ratio in [0.5, 1), got ratio={ratio}")
-        self.ratio = float(ratio)
-        self.pseudo_random = bool(pseudo_random)
-        self.overlapping = bool(overlapping)
-        if isinstance(eval_seed, bool) or not isinstance(eval_seed, int):
-            raise ConfigError(
-                f"FractionalMaxPool: expected eval_seed an integer, got {eval_seed!r}"
-            )
-        self.eval_seed = eval_seed
+        layer = type(self).__name__
+        self.ratio = check_number("ratio", ratio, 0.5, 1, high_open=True, where=layer)
+        self.pseudo_random = check_bool("pseudo_random", pseudo_random, where=layer)
+        self.overlapping = check_bool("overlapping", overlapping, where=layer)
+        self.eval_seed = check_int("eval_seed", eval_seed, where=layer)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return fractional_size(height, self.ratio), fractional_size(width, self.ratio)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_choice
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
@@ -35,12 +35,7 @@ WAVELETS: dict[str, tuple[float, ...]] = {
 
 
 def wavelet_lowpass(name: str) -> tuple[float, ...]:
-    try:
-        return WAVELETS[name]
-    except KeyError:
-        raise ConfigError(
-            f"WaveletPool: expected wavelet to be one of {', '.join(WAVELETS)}, got {name!r}"
-        ) from None
+    return WAVELETS[check_choice("wavelet", name, WAVELETS, where="WaveletPool")]
 
 
 def wavelet_pool2d(x: Tensor, wavelet: str = "haar") -> Tensor:
