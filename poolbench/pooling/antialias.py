@@ -36,9 +36,21 @@ def binomial_filter(blur_size: int) -> list[float]:
     return [t / sum(taps) for t in taps]
 
 
-def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = (0, 0)) -> Tensor:
+def binomial_taps(blur_size: int, device: torch.device | None = None) -> Tensor:
+    """:func:`binomial_filter` as a float64 tensor (``blur_size``,)."""
+    return torch.tensor(binomial_filter(blur_size), dtype=torch.float64, device=device)
+
+
+def binomial_blur2d(
+    x: Tensor,
+    blur_size: int,
+    S: int,
+    extra: tuple[int, int] = (0, 0),
+    taps: Tensor | None = None,
+) -> Tensor:
     """Blur ``x (Tensor[N, C, H, W])`` with the 2-D binomial filter of ``blur_size`` taps per
-    side (outer product of :func:`binomial_filter`) and sample at stride S.
+    side (outer product of :func:`binomial_filter`, or of ``taps`` when given, as
+    :class:`BlurPool` holds them) and sample at stride S.
 
     As in Zhang's code, the map is reflect-padded by ``blur_size - 1`` in total per axis
     (top/left ``(n-1)//2``, bottom/right the rest), plus ``extra`` = (bottom, right) rows and
@@ -55,11 +67,9 @@ def binomial_blur2d(x: Tensor, blur_size: int, S: int, extra: tuple[int, int] = 
         x = F_.pad(x, pad, mode=mode)
     if blur_size == 1:
         return x[:, :, ::S, ::S].to(dtype)
-    taps = torch.tensor(
-        binomial_filter(blur_size),
-        dtype=compute_dtype(x.dtype),  # float64 stays float64
-        device=x.device,
-    )
+    if taps is None:
+        taps = binomial_taps(blur_size, x.device)
+    taps = taps.to(compute_dtype(x.dtype))  # float64 stays float64
     kernel = torch.outer(taps, taps).expand(x.shape[1], 1, blur_size, blur_size)
     return depthwise_conv2d(x, kernel, S).to(dtype)
 
@@ -71,6 +81,7 @@ def blur_pool2d(
     padding: int = 0,
     ceil_mode: bool = False,
     blur_size: int = 3,
+    taps: Tensor | None = None,
 ) -> Tensor:
     """Anti-aliased max pooling of ``x (Tensor[N, C, H, W])`` (Zhang 2019, MaxBlurPool).
 
@@ -88,7 +99,7 @@ def blur_pool2d(
         oh = pooled_size(h, F, S, padding, True)
         ow = pooled_size(w, F, S, padding, True)
         extra = ((oh - 1) * S + 1 - dh, (ow - 1) * S + 1 - dw)
-    out = binomial_blur2d(dense, blur_size, S, (max(0, extra[0]), max(0, extra[1])))
+    out = binomial_blur2d(dense, blur_size, S, (max(0, extra[0]), max(0, extra[1])), taps)
     return out if was_nhwc else out.contiguous()
 
 
@@ -107,10 +118,15 @@ class BlurPool(LocalPool):
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
         self.blur_size = check_int("blur_size", blur_size, 1, where=type(self).__name__)
+        # Built once, in float64 so that a float64 model gets the exact filter (a model cast
+        # to bfloat16 casts it too, as every buffer); not in checkpoints: blur_size fixes it.
+        self.register_buffer("taps", binomial_taps(self.blur_size), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')
-        return blur_pool2d(x, self.F, self.S, self.padding, self.ceil_mode, self.blur_size)
+        return blur_pool2d(
+            x, self.F, self.S, self.padding, self.ceil_mode, self.blur_size, self.taps
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, blur_size={self.blur_size}"
