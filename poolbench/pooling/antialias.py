@@ -7,13 +7,11 @@ aliases. Zhang inserts a low-pass binomial filter between them: max with window 
 
 Cost, heavy by design: the dense max evaluates a window at every position (F=2, S=2: four
 times the windows of max pooling) and the blur is a depthwise convolution on that full-size
-map. Both run in channels_last (NHWC) layout, where the CPU kernels vectorise over channels
-(NCHW: dense max and depthwise convolution about twice as slow). Forward+backward at
-64x128x32x32 fp32 on 2 CPU cores: about 1.6x native ``max_pool2d(x, 2, 2)`` with
-``poolbench bench``'s allocator setting, 2.2-3.8x with glibc's defaults, where the four
-large intermediates page-fault afresh on every call (5.25x in NCHW). Neither a dense max
-from shifted views (with a hand-written backward) nor the blur as two 2x2 average pools
-was faster.
+map. Both run in channels_last (NHWC) layout, the layout where the CPU kernels vectorise over
+channels. The full-size intermediates make the layer sensitive to the allocator: with glibc's
+defaults they page-fault afresh on every call (``poolbench bench`` keeps them on the heap).
+A dense max from shifted views and a blur from two 2x2 average pools are not faster.
+Measured figures: the README's Speed section and ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -56,7 +54,8 @@ def binomial_blur2d(
     (top/left ``(n-1)//2``, bottom/right the rest), plus ``extra`` = (bottom, right) rows and
     columns for ceil mode, so the output side is ``floor((H + extra - 1)/S) + 1``. Reflection
     needs a map wider than the pad; a narrower one is replicate-padded instead. One depthwise
-    convolution (on CPU faster than the separable pair or a cascade of 2x2 average pools).
+    convolution (on the CPU cheaper than the separable pair or a cascade of 2x2 average
+    pools).
     """
     dtype = x.dtype  # CPU autocast pads in float32; the result keeps the input's dtype
     total = blur_size - 1

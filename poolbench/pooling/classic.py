@@ -7,9 +7,8 @@
 - ``overlap``: max pooling with F=3, S=2 (Krizhevsky et al. 2012, AlexNet).
 - ``min``: window minimum; ``median``: window (lower) median; ``center``: the value at the
   window centre (the seeds' list of pooling variants). ``median`` at F = S = 2 (default) is
-  a closed form of min/max ops (forward+backward about 1.4-1.6x native max pooling at
-  64x128x32x32 fp32 on 2 shared CPU cores); other windows copy the windows out and sort
-  each one (about 4x).
+  a closed form of min/max ops on strided views; other windows copy the windows out and
+  sort each one (slower).
 - ``maxavg``: fixed ``alpha * max + (1 - alpha) * avg`` (the seeds' max-avg pooling; the
   fixed form of Lee, Gallagher & Tu 2016's mixed pooling).
 - ``none``: identity, the no-pooling baseline (Springenberg et al. 2014, "Striving for

@@ -69,9 +69,8 @@ class _DisjointGated(torch.autograd.Function):
     backward by hand, in float32 (or float64).
 
     The windows are laid out as (C, F*F, N*H'*W') once, so the gate logit and the mean are one
-    matrix product per channel with [w; 1/F^2] and the max F*F - 1 passes over planes; the
-    depthwise convolution this replaces cost more than the rest of the layer (forward+backward
-    at (64, 128, 32, 32) fp32 on 2 CPU threads: 2.1-2.5x native max pooling, was 3.6-3.7x).
+    matrix product per channel with [w; 1/F^2] and the max F*F - 1 passes over planes (a
+    depthwise convolution for the logit would cost more than the rest of the layer).
     Backward, with s the gate, y = avg + s (max - avg), g the output gradient and
     d = g s (1 - s)(max - avg): dy/dx_k = (1 - s)/F^2 + s [k = argmax] + d w_k, dL/dw_k = sum d x_k.
     """

@@ -8,10 +8,8 @@
 
 Both compute their powers in float32, also under autocast (bf16 overflows/underflows at
 powers of activations long before fp32 does), and return the input's dtype. Non-overlapping
-blocks (the default F = S = 2) take a closed-form backward; ``gem`` with learnable p then
-costs about 1.5-2x native ``max_pool2d(x, 2, 2)`` forward+backward at 64x128x32x32 fp32 on 2
-shared CPU cores (``poolbench bench --pools gem``; 2.47x before it shared one buffer between
-forward and backward).
+blocks (the default F = S = 2) take a closed-form backward, which makes one pass where
+autograd through the formula makes several.
 """
 
 from __future__ import annotations
