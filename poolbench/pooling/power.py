@@ -140,7 +140,9 @@ def lp_pool2d(
     return out.to(x.dtype)
 
 
-@register_pool("lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)")
+@register_pool(
+    "lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)", cpu_layout="nchw"
+)
 class LpPool(LocalPool):
     """Lp pooling ``(sum_window |x|^p)^(1/p)``: p=1 sums |x|, p -> inf is max |x|."""
 
