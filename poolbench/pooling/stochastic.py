@@ -315,7 +315,7 @@ class FractionalMaxPool(LocalPool):
     def __init__(
         self,
         channels: int,
-        ratio: float = 1 / math.sqrt(2),
+        ratio: float = 2**-0.5,  # exactly 0.7071067811865476, as configs/pool/fractional.yaml
         pseudo_random: bool = True,
         overlapping: bool = False,
         eval_seed: int = 0,
