@@ -88,3 +88,31 @@ def depthwise_conv2d(x: Tensor, kernel: Tensor, stride: int, keep_float32: bool 
             out = F_.conv2d(xf, kernel.to(xf.dtype), stride=stride, groups=x.shape[1])
         return out.to(dtype)
     return F_.conv2d(x, kernel.to(x.dtype), stride=stride, groups=x.shape[1]).to(dtype)
+
+
+class _AbsPow(torch.autograd.Function):
+    """``|x|^p`` (p < 1) with the subgradient 0 at x = 0, where autograd's
+    ``p |x|^(p-1) sign(x)`` is ``inf * 0 = NaN``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float) -> Tensor:  # type: ignore[override]
+        powered = x.abs().pow(p)
+        ctx.save_for_backward(x, powered)
+        ctx.p = p
+        return powered
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        x, powered = ctx.saved_tensors
+        signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
+        return grad * signed * ctx.p, None
+
+
+def abs_pow(x: Tensor, p: float) -> Tensor:
+    """``|x|^p`` for a number ``p > 0``, differentiable everywhere: the gradient at x = 0 is
+    the subgradient 0 for every p (autograd's own is NaN there for p < 1)."""
+    if p == 2:
+        return x.square()
+    if p >= 1:
+        return x.abs().pow(p)
+    return _AbsPow.apply(x, p)

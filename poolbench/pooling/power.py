@@ -23,6 +23,7 @@ from poolbench.checks import check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, init_gem
 from poolbench.pooling.ops import (
+    abs_pow,
     block_view,
     crop_to_blocks,
     float32_at_least,
@@ -126,16 +127,16 @@ def lp_pool2d(
     and non-integer p, and signed for odd p; we use ``|x|`` so the result is the Lp norm of
     the window for any sign (identical to LPPool2d for x >= 0 or even integer p). Zero padding
     adds nothing to the sum. An all-zero window outputs 0 with gradient 0 (the sum is clamped
-    to the smallest normal float before the root, whose derivative is infinite at 0).
+    to the smallest normal float before the root, whose derivative is infinite at 0), and an
+    input at exactly 0 gets the subgradient 0 for every p, on every window setting.
     """
     with torch.autocast(x.device.type, enabled=False):
         xf = float32_at_least(x)
         if tiles_into_blocks(*xf.shape[-2:], F, S, padding, ceil_mode):
             out = _BlockLpPool.apply(crop_to_blocks(xf, F), p, F)
         else:
-            powered = xf.square() if p == 2 else xf.abs().pow(p)
             # divisor 1: window sums (partial ceil-mode windows and zero padding included)
-            total = F_.avg_pool2d(powered, F, S, padding, ceil_mode, divisor_override=1)
+            total = F_.avg_pool2d(abs_pow(xf, p), F, S, padding, ceil_mode, divisor_override=1)
             out = _lp_root(total, p)
     return out.to(x.dtype)
 
