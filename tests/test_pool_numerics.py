@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.autograd import gradcheck
 
 from poolbench.pooling import create_pool, pooled_size
+from poolbench.pooling.global_ import global_lp
 from poolbench.pooling.power import lp_pool2d
 
 
@@ -84,3 +86,71 @@ def test_lp_below_one_gradients_match_the_float64_reference_on_both_paths(p, F, 
     torch.testing.assert_close(out, expected.detach())
     torch.testing.assert_close(grad, expected_grad)
     assert torch.equal(grad[x == 0], torch.zeros_like(grad[x == 0]))
+
+
+# -- 4. lp and global_lp at large p: overflow and underflow ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("F", "S", "P", "ceil_mode"), [(2, 2, 0, False), (2, 1, 0, False), (3, 2, 1, True)]
+)
+@pytest.mark.parametrize("level", [300.0, 1e-3])
+def test_lp_at_large_p_neither_overflows_nor_underflows(F, S, P, ceil_mode, level):
+    x = torch.full((1, 2, 4, 4), level).requires_grad_()
+    out = lp_pool2d(x, 16.0, F, S, P, ceil_mode)
+    counts = reference(
+        torch.ones(1, 1, 4, 4, dtype=torch.float64), F, S, P, ceil_mode, lambda v: v.sum(-1)
+    )
+    expected = (counts ** (1 / 16) * level).expand(1, 2, -1, -1)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=0)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad > 0).all()
+
+
+def test_lp_at_large_p_on_a_2x2_window_of_300s_is_327():
+    out = create_pool("lp", 1, p=16.0)(torch.full((1, 1, 2, 2), 300.0))
+    assert out.item() == pytest.approx(4 ** (1 / 16) * 300, rel=1e-6)  # 327.2
+    tiny = create_pool("lp", 1, p=16.0)(torch.full((1, 1, 2, 2), 1e-3))
+    assert tiny.item() == pytest.approx(4 ** (1 / 16) * 1e-3, rel=1e-6)
+
+
+@pytest.mark.parametrize("p", [2.0, 1.5])
+def test_lp_at_p_up_to_two_stays_exact_past_float32s_square_range(p):
+    # 1e20^2 overflows float32; the sums are checked and such calls take the scaled form
+    for F, S in ((2, 2), (3, 2)):
+        x = torch.full((1, 1, 6, 6), 1e20).requires_grad_()
+        out = lp_pool2d(x, p, F, S)
+        torch.testing.assert_close(out, torch.full_like(out, (F * F) ** (1 / p) * 1e20))
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("p", [16.0, 40.0])
+def test_lp_large_p_matches_float64_reference_and_gradcheck(p):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 2, 6, 5, generator=g, dtype=torch.float64) * 3
+    for F, S, P, ceil_mode in ((2, 2, 0, False), (3, 2, 1, False), (2, 2, 0, True)):
+        out = lp_pool2d(x, p, F, S, P, ceil_mode)
+        expected = reference(x, F, S, P, ceil_mode, lp_reference(p))
+        torch.testing.assert_close(out, expected)
+        low = lp_pool2d(x.float() * 1e-3, p, F, S, P, ceil_mode)  # unscaled: 0 in float32
+        torch.testing.assert_close(low.double(), expected * 1e-3, rtol=1e-5, atol=0)
+        leaf = x.clone().requires_grad_()
+        args = (p, F, S, P, ceil_mode)
+        assert gradcheck(lambda t, args=args: lp_pool2d(t, *args), (leaf,))
+
+
+@pytest.mark.parametrize("level", [300.0, 1e-3])
+def test_global_lp_at_large_p_neither_overflows_nor_underflows(level):
+    x = torch.full((2, 3, 2, 2), level).requires_grad_()
+    out = global_lp(x, 16.0)
+    torch.testing.assert_close(out, torch.full((2, 3), 4 ** (1 / 16) * level))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).requires_grad_()
+    assert gradcheck(lambda t: global_lp(t, 16.0), (y,))
+    ref = y.detach().abs().pow(16).sum((2, 3)).pow(1 / 16)
+    torch.testing.assert_close(
+        global_lp(y.detach().float() * level, 16.0).double(), ref * level, rtol=1e-5, atol=0
+    )

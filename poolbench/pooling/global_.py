@@ -28,7 +28,7 @@ from torch import Tensor
 from poolbench.checks import check_int, check_int_list, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool, init_gem
-from poolbench.pooling.ops import float32_at_least
+from poolbench.pooling.ops import abs_pow, float32_at_least, sums_representable
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
@@ -65,16 +65,29 @@ def global_lp(x: Tensor, p: float) -> Tensor:
 
     ``nn.LPPool2d`` raises x itself to p, which is NaN for a negative x and a fractional p and
     changes sign for odd integer p; here negative inputs count by their magnitude, which makes
-    the output the Lp norm (>= 0). The 1/p root has an infinite slope at 0 (an all-zero
-    channel after ReLU), so the sum is clamped at the smallest normal number before the root
-    and an all-zero channel gives exactly 0 with gradient 0. In float32 under autocast.
+    the output the Lp norm (>= 0). In float32 under autocast. As in
+    :func:`~poolbench.pooling.power.lp_pool2d`: p > 2 uses the scaled form
+    ``M (Σ (|x|/M)^p)^(1/p)`` with M the channel's largest |x|, safe from overflow and
+    underflow for any p; p <= 2 the plain sums, recomputed scaled if a sum overflowed or is
+    subnormal. The 1/p root has an infinite slope at 0 (an all-zero channel after ReLU), so
+    an all-zero channel gives exactly 0 with gradient 0.
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = float32_at_least(x)
-        total = xf.abs().pow(p).sum(dim=(2, 3))
-        root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
-        out = torch.where(total > 0, root, torch.zeros_like(root))
+        out = None
+        if p <= 2:
+            total = abs_pow(xf, p).sum(dim=(2, 3))
+            if sums_representable(total):
+                root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
+                out = torch.where(total > 0, root, torch.zeros_like(root))
+        if out is None:
+            top = xf.detach().abs().amax(dim=(2, 3), keepdim=True)  # M, (N, C, 1, 1)
+            scale = torch.where(top > 0, top, 1.0)  # all-zero channels: r = 0
+            # the sums are >= 1 (the largest term is exactly 1), or 0 for all-zero channels
+            total = abs_pow(xf / scale, p).sum(dim=(2, 3))
+            total = torch.where(total > 0, total, 1.0)
+            out = top[:, :, 0, 0] * total.pow(1.0 / p)
     return out.to(dtype)
 
 

@@ -6,6 +6,8 @@ A pool that needs one of these imports it from here, so each exists once.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F_
 from torch import Tensor
@@ -116,3 +118,15 @@ def abs_pow(x: Tensor, p: float) -> Tensor:
     if p >= 1:
         return x.abs().pow(p)
     return _AbsPow.apply(x, p)
+
+
+def sums_representable(total: Tensor) -> bool:
+    """Whether every sum in ``total`` is 0 or a finite normal float: then a sum of powers
+    formed without scaling lost nothing to overflow and nothing to gradual underflow (its
+    largest term was a normal float). Reads only ``total`` (output-sized); one device sync."""
+    if total.numel() == 0:
+        return True
+    tiny = torch.finfo(total.dtype).tiny
+    with torch.no_grad():
+        low, high = torch.aminmax(total.masked_fill(total == 0, tiny))
+    return float(low) >= tiny and math.isfinite(float(high))

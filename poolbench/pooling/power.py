@@ -28,7 +28,9 @@ from poolbench.pooling.ops import (
     crop_to_blocks,
     float32_at_least,
     per_block,
+    sums_representable,
     tiles_into_blocks,
+    window_view,
 )
 
 
@@ -39,31 +41,61 @@ def _lp_root(total: Tensor, p: float) -> Tensor:
     return total.sqrt() if p == 2 else total.pow(1.0 / p)
 
 
+def _scaled_root(total: Tensor, p: float) -> Tensor:
+    # Scaled sums are >= 1 (the window's largest term is exactly (M/M)^p = 1) except for
+    # all-zero windows (0); setting those to 1 keeps the root and its slope finite there, and
+    # the output M * root is 0 all the same. (Not clamp_min(1): its gradient is 0 at 1, the
+    # sum of every window whose other terms vanish beside the largest.)
+    total = torch.where(total > 0, total, 1.0)
+    return total.sqrt() if p == 2 else total.pow(1.0 / p)
+
+
 class _BlockLpPool(torch.autograd.Function):
-    """Lp pooling over F x F blocks with the closed-form gradient
-    ``dx_i = g * sign(x_i) |x_i|^(p-1) / out^(p-1)`` (one pass instead of autograd's five).
-    ``|x|^(p-1) sign(x)`` is taken as 0 at x = 0 (the subgradient; autograd gives NaN there
-    for p < 1)."""
+    """Lp pooling over F x F blocks with the closed-form gradient.
+
+    ``out = M * root`` with ``r = x / M``, ``y = |r|^p``, ``root = (sum_block y)^(1/p)`` and
+    M the block's largest |x| (the scaled form), or M = 1 (the unscaled form, see
+    :func:`lp_pool2d` for which is used). Since out is homogeneous in x,
+    ``dx_i = g * sign(r_i) |r_i|^(p-1) / root^(p-1) = g * (y_i / r_i) / root^(p-1)``
+    (one pass instead of autograd's five), taken as 0 at x = 0 (the subgradient; autograd
+    gives NaN there for p < 1).
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, p: float, F: int) -> Tensor:  # type: ignore[override]
-        powered = x.square() if p == 2 else x.abs().pow(p)
-        out = _lp_root(F_.avg_pool2d(powered, F, F, divisor_override=1), p)
-        ctx.save_for_backward(x, out, None if p == 2 else powered)
+        top = None
+        if p <= 2:
+            powered = x.square() if p == 2 else x.abs().pow(p)
+            total = F_.avg_pool2d(powered, F, F, divisor_override=1)
+            ratios = x
+            if sums_representable(total):
+                root = _lp_root(total, p)
+            else:
+                top = F_.max_pool2d(x.abs(), F, F)
+        else:
+            top = F_.max_pool2d(x.abs(), F, F)
+        if top is not None:
+            scale = torch.where(top > 0, top, 1.0)  # all-zero blocks: r = 0
+            ratios = (block_view(x, F) / per_block(scale)).reshape(x.shape)
+            powered = ratios.square() if p == 2 else ratios.abs().pow(p)
+            total = F_.avg_pool2d(powered, F, F, divisor_override=1)
+            root = _scaled_root(total, p)
+        out = root if top is None else root * top
+        ctx.save_for_backward(ratios, root, None if p == 2 else powered)
         ctx.p, ctx.F = p, F
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        x, out, powered = ctx.saved_tensors
+        ratios, root, powered = ctx.saved_tensors
         p, F = ctx.p, ctx.F
         if p == 2:
-            scale = grad / out
-            return (block_view(x, F) * per_block(scale)).reshape(x.shape), None, None
-        scale = grad / out.pow(p - 1)
-        signed = torch.where(x != 0, powered / x, 0.0)  # sign(x) |x|^(p-1)
-        return (block_view(signed, F) * per_block(scale)).reshape(x.shape), None, None
+            scale = grad / root
+            return (block_view(ratios, F) * per_block(scale)).reshape(ratios.shape), None, None
+        scale = grad / root.pow(p - 1)
+        signed = torch.where(ratios != 0, powered / ratios, 0.0)  # sign(r) |r|^(p-1)
+        return (block_view(signed, F) * per_block(scale)).reshape(ratios.shape), None, None
 
 
 class _BlockGeMPool(torch.autograd.Function):
@@ -118,6 +150,20 @@ class _BlockGeMPool(torch.autograd.Function):
         return grad_x, grad_p, None, None
 
 
+def _window_lp(x: Tensor, p: float, F: int, S: int, padding: int, ceil_mode: bool) -> Tensor:
+    """Lp pooling of any window setting through autograd (see :func:`lp_pool2d`)."""
+    if p <= 2:
+        # divisor 1: window sums (partial ceil-mode windows and zero padding included)
+        total = F_.avg_pool2d(abs_pow(x, p), F, S, padding, ceil_mode, divisor_override=1)
+        if sums_representable(total):
+            return _lp_root(total, p)
+    windows = window_view(x, F, S, padding, ceil_mode, 0.0)  # (N, C, H', W', F, F)
+    top = windows.detach().abs().amax(dim=(-2, -1))  # M per window, (N, C, H', W')
+    scale = torch.where(top > 0, top, 1.0)[..., None, None]  # all-zero windows: r = 0
+    total = abs_pow(windows / scale, p).sum(dim=(-2, -1))
+    return top * _scaled_root(total, p)
+
+
 def lp_pool2d(
     x: Tensor, p: float, F: int, S: int, padding: int = 0, ceil_mode: bool = False
 ) -> Tensor:
@@ -126,18 +172,30 @@ def lp_pool2d(
     ``torch.nn.LPPool2d`` raises ``x`` itself to the power p, which is NaN for negative inputs
     and non-integer p, and signed for odd p; we use ``|x|`` so the result is the Lp norm of
     the window for any sign (identical to LPPool2d for x >= 0 or even integer p). Zero padding
-    adds nothing to the sum. An all-zero window outputs 0 with gradient 0 (the sum is clamped
-    to the smallest normal float before the root, whose derivative is infinite at 0), and an
-    input at exactly 0 gets the subgradient 0 for every p, on every window setting.
+    adds nothing to the sum, and partial ceil-mode windows sum what they hold. An input at
+    exactly 0 gets the subgradient 0 for every p, on every window setting.
+
+    Overflow and underflow. ``|x|^p`` leaves float32's range for moderate activations once p
+    is large (p = 16: 300^16 overflows, 0.001^16 underflows), so the sum is formed in the
+    scaled form ``M * (sum_window (|x| / M)^p)^(1/p)`` with M the window's largest |x|, whose
+    terms lie in [0, 1] with the largest exactly 1: exact to rounding for any p, and the limit
+    p -> inf is M, the window's max |x|. The rule for which form is used:
+
+    - p > 2: always the scaled form (an extra max pool and division over the input);
+    - p <= 2: first the plain sums, without extra full-size passes. They are exact unless a
+      window sum overflowed or is subnormal, which is checked on the output-sized sums; such
+      a call is recomputed in the scaled form. What the check cannot see is a window whose
+      every ``|x|^p`` underflowed to exactly 0 (p = 2: every |x| < 4e-23): it outputs 0, within
+      1e-22 of the true value. An all-zero window outputs 0 (unscaled: below 1e-19 for
+      p <= 2, the sum being clamped at the smallest normal float before the root, whose slope
+      is infinite at 0) with gradient 0.
     """
     with torch.autocast(x.device.type, enabled=False):
         xf = float32_at_least(x)
         if tiles_into_blocks(*xf.shape[-2:], F, S, padding, ceil_mode):
             out = _BlockLpPool.apply(crop_to_blocks(xf, F), p, F)
         else:
-            # divisor 1: window sums (partial ceil-mode windows and zero padding included)
-            total = F_.avg_pool2d(abs_pow(xf, p), F, S, padding, ceil_mode, divisor_override=1)
-            out = _lp_root(total, p)
+            out = _window_lp(xf, p, F, S, padding, ceil_mode)
     return out.to(x.dtype)
 
 
@@ -145,7 +203,8 @@ def lp_pool2d(
     "lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)", cpu_layout="nchw"
 )
 class LpPool(LocalPool):
-    """Lp pooling ``(sum_window |x|^p)^(1/p)``: p=1 sums |x|, p -> inf is max |x|."""
+    """Lp pooling ``(sum_window |x|^p)^(1/p)``: p=1 sums |x|, p -> inf is max |x| (any p is
+    safe from overflow and underflow; see :func:`lp_pool2d`)."""
 
     def __init__(
         self,
