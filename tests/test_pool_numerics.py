@@ -9,8 +9,9 @@ import torch
 from torch.autograd import gradcheck
 
 from poolbench.pooling import create_pool, pooled_size
-from poolbench.pooling.global_ import global_lp
-from poolbench.pooling.power import lp_pool2d
+from poolbench.pooling.base import GEM_P_RANGE
+from poolbench.pooling.global_ import global_gem, global_lp
+from poolbench.pooling.power import gem_pool2d, lp_pool2d
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,6 +124,16 @@ def test_lp_at_p_up_to_two_stays_exact_past_float32s_square_range(p):
         torch.testing.assert_close(out, torch.full_like(out, (F * F) ** (1 / p) * 1e20))
         out.sum().backward()
         assert torch.isfinite(x.grad).all()
+        # and the scaled fallback's gradients, in float64 past its own range (1e200^2 = inf)
+        y = torch.randn(1, 2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(F))
+        y[0, 0, :2, :2] = 0.0
+        assert gradcheck(
+            lambda t, F=F, S=S: lp_pool2d(t * 1e200, p, F, S) / 1e200, (y.requires_grad_(),)
+        )
+        expected = reference(y.detach(), F, S, 0, False, lp_reference(p))
+        torch.testing.assert_close(lp_pool2d(y.detach() * 1e200, p, F, S) / 1e200, expected)
+    z = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    assert gradcheck(lambda t: global_lp(t * 1e200, max(p, 1.0)) / 1e200, (z.requires_grad_(),))
 
 
 @pytest.mark.parametrize("p", [16.0, 40.0])
@@ -154,3 +165,115 @@ def test_global_lp_at_large_p_neither_overflows_nor_underflows(level):
     torch.testing.assert_close(
         global_lp(y.detach().float() * level, 16.0).double(), ref * level, rtol=1e-5, atol=0
     )
+
+
+# -- 2. GeM: windows at eps and large p ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gem", "global_gem"])
+@pytest.mark.parametrize("p", [8.0, 30.0])
+def test_gem_on_windows_at_eps_gives_eps_with_finite_gradients(name, p):
+    module = create_pool(name, 1, p=p)
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    out = module(x)
+    torch.testing.assert_close(out, torch.full_like(out, module.eps), rtol=1e-6, atol=0)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(module.p.grad).all()
+    assert module.p.grad == 0  # every value equals eps: the mean of any power is eps
+
+
+@pytest.mark.parametrize("p", [8.0, 20.0])
+@pytest.mark.parametrize(
+    ("F", "S", "P", "ceil_mode"), [(2, 2, 0, False), (3, 2, 1, False), (2, 2, 0, True)]
+)
+def test_gem_float32_at_large_p_matches_float64_reference_with_dp(p, F, S, P, ceil_mode):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 7, 6, generator=g, dtype=torch.float64) * 1e-3  # (1e-3)^8 underflows
+    x[0, 0, :3, :3] = 0.0  # windows at eps
+    weights = None
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        leaf = x.to(dtype).requires_grad_()
+        q = torch.tensor(p, dtype=dtype, requires_grad=True)
+        if dtype == torch.float32:
+            out = gem_pool2d(leaf, q, F, S, P, ceil_mode)
+        else:
+            out = reference(leaf, F, S, P, ceil_mode, gem_reference(q, 1e-6))
+        if weights is None:
+            weights = torch.rand(out.shape, generator=g, dtype=torch.float64) + 0.5
+        grads.append((out, *torch.autograd.grad(out, (leaf, q), weights.to(dtype))))
+    for ours, ref in zip(grads[0], grads[1], strict=True):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours.double(), ref.double(), rtol=2e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [2.7, 9.0, 31.0])
+@pytest.mark.parametrize(("F", "S", "P", "ceil_mode"), [(2, 2, 0, False), (3, 2, 1, False)])
+@pytest.mark.parametrize("level", [1.0, 1e60])
+def test_gem_backward_gradcheck_and_matches_autograd_of_the_reference(p, F, S, P, ceil_mode, level):
+    # GeM is homogeneous, gem(level * x, eps * level) = level * gem(x, eps): at level 1e60 the
+    # unscaled means overflow float64's check and the scaled formulas run, at 1 the plain ones
+    g = torch.Generator().manual_seed(4)
+    x = (torch.randn(1, 2, 6, 6, generator=g, dtype=torch.float64) + 1).requires_grad_()
+    q = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+
+    def gem(t, e):
+        return gem_pool2d(t * level, e, F, S, P, ceil_mode, 0.05 * level) / level
+
+    assert gradcheck(gem, (x, q))
+    out = gem(x, q)
+    ref = reference(x, F, S, P, ceil_mode, gem_reference(q, 0.05))
+    weights = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    ours = torch.autograd.grad(out, (x, q), weights)
+    theirs = torch.autograd.grad(ref, (x, q), weights)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_global_gem_at_large_p_matches_float64_reference_with_dp():
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 5, 4, generator=g, dtype=torch.float64) * 1e-3
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        leaf = x.to(dtype).requires_grad_()
+        q = torch.tensor(9.0, dtype=dtype, requires_grad=True)
+        if dtype == torch.float32:
+            out = global_gem(leaf, q)
+        else:
+            out = leaf.clamp_min(1e-6).pow(q).mean((2, 3)).pow(1 / q)
+        results.append((out, *torch.autograd.grad(out.sum(), (leaf, q))))
+    for ours, ref in zip(*results, strict=True):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours.double(), ref, rtol=2e-4, atol=1e-12)
+    y = (torch.rand(1, 2, 3, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    assert gradcheck(
+        lambda t, e: global_gem(t, e),
+        (y, torch.tensor(12.0, dtype=torch.float64, requires_grad=True)),
+    )
+
+
+@pytest.mark.parametrize("name", ["gem", "global_gem"])
+def test_gem_p_that_learning_pushes_out_of_range_is_held_at_the_bound(name):
+    low, high = GEM_P_RANGE
+    x = torch.rand(2, 3, 4, 4) + 0.1
+    for bad, bound in ((-1.0, low), (0.0, low), (1e6, high), (float("inf"), high)):
+        module = create_pool(name, 3)
+        at_bound = create_pool(name, 3, p=bound, learnable_p=False)
+        with torch.no_grad():
+            module.p.fill_(bad)
+        leaf = x.clone().requires_grad_()
+        out = module(leaf)
+        torch.testing.assert_close(out, at_bound(x))
+        out.sum().backward()
+        assert torch.isfinite(leaf.grad).all()
+        assert module.p.grad == 0  # outside the range p gets no gradient (torch.clamp)
+
+
+def test_gem_refuses_a_configured_p_outside_its_range():
+    from poolbench.errors import ConfigError
+
+    low, high = GEM_P_RANGE
+    for name in ("gem", "global_gem"):
+        for bad in (0.0, low / 2, high * 2, -3.0):
+            with pytest.raises(ConfigError, match=r"expected p to be a number in \["):
+                create_pool(name, 2, p=bad)

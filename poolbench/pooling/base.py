@@ -27,11 +27,26 @@ def register_power(module: nn.Module, p: float, learnable: bool) -> None:
         module.register_buffer("p", torch.tensor(float(p)))
 
 
+# The exponents GeM computes with. A configured p must lie in this range; a learned p that
+# leaves it is held at the nearer bound in forward (torch.clamp: no gradient from the pool
+# while it is outside). Below 0.1 the 1/p root magnifies float32's rounding of the mean (and
+# p -> 0 divides by 0; p < 0 is no longer a mean between average and max); above 1000 the
+# output is the window max within a factor (window size)^(1/1000), and p = inf is NaN.
+GEM_P_RANGE = (0.1, 1000.0)
+
+
+def gem_exponent(p: torch.Tensor | float, dtype: torch.dtype) -> torch.Tensor:
+    """GeM's exponent as the forward pass uses it: ``p`` (a tensor keeps its graph) in
+    ``dtype``, clamped to :data:`GEM_P_RANGE`."""
+    exponent = p.to(dtype) if isinstance(p, torch.Tensor) else torch.tensor(p, dtype=dtype)
+    return exponent.clamp(*GEM_P_RANGE)
+
+
 def init_gem(module: nn.Module, p: float, eps: float, learnable_p: bool) -> None:
     """Validate and set GeM's ``p`` (learned or fixed, see :func:`register_power`), ``eps`` and
     ``learnable_p`` on ``module`` (the local and the global GeM share them)."""
     layer = type(module).__name__
-    p = check_number("p", p, 0, low_open=True, where=layer)
+    p = check_number("p", p, *GEM_P_RANGE, where=layer)
     module.eps = check_number("eps", eps, 0, low_open=True, where=layer)
     module.learnable_p = check_bool("learnable_p", learnable_p, where=layer)
     register_power(module, p, module.learnable_p)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from poolbench.checks import check_int, check_int_list, check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, init_gem
+from poolbench.pooling.base import GlobalPool, gem_exponent, init_gem
 from poolbench.pooling.ops import abs_pow, float32_at_least, sums_representable
 
 
@@ -48,13 +48,19 @@ def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
     The clamp comes before the pow so a negative or zero input cannot give NaN (a fractional
     power of a negative number) or an infinite gradient (x^(p-1) at 0 for p < 1). The pow runs
     in float32 even under bf16 autocast: with p = 3, bf16's 8-bit mantissa loses the small
-    activations next to the large ones before the mean is taken.
+    activations next to the large ones before the mean is taken. Each channel is scaled by
+    its largest clamped value M first, ``M (1/HW Σ (clamp(x, eps)/M)^p)^(1/p)``, so no p
+    under- or overflows (unscaled, a channel at eps gives eps^p = 0 in float32 from p ~ 7.5).
+    The exponent is p clamped to ``GEM_P_RANGE`` (:func:`~poolbench.pooling.base.gem_exponent`).
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
         xf = float32_at_least(x)
-        pf = p.to(xf.dtype) if isinstance(p, Tensor) else p
-        out = xf.clamp(min=eps).pow(pf).mean(dim=(2, 3)).pow(1.0 / pf)
+        pf = gem_exponent(p, xf.dtype)
+        clamped = xf.clamp(min=eps)
+        top = clamped.detach().amax(dim=(2, 3), keepdim=True)  # M per channel, (N, C, 1, 1)
+        mean = (clamped / top).pow(pf).mean(dim=(2, 3))  # in [1/HW, 1]
+        out = top[:, :, 0, 0] * mean.pow(1.0 / pf)
     return out.to(dtype)
 
 
@@ -116,7 +122,8 @@ class GlobalMaxPool(GlobalPool):
     learnable=True,
 )
 class GlobalGeM(GlobalPool):
-    """Generalised mean (mean clamp(x, eps)^p)^(1/p); p learnable (init ``p``) or fixed; D = C."""
+    """Generalised mean (mean clamp(x, eps)^p)^(1/p); p learnable (init ``p``) or fixed, in
+    ``GEM_P_RANGE``; D = C."""
 
     def __init__(
         self, channels: int, p: float = 3.0, eps: float = 1e-6, learnable_p: bool = True
