@@ -11,6 +11,7 @@ from torch.autograd import gradcheck
 from poolbench.pooling import create_pool, pooled_size
 from poolbench.pooling.base import GEM_P_RANGE
 from poolbench.pooling.global_ import global_gem, global_lp
+from poolbench.pooling.learned import lip_pool2d
 from poolbench.pooling.power import gem_pool2d, lp_pool2d
 
 
@@ -277,3 +278,33 @@ def test_gem_refuses_a_configured_p_outside_its_range():
         for bad in (0.0, low / 2, high * 2, -3.0):
             with pytest.raises(ConfigError, match=r"expected p to be a number in \["):
                 create_pool(name, 2, p=bad)
+
+
+# -- 5. lip_pool2d with unbounded logits -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("F", "S"), [(2, 2), (3, 2), (2, 1), (3, 3)])
+def test_lip_pool2d_is_safe_for_logits_spread_by_1000(F, S):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 8, 7, generator=g)
+    logit = torch.randn(2, 3, 8, 7, generator=g) * 5
+    logit[:, :, :4] -= 1000.0  # the top half lies 1000 below the bottom half
+    x.requires_grad_()
+    logit.requires_grad_()
+    out = lip_pool2d(x, logit, F, S)
+    assert torch.isfinite(out).all()
+
+    def softmax_mean(values, logits):
+        return (torch.softmax(logits, -1) * values).sum(-1)
+
+    xd, ld = x.detach().double(), logit.detach().double()
+    expected = torch.empty(out.shape, dtype=torch.float64)
+    win_l = dict(((i, j), v) for i, j, v in windows_of(ld, F, S))
+    for i, j, v in windows_of(xd, F, S):
+        expected[:, :, i, j] = softmax_mean(v, win_l[i, j])
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(logit.grad).all()
+    x64 = xd[:1, :2, :5, :5].clone().requires_grad_()
+    l64 = ld[:1, :2, :5, :5] * torch.tensor([1.0, 200.0], dtype=torch.float64).view(1, 2, 1, 1)
+    assert gradcheck(lambda a, b: lip_pool2d(a, b, F, S), (x64, l64.requires_grad_()))

@@ -22,7 +22,17 @@ from torch import Tensor, nn
 from poolbench.checks import check_bool, check_int, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
-from poolbench.pooling.ops import compute_dtype, depthwise_conv2d, float32_at_least
+from poolbench.pooling.ops import (
+    block_max,
+    block_view,
+    compute_dtype,
+    crop_to_blocks,
+    depthwise_conv2d,
+    float32_at_least,
+    per_block,
+    tiles_into_blocks,
+    window_view,
+)
 
 
 def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
@@ -231,22 +241,34 @@ class TreePool(_LearnedPool):
         return super().extra_repr() + f", levels={self.levels}"
 
 
-# LIP bounds its logits to [0, COEFF] (a scaled sigmoid, as in the paper's logit modules), so
-# exp never overflows and shifting by COEFF (the largest possible logit) keeps exp <= 1.
+# LIP bounds its logits to [0, LIP_LOGIT_SCALE] (a scaled sigmoid, as in the paper's logit
+# modules); lip_pool2d itself is safe for any logits.
 LIP_LOGIT_SCALE = 12.0
 
 
 def lip_pool2d(x: Tensor, logit: Tensor, F: int = 2, S: int = 2) -> Tensor:
     """Local importance pooling: y = avg(x exp(logit)) / avg(exp(logit)) per window.
 
-    x, logit (Tensor[N, C, H, W]) -> Tensor[N, C, H', W'] (Gao et al. 2019, Eq. 3). The weights
-    are computed in float32 and shifted by ``logit.max()`` before ``exp``; the shift cancels in
-    the ratio.
+    x, logit (Tensor[N, C, H, W]) -> Tensor[N, C, H', W'] (Gao et al. 2019, Eq. 3), i.e. each
+    window's softmax(logit)-weighted mean of x. The weights are computed in float32 and
+    shifted by each window's largest logit before ``exp`` (the shift cancels in the ratio), so
+    every window's largest weight is 1 and logits of any spread give no overflow and no
+    0 / 0: a window view per block for F == S, the strided window view otherwise.
     """
-    logit = float32_at_least(logit)
-    weight = torch.exp(logit - logit.detach().amax())
-    xw = float32_at_least(x) * weight
-    return (F_.avg_pool2d(xw, F, S) / F_.avg_pool2d(weight, F, S)).to(x.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        xf, lf = float32_at_least(x), float32_at_least(logit)
+        if tiles_into_blocks(*x.shape[-2:], F, S):
+            xf, lf = crop_to_blocks(xf, F), crop_to_blocks(lf, F)
+            shift = block_max(lf.detach(), F)  # (N, C, H', W')
+            weight = (block_view(lf, F) - per_block(shift)).exp().reshape(lf.shape)
+            out = F_.avg_pool2d(xf * weight, F, F) / F_.avg_pool2d(weight, F, F)
+        else:
+            windows = window_view(lf, F, S, 0, False, 0.0)  # (N, C, H', W', F, F)
+            shift = windows.detach().amax(dim=(-2, -1), keepdim=True)
+            weight = (windows - shift).exp()
+            values = window_view(xf, F, S, 0, False, 0.0)
+            out = (values * weight).sum(dim=(-2, -1)) / weight.sum(dim=(-2, -1))
+    return out.to(x.dtype)
 
 
 class LipLogit(nn.Module):
