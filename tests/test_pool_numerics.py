@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torch.autograd import gradcheck
 
-from poolbench.pooling import create_pool, pooled_size
+from poolbench.pooling import create_pool, list_pools, pool_entry, pooled_size
 from poolbench.pooling.base import GEM_P_RANGE
 from poolbench.pooling.global_ import global_gem, global_lp
 from poolbench.pooling.learned import lip_pool2d
@@ -308,3 +309,30 @@ def test_lip_pool2d_is_safe_for_logits_spread_by_1000(F, S):
     x64 = xd[:1, :2, :5, :5].clone().requires_grad_()
     l64 = ld[:1, :2, :5, :5] * torch.tensor([1.0, 200.0], dtype=torch.float64).view(1, 2, 1, 1)
     assert gradcheck(lambda a, b: lip_pool2d(a, b, F, S), (x64, l64.requires_grad_()))
+
+
+# -- 3. every layer keeps the input's dtype --------------------------------------------------
+
+
+def make(name: str, channels: int) -> nn.Module:
+    params = {}
+    if pool_entry(name).meta.get("takes_stages"):
+        params["stage_channels"] = [channels, channels]
+    return create_pool(name, channels, **params)
+
+
+@pytest.mark.parametrize("name", list_pools())
+@pytest.mark.parametrize("training", [False, True])
+def test_every_pool_and_head_returns_the_input_dtype_in_bf16(name, training):
+    torch.manual_seed(0)
+    module = make(name, 4).to(torch.bfloat16).train(training)
+    x = (torch.randn(2, 4, 8, 8) * 3).bfloat16()
+    out = module([x, x]) if getattr(module, "takes_stages", False) else module(x)
+    assert out.dtype == torch.bfloat16, f"{name} returned {out.dtype}"
+    assert torch.isfinite(out.float()).all()
+
+
+def test_tree_pool_feeds_a_bf16_convolution():
+    model = nn.Sequential(create_pool("tree", 3), nn.Conv2d(3, 3, 1)).bfloat16()
+    out = model(torch.randn(2, 3, 8, 8).bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 3, 4, 4)

@@ -156,7 +156,8 @@ def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2
     (or with a leading C dimension per channel). Node values, children before parents:
     leaf m gives f_m = v_m^T x; internal node n with children l, r gives
     f_n = s_n f_l + (1 - s_n) f_r, s_n = sigmoid(w_n^T x); the root is the output. The gates
-    are stored in heap order (gate 0 is the root, gate n has children 2n+1 and 2n+2).
+    are stored in heap order (gate 0 is the root, gate n has children 2n+1 and 2n+2). The
+    filters and gates are computed in float32 at least; the result has ``x``'s dtype.
     """
     filters = torch.cat([gates, leaves], dim=-3)
     # Response k is node k's gate logit (k < L - 1) or leaf value (k >= L - 1).
@@ -164,7 +165,7 @@ def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2
     for node in range(gates.shape[-3] - 1, -1, -1):  # children are finished before parents
         gate = torch.sigmoid(values[node])
         values[node] = torch.lerp(values[2 * node + 2], values[2 * node + 1], gate)
-    return values[0]
+    return values[0].to(x.dtype)
 
 
 class _LearnedPool(LocalPool):
