@@ -237,7 +237,7 @@ def lp_pool2d(
     terms lie in [0, 1] with the largest exactly 1: exact to rounding for any p, and the limit
     p -> inf is M, the window's max |x|. The rule for which form is used:
 
-    - p > 2: always the scaled form (an extra max pool and division over the input);
+    - p > 2: always the scaled form (the window maxima and a division over the input);
     - p <= 2: first the plain sums, without extra full-size passes. They are exact unless a
       window sum overflowed or is subnormal, which is checked on the output-sized sums; such
       a call is recomputed in the scaled form. What the check cannot see is a window whose
