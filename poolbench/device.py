@@ -87,22 +87,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# Pools whose training step was more than 5% slower in NHWC than in NCHW under bf16 autocast,
-# in each of two runs of benchmarks/layout.py on the 2-core development CPU (2026-11-21; NHWC
-# cost them 8-45%). Their kernels work on NCHW, and the copies NHWC costs them outweigh the
-# faster NHWC convolutions.
-CPU_NCHW_POOLS = frozenset(
-    {
-        "center",
-        "center_cross",
-        "fractional",
-        "lp",
-        "maxavg",
-        "softpool",
-        "stochastic",
-        "strip",
-    }
-)
+def cpu_nchw_pools() -> frozenset[str]:
+    """The pools registered with ``cpu_layout="nchw"``: those whose training step was more
+    than 5% slower in NHWC than in NCHW under bf16 autocast, in each of two runs of
+    ``benchmarks/layout.py`` on the 2-core development CPU (2026-11-21; NHWC cost them
+    8-45%). Their kernels work on NCHW, and the copies NHWC costs them outweigh the faster
+    NHWC convolutions."""
+    from poolbench.pooling import POOLS  # the registry fills as the pool modules import
+
+    return frozenset(e.name for e in POOLS.entries() if e.meta["cpu_layout"] == "nchw")
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    # ``CPU_NCHW_POOLS``, the older spelling (benchmarks/layout.py), derived from the registry.
+    if name == "CPU_NCHW_POOLS":
+        return cpu_nchw_pools()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_channels_last(
@@ -111,12 +111,13 @@ def resolve_channels_last(
     r"""``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
     (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on the 2-core development
     CPU a bf16 training step of the default model ran 1.3-1.5x faster in NHWC), except on the
-    CPU for the downsampling ``pool``\s in :data:`CPU_NCHW_POOLS`. In fp32 it depended on the
-    pool as well, with smaller gains, so fp32 stays NCHW. See ``benchmarks/layout.py``."""
+    CPU for the downsampling ``pool``\s registered with ``cpu_layout="nchw"``
+    (:func:`cpu_nchw_pools`). In fp32 it depended on the pool as well, with smaller gains, so
+    fp32 stays NCHW. See ``benchmarks/layout.py``."""
     if setting == "auto":
         if precision.dtype is None:
             return False
-        return not (device.type == "cpu" and pool in CPU_NCHW_POOLS)
+        return not (device.type == "cpu" and pool in cpu_nchw_pools())
     return bool(setting)
 
 

@@ -91,7 +91,7 @@ def test_no_arguments_is_the_quick_sweep_plan():
         (["pool.foo=3"], "unknown key 'pool.foo': pool 'max' has no 'foo'; valid keys: F, S"),
         (["+pool.foo=3"], "pool 'max' has no parameter 'foo'; its parameters: F, S"),
         (["pool=="], "Error parsing override 'pool=='"),
-        (["pool.F=0"], "expected F >= 1, got F=0"),
+        (["pool.F=0"], "MaxPool: expected F to be an integer >= 1, got 0"),
         (["pool.F=9"], "pool 2 (stages.1.1) (F=9, S=2) needs input >= 9, feature map is 4x4"),
         (["head=max"], "unknown head 'max'; available: adaptive_avg, adaptive_feature"),
         (["device=tpu"], "expected device to be one of auto, cpu, cuda, got 'tpu'"),

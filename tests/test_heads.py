@@ -283,7 +283,7 @@ def test_lp_agrees_with_torch_lppool_on_nonnegative_input_where_lppool_fails_on_
 
 
 def test_lp_rejects_p_below_one():
-    with pytest.raises(ConfigError, match=r"p >= 1"):
+    with pytest.raises(ConfigError, match=r"GlobalLpPool: expected p to be a number >= 1, got 0.5"):
         create_pool("global_lp", 2, p=0.5)
     with pytest.raises(ConfigError, match=r"p"):
         create_pool("global_lp", 2, p=-1.0)

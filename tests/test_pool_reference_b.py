@@ -216,6 +216,14 @@ def test_fractional_eval_is_fixed_and_training_varies():
     assert torch.equal(first, module(x))
 
 
+def test_fractional_default_ratio_is_the_nearest_float_to_one_over_sqrt_2():
+    from poolbench.pooling import pool_entry
+
+    (ratio,) = [p.default for p in pool_entry("fractional").params if p.name == "ratio"]
+    assert ratio == 2**-0.5 == 0.7071067811865476  # 1 / math.sqrt(2) rounds to ...475
+    assert create_pool("fractional", 2).ratio == ratio
+
+
 def test_fractional_rejects_bad_ratio():
     from poolbench.errors import ConfigError
 

@@ -19,6 +19,7 @@ from poolbench.registry import Entry, Registry, import_submodules
 POOLS = Registry("pool")
 
 Kind = Literal["local", "global"]
+CpuLayout = Literal["any", "nchw"]
 
 
 def register_pool(
@@ -27,14 +28,30 @@ def register_pool(
     kind: Kind,
     paper: str = "",
     learnable: bool = False,
+    cpu_layout: CpuLayout = "any",
     description: str | None = None,
     **meta: Any,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: register a pooling layer under ``name``; duplicates are refused."""
+    """Class decorator: register a pooling layer under ``name``; duplicates are refused.
+
+    ``cpu_layout="nchw"`` marks a layer measured slower in NHWC than in NCHW on the CPU
+    under bf16 autocast (its kernels work on NCHW, and the copies NHWC costs it outweigh the
+    faster NHWC convolutions): ``channels_last=auto`` then keeps the model in NCHW there (see
+    :func:`poolbench.device.resolve_channels_last`). ``any``: the layer follows the general
+    rule.
+    """
     if kind not in ("local", "global"):
         raise ValueError(f"pool kind must be 'local' or 'global', got {kind!r}")
+    if cpu_layout not in ("any", "nchw"):
+        raise ValueError(f"pool cpu_layout must be 'any' or 'nchw', got {cpu_layout!r}")
     return POOLS.register(
-        name, description=description, kind=kind, paper=paper, learnable=learnable, **meta
+        name,
+        description=description,
+        kind=kind,
+        paper=paper,
+        learnable=learnable,
+        cpu_layout=cpu_layout,
+        **meta,
     )
 
 
@@ -79,7 +96,7 @@ def create_for_slot(name: str, slot: Kind, channels: int, **params: Any) -> nn.M
 
 
 # Importing the family modules registers their layers.
-import_submodules(__name__, __path__, skip=("base",))
+import_submodules(__name__, __path__, skip=("base", "ops"))
 
 __all__ = [
     "GlobalPool",

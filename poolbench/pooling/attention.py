@@ -28,9 +28,11 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
+from poolbench.checks import check_int, check_number
 from poolbench.errors import ConfigError
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_int, check_positive
+from poolbench.pooling.base import GlobalPool
+from poolbench.pooling.ops import compute_dtype
 
 
 def attend(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
@@ -40,7 +42,7 @@ def attend(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
     -> ``Tensor[..., Q, e]`` in float32 (float64 stays float64).
     """
     with torch.autocast(device_type=query.device.type, enabled=False):
-        dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+        dtype = compute_dtype(query.dtype)
         scores = scale * query.to(dtype) @ key.to(dtype).transpose(-2, -1)  # (..., Q, T)
         weights = torch.softmax(scores, dim=-1)  # softmax subtracts the row max itself
         return weights @ value.to(dtype)
@@ -77,10 +79,12 @@ class HopfieldPool(GlobalPool):
     ) -> None:
         super().__init__(channels)
         layer = type(self).__name__
-        self.num_patterns = check_int("num_patterns", num_patterns, 1, layer)
-        self.dim = self.channels if dim is None else check_int("dim", dim, 1, layer)
+        self.num_patterns = check_int("num_patterns", num_patterns, 1, where=layer)
+        self.dim = self.channels if dim is None else check_int("dim", dim, 1, where=layer)
         self.beta = (
-            1.0 / math.sqrt(self.dim) if beta is None else check_positive("beta", beta, layer)
+            1.0 / math.sqrt(self.dim)
+            if beta is None
+            else check_number("beta", beta, 0, low_open=True, where=layer)
         )
         self.norm = nn.LayerNorm(self.channels)
         self.w_key = nn.Linear(self.channels, self.dim)
@@ -127,15 +131,17 @@ class AttentionPool(GlobalPool):
     ) -> None:
         super().__init__(channels)
         layer = type(self).__name__
-        self.heads = check_int("heads", heads, 1, layer)
+        self.heads = check_int("heads", heads, 1, where=layer)
         if self.channels % self.heads:
             divisors = [h for h in range(1, self.channels + 1) if self.channels % h == 0]
             raise ConfigError(
                 f"{layer}: expected heads to divide channels={self.channels} "
                 f"(one of {', '.join(map(str, divisors))}), got heads={heads}"
             )
-        self.grid = check_int("grid", grid, 1, layer)
-        self.out_dim = self.channels if out_dim is None else check_int("out_dim", out_dim, 1, layer)
+        self.grid = check_int("grid", grid, 1, where=layer)
+        self.out_dim = (
+            self.channels if out_dim is None else check_int("out_dim", out_dim, 1, where=layer)
+        )
         c = self.channels
         # CLIP's initialisation scale for the positional embedding: std 1/√C.
         self.pos_mean = nn.Parameter(torch.randn(c) / math.sqrt(c))

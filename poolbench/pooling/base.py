@@ -11,31 +11,11 @@ classifier after it can be sized without running it.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F_
 from torch import nn
 
-from poolbench.errors import ConfigError, ShapeError
-
-
-def check_int(name: str, value: object, minimum: int, layer: str) -> int:
-    """Validate an integer hyperparameter, naming the layer, the value and the valid range."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{layer}: expected {name} to be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{layer}: expected {name} >= {minimum}, got {name}={value}")
-    return value
-
-
-def check_positive(name: str, value: object, layer: str) -> float:
-    """Validate a strictly positive real hyperparameter (``p`` of Lp and GeM, ``eps`` ...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{layer}: expected {name} to be a number > 0, got {value!r}")
-    if not value > 0 or math.isinf(value):
-        raise ConfigError(f"{layer}: expected {name} > 0 and finite, got {name}={value}")
-    return float(value)
+from poolbench.checks import check_bool, check_int, check_number
+from poolbench.errors import ShapeError
 
 
 def register_power(module: nn.Module, p: float, learnable: bool) -> None:
@@ -47,27 +27,28 @@ def register_power(module: nn.Module, p: float, learnable: bool) -> None:
         module.register_buffer("p", torch.tensor(float(p)))
 
 
-def depthwise_conv2d(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
-    """``conv2d(x, kernel, stride, groups=C)`` computed in float32 on the CPU under autocast,
-    returned in ``x``'s dtype. oneDNN has no fast bfloat16 depthwise kernel on CPUs without
-    AMX: its backward took 7 ms against 0.3 ms in float32 (64x64x9x9, stride 2, 2 threads,
-    AVX-512-BF16 AMD EPYC), which made a bf16 training step with blur pooling 2.8x slower
-    than fp32."""
-    low = x.dtype in (torch.bfloat16, torch.float16)
-    if x.device.type == "cpu" and (low or torch.is_autocast_enabled("cpu")):
-        with torch.autocast("cpu", enabled=False):
-            out = F_.conv2d(x.float(), kernel.float(), stride=stride, groups=x.shape[1])
-        return out.to(x.dtype)
-    return F_.conv2d(x, kernel.to(x.dtype), stride=stride, groups=x.shape[1])
+# The exponents GeM computes with. A configured p must lie in this range; a learned p that
+# leaves it is held at the nearer bound in forward (torch.clamp: no gradient from the pool
+# while it is outside). Below 0.1 the 1/p root magnifies float32's rounding of the mean (and
+# p -> 0 divides by 0; p < 0 is no longer a mean between average and max); above 1000 the
+# output is the window max within a factor (window size)^(1/1000), and p = inf is NaN.
+GEM_P_RANGE = (0.1, 1000.0)
+
+
+def gem_exponent(p: torch.Tensor | float, dtype: torch.dtype) -> torch.Tensor:
+    """GeM's exponent as the forward pass uses it: ``p`` (a tensor keeps its graph) in
+    ``dtype``, clamped to :data:`GEM_P_RANGE`."""
+    exponent = p.to(dtype) if isinstance(p, torch.Tensor) else torch.tensor(p, dtype=dtype)
+    return exponent.clamp(*GEM_P_RANGE)
 
 
 def init_gem(module: nn.Module, p: float, eps: float, learnable_p: bool) -> None:
     """Validate and set GeM's ``p`` (learned or fixed, see :func:`register_power`), ``eps`` and
     ``learnable_p`` on ``module`` (the local and the global GeM share them)."""
     layer = type(module).__name__
-    p = check_positive("p", p, layer)
-    module.eps = check_positive("eps", eps, layer)
-    module.learnable_p = bool(learnable_p)
+    p = check_number("p", p, *GEM_P_RANGE, where=layer)
+    module.eps = check_number("eps", eps, 0, low_open=True, where=layer)
+    module.learnable_p = check_bool("learnable_p", learnable_p, where=layer)
     register_power(module, p, module.learnable_p)
 
 
@@ -96,14 +77,11 @@ class LocalPool(nn.Module):
     def __init__(self, F: int = 2, S: int = 2, padding: int = 0, ceil_mode: bool = False) -> None:
         super().__init__()
         layer = type(self).__name__
-        self.F = check_int("F", F, 1, layer)
-        self.S = check_int("S", S, 1, layer)
-        self.padding = check_int("padding", padding, 0, layer)
-        if self.padding > self.F // 2:
-            raise ConfigError(
-                f"{layer}: expected padding <= F/2 = {self.F // 2}, got padding={padding}"
-            )
-        self.ceil_mode = bool(ceil_mode)
+        self.F = check_int("F", F, 1, where=layer)
+        self.S = check_int("S", S, 1, where=layer)
+        # A window must hold at least one real input: padding <= F/2.
+        self.padding = check_int("padding", padding, 0, self.F // 2, where=layer)
+        self.ceil_mode = check_bool("ceil_mode", ceil_mode, where=layer)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return (
@@ -143,7 +121,7 @@ class GlobalPool(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.channels = check_int("channels", channels, 1, type(self).__name__)
+        self.channels = check_int("channels", channels, 1, where=type(self).__name__)
         self.out_features = self.channels
 
     def extra_repr(self) -> str:

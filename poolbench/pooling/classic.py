@@ -7,9 +7,8 @@
 - ``overlap``: max pooling with F=3, S=2 (Krizhevsky et al. 2012, AlexNet).
 - ``min``: window minimum; ``median``: window (lower) median; ``center``: the value at the
   window centre (the seeds' list of pooling variants). ``median`` at F = S = 2 (default) is
-  a closed form of min/max ops (forward+backward about 1.4-1.6x native max pooling at
-  64x128x32x32 fp32 on 2 shared CPU cores); other windows copy the windows out and sort
-  each one (about 4x).
+  a closed form of min/max ops on strided views; other windows copy the windows out and
+  sort each one (slower).
 - ``maxavg``: fixed ``alpha * max + (1 - alpha) * avg`` (the seeds' max-avg pooling; the
   fixed form of Lee, Gallagher & Tu 2016's mixed pooling).
 - ``none``: identity, the no-pooling baseline (Springenberg et al. 2014, "Striving for
@@ -23,9 +22,10 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_bool, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
+from poolbench.pooling.ops import crop_to_blocks, per_block, tiles_into_blocks, window_view
 
 
 @register_pool("max", kind="local", paper="Ranzato et al. 2007; Jarrett et al. 2009")
@@ -42,7 +42,9 @@ class MaxPool(LocalPool):
         return_indices: bool = False,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        self.return_indices = bool(return_indices)
+        self.return_indices = check_bool(
+            "return_indices", return_indices, where=type(self).__name__
+        )
         self.switches: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,23 +119,6 @@ class MinPool(LocalPool):
         return min_pool2d(x, self.F, self.S, self.padding, self.ceil_mode)
 
 
-def _window_view(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool, fill: float) -> Tensor:
-    """``x (Tensor[N, C, H, W])`` as a strided view ``(N, C, H', W', F, F)`` of its windows.
-
-    The map is padded with ``fill`` by ``padding`` on the left/top and by as much as the last
-    (ceil-mode) window needs on the right/bottom, so H' and W' follow :func:`pooled_size`.
-    """
-    h, w = x.shape[-2:]
-    oh = pooled_size(h, F, S, padding, ceil_mode)
-    ow = pooled_size(w, F, S, padding, ceil_mode)
-    extra_h = max(0, (oh - 1) * S + F - h - padding)
-    extra_w = max(0, (ow - 1) * S + F - w - padding)
-    if padding or extra_h or extra_w:
-        x = F_.pad(x, (padding, extra_w, padding, extra_h), value=fill)
-    windows = x.unfold(2, F, S).unfold(3, F, S)
-    return windows[:, :, :oh, :ow]
-
-
 class _Median2x2(torch.autograd.Function):
     """Lower median of each 2x2 block (F = S = 2, no padding) in closed form.
 
@@ -186,11 +171,10 @@ def median_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool =
     because padding <= F/2 and the last ceil-mode window starts inside the map. F = S = 2
     without padding (the default) takes a closed form of min/max ops (:class:`_Median2x2`).
     """
-    h, w = x.shape[-2:]
-    if F == 2 and S == 2 and not padding and (not ceil_mode or (h % 2 == 0 and w % 2 == 0)):
+    if F == 2 and tiles_into_blocks(*x.shape[-2:], F, S, padding, ceil_mode):
         return _Median2x2.apply(x)
     padded = bool(padding) or ceil_mode
-    windows = _window_view(x, F, S, padding, ceil_mode, float("nan") if padded else 0.0)
+    windows = window_view(x, F, S, padding, ceil_mode, float("nan") if padded else 0.0)
     flat = windows.flatten(-2)  # (N, C, H', W', F*F); copies the overlapping view
     if padded:
         return flat.nanmedian(dim=-1).values
@@ -230,7 +214,7 @@ def center_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool =
     return x[:, :, first : last_h + 1 : S, first : last_w + 1 : S]
 
 
-@register_pool("center", kind="local", paper="(the seeds' center pooling)")
+@register_pool("center", kind="local", paper="(the seeds' center pooling)", cpu_layout="nchw")
 class CenterPool(LocalPool):
     """The value at each window's centre (offset F//2; lower-right of the middle for even F)."""
 
@@ -262,7 +246,7 @@ class _BlockMaxAvgPool(torch.autograd.Function):
         (switches,) = ctx.saved_tensors
         alpha, F = ctx.alpha, ctx.F
         n, c, h, w = grad.shape
-        share = (grad * ((1 - alpha) / (F * F)))[:, :, :, None, :, None]
+        share = per_block(grad * ((1 - alpha) / (F * F)))
         grad_x = share.expand(n, c, h, F, w, F).reshape(ctx.shape)  # (N, C, H, W), a copy
         grad_x.view(n, c, -1).scatter_add_(
             2, switches.view(n, c, -1), (grad * alpha).view(n, c, -1)
@@ -275,19 +259,21 @@ def max_avg_pool2d(
 ) -> Tensor:
     """``alpha * max_window x + (1 - alpha) * mean_window x`` for ``x (Tensor[N, C, H, W])``.
 
-    The mean excludes zero padding. Non-overlapping blocks (F == S, no padding, the map
-    tiling exactly) take a fused backward; other settings use autograd.
+    The mean excludes zero padding. Non-overlapping blocks (F == S, no padding) take a fused
+    backward; other settings use autograd.
     """
-    h, w = x.shape[-2:]
-    if F == S and not padding and h % F == 0 and w % F == 0:
-        return _BlockMaxAvgPool.apply(x.contiguous(), alpha, F)
+    if tiles_into_blocks(*x.shape[-2:], F, S, padding, ceil_mode):
+        return _BlockMaxAvgPool.apply(crop_to_blocks(x, F), alpha, F)
     mx = F_.max_pool2d(x, F, S, padding, ceil_mode=ceil_mode)
     avg = F_.avg_pool2d(x, F, S, padding, ceil_mode=ceil_mode, count_include_pad=False)
     return torch.lerp(avg, mx, alpha)
 
 
 @register_pool(
-    "maxavg", kind="local", paper="(the seeds' max-avg pooling; fixed mix as in Lee et al. 2016)"
+    "maxavg",
+    kind="local",
+    paper="(the seeds' max-avg pooling; fixed mix as in Lee et al. 2016)",
+    cpu_layout="nchw",
 )
 class MaxAvgPool(LocalPool):
     """Fixed max-avg mix: ``alpha * max + (1 - alpha) * avg`` (alpha=0.5: the plain mean of both).
@@ -307,9 +293,7 @@ class MaxAvgPool(LocalPool):
         alpha: float = 0.5,
     ) -> None:
         super().__init__(F, S, padding, ceil_mode)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"MaxAvgPool: expected alpha in [0, 1], got alpha={alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, 0, 1, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

@@ -5,16 +5,16 @@ The All-Convolutional Net replaces each pooling layer by a convolution with the 
 and stride, channels -> channels, whose weights are learned with the rest of the network.
 
 Cost, heavy by design: a dense convolution, C * F * F multiply-adds per output value where
-max pooling makes F * F comparisons; forward+backward at 64x128x32x32 fp32 on 2 shared CPU
-cores measured about 3-4x native ``max_pool2d(x, 2, 2)``.
+max pooling makes F * F comparisons.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from poolbench.checks import check_bool, check_int
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int
+from poolbench.pooling.base import LocalPool
 
 
 @register_pool(
@@ -31,8 +31,10 @@ class StridedConvPool(LocalPool):
         self, channels: int, F: int = 2, S: int = 2, padding: int = 0, bias: bool = True
     ) -> None:
         super().__init__(F, S, padding)
-        channels = check_int("channels", channels, 1, type(self).__name__)
-        self.conv = nn.Conv2d(channels, channels, F, S, padding, bias=bool(bias))
+        layer = type(self).__name__
+        channels = check_int("channels", channels, 1, where=layer)
+        bias = check_bool("bias", bias, where=layer)
+        self.conv = nn.Conv2d(channels, channels, F, S, padding, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H', W')

@@ -39,7 +39,7 @@ from poolbench.pooling.base import LocalPool, pooled_size
 def _suffix_max(x: Tensor, dim: int, S: int, count: int) -> Tensor:
     """``max(x[..., k, ...] for k >= i*S)`` along ``dim`` (2 or 3) for ``i < count``, as a
     block max then a ``cummax`` scan, differentiable (``cascade_corner`` scans sums that need
-    gradients; for it this is about 4x faster than :func:`_suffix_pool` under autograd)."""
+    gradients; under autograd this is cheaper than :func:`_suffix_pool`)."""
     size = x.shape[dim]
     if S > 1 and size >= S:
         kernel = (S, 1) if dim == 2 else (1, S)
@@ -57,8 +57,8 @@ def _suffix_pool(x: Tensor, dim: int, S: int, count: int, indices: bool = False)
     One max pooling with a window as long as the whole axis, at stride S, over a copy of
     ``x`` padded with -inf after its end: window i covers [i*S, i*S + L), which holds all of
     the suffix and otherwise only padding. The copy is channels_last (NHWC), where the CPU
-    kernel vectorises over channels (NCHW: about 7x slower for such long windows; a
-    ``cummax`` scan with its argmax: about 2x). With ``indices``, also the flat position of
+    kernel vectorises over channels (NCHW is much slower for such long windows, and so is a
+    ``cummax`` scan with its argmax). With ``indices``, also the flat position of
     each maximum in the padded (H, W) plane, as ``F.max_pool2d`` returns it (first of equal
     maxima).
     """
@@ -191,6 +191,7 @@ class CascadeCornerPool(_SubsampledDetectionPool):
     "center_cross",
     kind="local",
     paper="Duan et al. 2019 (CenterNet), center pooling + stride-S subsampling",
+    cpu_layout="nchw",
 )
 class CenterCrossPool(_SubsampledDetectionPool):
     """Row max + column max, then the centre position of each F x F window."""

@@ -25,25 +25,19 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_int, check_int_list, check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_positive, init_gem
+from poolbench.pooling.base import GlobalPool, gem_exponent, init_gem
+from poolbench.pooling.ops import abs_pow, float32_at_least, sums_representable
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:
     """An ``output_size``-style grid: an int ``g`` (g x g) or ``[h, w]``, every side >= 1."""
     if isinstance(value, int) and not isinstance(value, bool):
-        sides: Sequence[object] = (value, value)
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        sides = value
-    else:
-        raise ConfigError(
-            f"{layer}: expected {name} to be an integer >= 1 or a list [h, w], got {value!r}"
-        )
-    for side in sides:
-        if isinstance(side, bool) or not isinstance(side, int) or side < 1:
-            raise ConfigError(f"{layer}: expected {name} sides to be integers >= 1, got {value!r}")
-    return int(sides[0]), int(sides[1])
+        side = check_int(name, value, 1, where=layer)
+        return side, side
+    height, width = check_int_list(name, value, 1, length=2, where=layer)
+    return height, width
 
 
 def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
@@ -54,13 +48,19 @@ def global_gem(x: Tensor, p: Tensor | float, eps: float = 1e-6) -> Tensor:
     The clamp comes before the pow so a negative or zero input cannot give NaN (a fractional
     power of a negative number) or an infinite gradient (x^(p-1) at 0 for p < 1). The pow runs
     in float32 even under bf16 autocast: with p = 3, bf16's 8-bit mantissa loses the small
-    activations next to the large ones before the mean is taken.
+    activations next to the large ones before the mean is taken. Each channel is scaled by
+    its largest clamped value M first, ``M (1/HW Σ (clamp(x, eps)/M)^p)^(1/p)``, so no p
+    under- or overflows (unscaled, a channel at eps gives eps^p = 0 in float32 from p ~ 7.5).
+    The exponent is p clamped to ``GEM_P_RANGE`` (:func:`~poolbench.pooling.base.gem_exponent`).
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        pf = p.to(xf.dtype) if isinstance(p, Tensor) else p
-        out = xf.clamp(min=eps).pow(pf).mean(dim=(2, 3)).pow(1.0 / pf)
+        xf = float32_at_least(x)
+        pf = gem_exponent(p, xf.dtype)
+        clamped = xf.clamp(min=eps)
+        top = clamped.detach().amax(dim=(2, 3), keepdim=True)  # M per channel, (N, C, 1, 1)
+        mean = (clamped / top).pow(pf).mean(dim=(2, 3))  # in [1/HW, 1]
+        out = top[:, :, 0, 0] * mean.pow(1.0 / pf)
     return out.to(dtype)
 
 
@@ -71,16 +71,29 @@ def global_lp(x: Tensor, p: float) -> Tensor:
 
     ``nn.LPPool2d`` raises x itself to p, which is NaN for a negative x and a fractional p and
     changes sign for odd integer p; here negative inputs count by their magnitude, which makes
-    the output the Lp norm (>= 0). The 1/p root has an infinite slope at 0 (an all-zero
-    channel after ReLU), so the sum is clamped at the smallest normal number before the root
-    and an all-zero channel gives exactly 0 with gradient 0. In float32 under autocast.
+    the output the Lp norm (>= 0). In float32 under autocast. As in
+    :func:`~poolbench.pooling.power.lp_pool2d`: p > 2 uses the scaled form
+    ``M (Σ (|x|/M)^p)^(1/p)`` with M the channel's largest |x|, safe from overflow and
+    underflow for any p; p <= 2 the plain sums, recomputed scaled if a sum overflowed or is
+    subnormal. The 1/p root has an infinite slope at 0 (an all-zero channel after ReLU), so
+    an all-zero channel gives exactly 0 with gradient 0.
     """
     dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        total = xf.abs().pow(p).sum(dim=(2, 3))
-        root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
-        out = torch.where(total > 0, root, torch.zeros_like(root))
+        xf = float32_at_least(x)
+        out = None
+        if p <= 2:
+            total = abs_pow(xf, p).sum(dim=(2, 3))
+            if sums_representable(total):
+                root = total.clamp(min=torch.finfo(total.dtype).tiny).pow(1.0 / p)
+                out = torch.where(total > 0, root, torch.zeros_like(root))
+        if out is None:
+            top = xf.detach().abs().amax(dim=(2, 3), keepdim=True)  # M, (N, C, 1, 1)
+            scale = torch.where(top > 0, top, 1.0)  # all-zero channels: r = 0
+            # the sums are >= 1 (the largest term is exactly 1), or 0 for all-zero channels
+            total = abs_pow(xf / scale, p).sum(dim=(2, 3))
+            total = torch.where(total > 0, total, 1.0)
+            out = top[:, :, 0, 0] * total.pow(1.0 / p)
     return out.to(dtype)
 
 
@@ -109,7 +122,8 @@ class GlobalMaxPool(GlobalPool):
     learnable=True,
 )
 class GlobalGeM(GlobalPool):
-    """Generalised mean (mean clamp(x, eps)^p)^(1/p); p learnable (init ``p``) or fixed; D = C."""
+    """Generalised mean (mean clamp(x, eps)^p)^(1/p); p learnable (init ``p``) or fixed, in
+    ``GEM_P_RANGE``; D = C."""
 
     def __init__(
         self, channels: int, p: float = 3.0, eps: float = 1e-6, learnable_p: bool = True
@@ -131,10 +145,8 @@ class GlobalLpPool(GlobalPool):
 
     def __init__(self, channels: int, p: float = 2.0) -> None:
         super().__init__(channels)
-        self.p = check_positive("p", p, type(self).__name__)
-        if self.p < 1:
-            # Below 1 the "norm" is not one, and |x|^p has an infinite slope at 0.
-            raise ConfigError(f"{type(self).__name__}: expected p >= 1 (a norm), got p={p}")
+        # Below 1 the "norm" is not one, and |x|^p has an infinite slope at 0.
+        self.p = check_number("p", p, 1, where=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C)

@@ -19,13 +19,25 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_bool, check_int, check_number
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int
+from poolbench.pooling.base import LocalPool
+from poolbench.pooling.ops import (
+    block_max,
+    block_view,
+    compute_dtype,
+    crop_to_blocks,
+    depthwise_conv2d,
+    float32_at_least,
+    per_block,
+    tiles_into_blocks,
+    window_view,
+)
 
 
 def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
-    """sum_{a,b} weight[c, k, a, b] x[n, c, iS + a, jS + b] -> (N, C, K, H', W').
+    """sum_{a,b} weight[c, k, a, b] x[n, c, iS + a, jS + b] -> (N, C, K, H', W'), in float32
+    at least (the gates' sigmoids and the tree's mixing are computed from it).
 
     ``weight`` is (K, F, F) shared by all channels or (C, K, F, F) per channel; one depthwise
     convolution computes every channel's K responses.
@@ -34,14 +46,8 @@ def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:
     if weight.dim() == 3:
         weight = weight.unsqueeze(0).expand(channels, -1, -1, -1)
     k = weight.shape[1]
-    # Depthwise convolutions have no fast bfloat16 kernel on CPU: run them in float32.
-    with torch.autocast(x.device.type, enabled=False):
-        out = F_.conv2d(
-            _float32_at_least(x),
-            weight.reshape(channels * k, 1, F, F).to(_float32_at_least(x).dtype),
-            stride=S,
-            groups=channels,
-        )
+    kernel = weight.reshape(channels * k, 1, F, F)
+    out = depthwise_conv2d(x, kernel, S, keep_float32=True)
     return out.unflatten(1, (channels, k))
 
 
@@ -73,9 +79,8 @@ class _DisjointGated(torch.autograd.Function):
     backward by hand, in float32 (or float64).
 
     The windows are laid out as (C, F*F, N*H'*W') once, so the gate logit and the mean are one
-    matrix product per channel with [w; 1/F^2] and the max F*F - 1 passes over planes; the
-    depthwise convolution this replaces cost more than the rest of the layer (forward+backward
-    at (64, 128, 32, 32) fp32 on 2 CPU threads: 2.1-2.5x native max pooling, was 3.6-3.7x).
+    matrix product per channel with [w; 1/F^2] and the max F*F - 1 passes over planes (a
+    depthwise convolution for the logit would cost more than the rest of the layer).
     Backward, with s the gate, y = avg + s (max - avg), g the output gradient and
     d = g s (1 - s)(max - avg): dy/dx_k = (1 - s)/F^2 + s [k = argmax] + d w_k, dL/dw_k = sum d x_k.
     """
@@ -90,7 +95,7 @@ class _DisjointGated(torch.autograd.Function):
             windows = (
                 x.reshape(n, c, h_out, F, w_out, F)
                 .permute(1, 3, 5, 0, 2, 4)
-                .to(torch.promote_types(x.dtype, torch.float32))
+                .to(compute_dtype(x.dtype))
                 .contiguous()
                 .view(c, F * F, n * h_out * w_out)
             )
@@ -151,7 +156,8 @@ def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2
     (or with a leading C dimension per channel). Node values, children before parents:
     leaf m gives f_m = v_m^T x; internal node n with children l, r gives
     f_n = s_n f_l + (1 - s_n) f_r, s_n = sigmoid(w_n^T x); the root is the output. The gates
-    are stored in heap order (gate 0 is the root, gate n has children 2n+1 and 2n+2).
+    are stored in heap order (gate 0 is the root, gate n has children 2n+1 and 2n+2). The
+    filters and gates are computed in float32 at least; the result has ``x``'s dtype.
     """
     filters = torch.cat([gates, leaves], dim=-3)
     # Response k is node k's gate logit (k < L - 1) or leaf value (k >= L - 1).
@@ -159,14 +165,15 @@ def tree_pool2d(x: Tensor, leaves: Tensor, gates: Tensor, F: int = 2, S: int = 2
     for node in range(gates.shape[-3] - 1, -1, -1):  # children are finished before parents
         gate = torch.sigmoid(values[node])
         values[node] = torch.lerp(values[2 * node + 2], values[2 * node + 1], gate)
-    return values[0]
+    return values[0].to(x.dtype)
 
 
 class _LearnedPool(LocalPool):
     def __init__(self, channels: int, F: int, S: int, per_channel: bool) -> None:
         super().__init__(F, S)
-        self.channels = check_int("channels", channels, 1, type(self).__name__)
-        self.per_channel = bool(per_channel)
+        layer = type(self).__name__
+        self.channels = check_int("channels", channels, 1, where=layer)
+        self.per_channel = check_bool("per_channel", per_channel, where=layer)
 
     def _shape(self, *dims: int) -> tuple[int, ...]:
         return (self.channels, *dims) if self.per_channel else dims
@@ -187,9 +194,8 @@ class MixedPool(_LearnedPool):
         self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, mix: float = 0.5
     ) -> None:
         super().__init__(channels, F, S, per_channel)
-        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 < mix < 1:
-            raise ConfigError(f"MixedPool: expected mix in (0, 1), got mix={mix!r}")
-        start = torch.logit(torch.tensor(float(mix)))
+        mix = check_number("mix", mix, 0, 1, low_open=True, high_open=True, where="MixedPool")
+        start = torch.logit(torch.tensor(mix))
         self.mix_logit = nn.Parameter(start.expand(self._shape()).clone())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -223,7 +229,7 @@ class TreePool(_LearnedPool):
         self, channels: int, F: int = 2, S: int = 2, per_channel: bool = False, levels: int = 2
     ) -> None:
         super().__init__(channels, F, S, per_channel)
-        self.levels = check_int("levels", levels, 1, "TreePool")
+        self.levels = check_int("levels", levels, 1, where="TreePool")
         n_leaves = 2 ** (self.levels - 1)
         leaves = torch.full(self._shape(n_leaves, F, F), 1.0 / (F * F))
         self.leaves = nn.Parameter(leaves + 0.1 / (F * F) * torch.randn_like(leaves))
@@ -236,26 +242,34 @@ class TreePool(_LearnedPool):
         return super().extra_repr() + f", levels={self.levels}"
 
 
-# LIP bounds its logits to [0, COEFF] (a scaled sigmoid, as in the paper's logit modules), so
-# exp never overflows and shifting by COEFF (the largest possible logit) keeps exp <= 1.
+# LIP bounds its logits to [0, LIP_LOGIT_SCALE] (a scaled sigmoid, as in the paper's logit
+# modules); lip_pool2d itself is safe for any logits.
 LIP_LOGIT_SCALE = 12.0
 
 
 def lip_pool2d(x: Tensor, logit: Tensor, F: int = 2, S: int = 2) -> Tensor:
     """Local importance pooling: y = avg(x exp(logit)) / avg(exp(logit)) per window.
 
-    x, logit (Tensor[N, C, H, W]) -> Tensor[N, C, H', W'] (Gao et al. 2019, Eq. 3). The weights
-    are computed in float32 and shifted by ``logit.max()`` before ``exp``; the shift cancels in
-    the ratio.
+    x, logit (Tensor[N, C, H, W]) -> Tensor[N, C, H', W'] (Gao et al. 2019, Eq. 3), i.e. each
+    window's softmax(logit)-weighted mean of x. The weights are computed in float32 and
+    shifted by each window's largest logit before ``exp`` (the shift cancels in the ratio), so
+    every window's largest weight is 1 and logits of any spread give no overflow and no
+    0 / 0: a window view per block for F == S, the strided window view otherwise.
     """
-    logit = _float32_at_least(logit)
-    weight = torch.exp(logit - logit.detach().amax())
-    xw = _float32_at_least(x) * weight
-    return (F_.avg_pool2d(xw, F, S) / F_.avg_pool2d(weight, F, S)).to(x.dtype)
-
-
-def _float32_at_least(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    with torch.autocast(x.device.type, enabled=False):
+        xf, lf = float32_at_least(x), float32_at_least(logit)
+        if tiles_into_blocks(*x.shape[-2:], F, S):
+            xf, lf = crop_to_blocks(xf, F), crop_to_blocks(lf, F)
+            shift = block_max(lf.detach(), F)  # (N, C, H', W')
+            weight = (block_view(lf, F) - per_block(shift)).exp().reshape(lf.shape)
+            out = F_.avg_pool2d(xf * weight, F, F) / F_.avg_pool2d(weight, F, F)
+        else:
+            windows = window_view(lf, F, S, 0, False, 0.0)  # (N, C, H', W', F, F)
+            shift = windows.detach().amax(dim=(-2, -1), keepdim=True)
+            weight = (windows - shift).exp()
+            values = window_view(xf, F, S, 0, False, 0.0)
+            out = (values * weight).sum(dim=(-2, -1)) / weight.sum(dim=(-2, -1))
+    return out.to(x.dtype)
 
 
 class LipLogit(nn.Module):
@@ -295,8 +309,8 @@ class LipPool(LocalPool):
 
     def __init__(self, channels: int, F: int = 2, S: int = 2, reduction: int = 4) -> None:
         super().__init__(F, S)
-        self.reduction = check_int("reduction", reduction, 1, "LipPool")
-        self.logit = LipLogit(check_int("channels", channels, 1, "LipPool"), self.reduction)
+        self.reduction = check_int("reduction", reduction, 1, where="LipPool")
+        self.logit = LipLogit(check_int("channels", channels, 1, where="LipPool"), self.reduction)
 
     def forward(self, x: Tensor) -> Tensor:
         return lip_pool2d(x, self.logit(x), self.F, self.S)  # (N, C, H', W')

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.checks import check_choice, check_int, check_int_list
+from poolbench.errors import ShapeError
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import GlobalPool, check_int
+from poolbench.pooling.base import GlobalPool
 from poolbench.pooling.global_ import parse_grid
 
 SPP_MODES = ("max", "avg")
@@ -47,20 +48,6 @@ def spatial_pyramid_pool(x: Tensor, levels: Sequence[int], mode: str = "max") ->
     return torch.cat([pool(x, level).flatten(1) for level in levels], dim=1)
 
 
-def check_levels(levels: object, layer: str) -> tuple[int, ...]:
-    """Pyramid levels: a non-empty list of integers >= 1."""
-    if not isinstance(levels, (list, tuple)) or not levels:
-        raise ConfigError(
-            f"{layer}: expected levels to be a non-empty list of integers >= 1, got {levels!r}"
-        )
-    for level in levels:
-        if isinstance(level, bool) or not isinstance(level, int) or level < 1:
-            raise ConfigError(
-                f"{layer}: expected levels to be integers >= 1, got {level!r} in {list(levels)}"
-            )
-    return tuple(int(level) for level in levels)
-
-
 @register_pool("spp", kind="global", paper="He et al. 2014 (SPP-net)")
 class SpatialPyramidPool(GlobalPool):
     """Pool an l x l grid of adaptive bins for each level and concatenate; D = C·Σ l²."""
@@ -68,12 +55,8 @@ class SpatialPyramidPool(GlobalPool):
     def __init__(self, channels: int, levels: Sequence[int] = (1, 2, 4), mode: str = "max") -> None:
         super().__init__(channels)
         layer = type(self).__name__
-        self.levels = check_levels(levels, layer)
-        if mode not in SPP_MODES:
-            raise ConfigError(
-                f"{layer}: expected mode to be one of {', '.join(SPP_MODES)}, got {mode!r}"
-            )
-        self.mode = mode
+        self.levels = tuple(check_int_list("levels", levels, 1, where=layer))
+        self.mode = check_choice("mode", mode, SPP_MODES, where=layer)
         self.out_features = self.channels * sum(level * level for level in self.levels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -109,13 +92,9 @@ class AdaptiveFeaturePool(GlobalPool):
     ) -> None:
         super().__init__(channels)
         layer = type(self).__name__
-        if not isinstance(stage_channels, (list, tuple)) or not stage_channels:
-            raise ConfigError(
-                f"{layer}: expected stage_channels to be a non-empty list, got {stage_channels!r}"
-            )
-        self.stage_channels = [check_int("stage_channels", c, 1, layer) for c in stage_channels]
+        self.stage_channels = check_int_list("stage_channels", stage_channels, 1, where=layer)
         self.output_size = parse_grid("output_size", output_size, layer)
-        self.width = self.channels if width is None else check_int("width", width, 1, layer)
+        self.width = self.channels if width is None else check_int("width", width, 1, where=layer)
         # One learned projection per stage (PANet: one parameter layer per feature level).
         self.project = nn.ModuleList(nn.Conv2d(c, self.width, 1) for c in self.stage_channels)
         self.out_features = self.width * self.output_size[0] * self.output_size[1]

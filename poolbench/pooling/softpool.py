@@ -14,18 +14,20 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, pooled_size
+from poolbench.pooling.base import LocalPool
+from poolbench.pooling.ops import (
+    block_view,
+    crop_to_blocks,
+    float32_at_least,
+    per_block,
+    tiles_into_blocks,
+    window_view,
+)
 
 # exp() is used unshifted only while every window's mean exp lies in this range: then no exp
 # overflowed and each window's largest term is a normal float, so the ratio is exact to
 # rounding (the shift by the window max is a mathematical no-op). Outside it, we shift.
 _SAFE_MEAN_EXP = (1e-30, 1e30)
-
-
-def _upsample_view(t: Tensor) -> Tensor:
-    # (N, C, H', W') -> (N, C, H', 1, W', 1): broadcasts over the window axes of a
-    # (N, C, H', F, W', F) view of a non-overlapping input.
-    return t[:, :, :, None, :, None]
 
 
 class _BlockSoftPool(torch.autograd.Function):
@@ -46,9 +48,7 @@ class _BlockSoftPool(torch.autograd.Function):
             # Large or very negative activations: shift each window by its max so the largest
             # term of every window is exp(0) = 1 (no overflow, no all-zero denominator).
             shift = F_.max_pool2d(x, F, F)
-            n, c, h, w = shift.shape
-            e6 = (x.reshape(n, c, h, F, w, F) - _upsample_view(shift)).exp_()
-            e = e6.reshape(x.shape)
+            e = (block_view(x, F) - per_block(shift)).exp_().reshape(x.shape)
             mean_e = F_.avg_pool2d(e, F, F)
         out = F_.avg_pool2d(e * x, F, F).div_(mean_e)
         ctx.save_for_backward(x, e, mean_e, out)
@@ -60,11 +60,9 @@ class _BlockSoftPool(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         x, e, mean_e, out = ctx.saved_tensors
         F = ctx.F
-        n, c, h, w = out.shape
         scale = grad / (mean_e * (F * F))  # g / sum(e), per window
         offset = scale * (1.0 - out)
-        x6 = x.reshape(n, c, h, F, w, F)
-        gx = torch.addcmul(_upsample_view(offset), _upsample_view(scale), x6)
+        gx = torch.addcmul(per_block(offset), per_block(scale), block_view(x, F))
         return gx.reshape(x.shape).mul_(e), None
 
 
@@ -74,15 +72,8 @@ def _window_softpool(x: Tensor, F: int, S: int, padding: int, ceil_mode: bool) -
     Padding uses the most negative finite float: its weight exp(pad - max) is exactly 0 and,
     unlike -inf, ``pad * 0`` is 0, not NaN. Gradients come from autograd.
     """
-    h, w = x.shape[-2:]
-    oh = pooled_size(h, F, S, padding, ceil_mode)
-    ow = pooled_size(w, F, S, padding, ceil_mode)
-    extra_h = max(0, (oh - 1) * S + F - h - padding)
-    extra_w = max(0, (ow - 1) * S + F - w - padding)
-    if padding or extra_h or extra_w:
-        fill = torch.finfo(x.dtype).min
-        x = F_.pad(x, (padding, extra_w, padding, extra_h), value=fill)
-    windows = x.unfold(2, F, S).unfold(3, F, S)[:, :, :oh, :ow]  # (N, C, H', W', F, F)
+    fill = torch.finfo(x.dtype).min
+    windows = window_view(x, F, S, padding, ceil_mode, fill)  # (N, C, H', W', F, F)
     shift = windows.detach().amax(dim=(-2, -1), keepdim=True)
     e = torch.exp(windows - shift)
     return (e * windows).sum(dim=(-2, -1)) / e.sum(dim=(-2, -1))
@@ -94,25 +85,24 @@ def soft_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool = F
     Stergiou et al. 2021. Numerically stable at any activation size: ``exp`` is shifted by the
     window max whenever the unshifted one could overflow or underflow (tested at 100 and 1000),
     and computed in float32 under autocast; the result has the input's dtype. The default
-    non-overlapping case (F == S, no padding) has a closed-form backward (forward+backward
-    2.2-2.8x native max pooling at 64x128x32x32 fp32 on 2 loaded CPU cores, where the plain
-    formula through autograd is 3.8x); other window settings go through a strided window
-    view and autograd (slower).
+    non-overlapping case (F == S, no padding) has a closed-form backward; other window
+    settings go through a strided window view and autograd (slower).
     """
     with torch.autocast(x.device.type, enabled=False):
-        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        h, w = x.shape[-2:]
-        if F == S and not padding and (not ceil_mode or (h % F == 0 and w % F == 0)):
-            oh, ow = h // F, w // F
-            if (oh * F, ow * F) != (h, w):
-                xf = xf[:, :, : oh * F, : ow * F]
-            out = _BlockSoftPool.apply(xf.contiguous(), F)
+        xf = float32_at_least(x)
+        if tiles_into_blocks(*x.shape[-2:], F, S, padding, ceil_mode):
+            out = _BlockSoftPool.apply(crop_to_blocks(xf, F), F)
         else:
             out = _window_softpool(xf, F, S, padding, ceil_mode)
     return out.to(x.dtype)
 
 
-@register_pool("softpool", kind="local", paper="Stergiou, Poppe & Kalliatakis 2021 (SoftPool)")
+@register_pool(
+    "softpool",
+    kind="local",
+    paper="Stergiou, Poppe & Kalliatakis 2021 (SoftPool)",
+    cpu_layout="nchw",
+)
 class SoftPool(LocalPool):
     """Softmax-weighted window sum ``sum_i softmax(x)_i * x_i`` (between avg and max)."""
 

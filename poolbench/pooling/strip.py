@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
+from poolbench.checks import check_int
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, check_int
+from poolbench.pooling.base import LocalPool
 
 
 def strip_gate(
@@ -42,14 +43,18 @@ def strip_gate(
 
 
 @register_pool(
-    "strip", kind="local", paper="Hou et al. 2020 (CVPR), + F x F max pool", learnable=True
+    "strip",
+    kind="local",
+    paper="Hou et al. 2020 (CVPR), + F x F max pool",
+    learnable=True,
+    cpu_layout="nchw",
 )
 class StripPool(LocalPool):
     """x * sigmoid(f(conv1d(row means) + conv1d(column means))), then max pool F x F, stride S."""
 
     def __init__(self, channels: int, F: int = 2, S: int = 2) -> None:
         super().__init__(F, S)
-        self.channels = check_int("channels", channels, 1, "StripPool")
+        self.channels = check_int("channels", channels, 1, where="StripPool")
         row = nn.Conv1d(channels, channels, 3, bias=False)
         col = nn.Conv1d(channels, channels, 3, bias=False)
         fuse = nn.Conv2d(channels, channels, 1)

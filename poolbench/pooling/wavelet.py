@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.errors import ConfigError
+from poolbench.checks import check_choice
 from poolbench.pooling import register_pool
-from poolbench.pooling.base import LocalPool, depthwise_conv2d
+from poolbench.pooling.base import LocalPool
+from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -34,30 +35,35 @@ WAVELETS: dict[str, tuple[float, ...]] = {
 
 
 def wavelet_lowpass(name: str) -> tuple[float, ...]:
-    try:
-        return WAVELETS[name]
-    except KeyError:
-        raise ConfigError(
-            f"WaveletPool: expected wavelet to be one of {', '.join(WAVELETS)}, got {name!r}"
-        ) from None
+    return WAVELETS[check_choice("wavelet", name, WAVELETS, where="WaveletPool")]
 
 
-def wavelet_pool2d(x: Tensor, wavelet: str = "haar") -> Tensor:
+def wavelet_taps(name: str, device: torch.device | None = None) -> Tensor | None:
+    """The low-pass filter of wavelet ``name`` as a float64 tensor, or None for Haar (which
+    :func:`wavelet_pool2d` computes as a scaled 2x2 average)."""
+    h = wavelet_lowpass(name)
+    return None if len(h) == 2 else torch.tensor(h, dtype=torch.float64, device=device)
+
+
+def wavelet_pool2d(x: Tensor, wavelet: str = "haar", taps: Tensor | None = None) -> Tensor:
     """First-level approximation band of ``x (Tensor[N, C, H, W])``, ``(N, C, H//2, W//2)``.
 
     ``LL1[k, l] = sum_{m, n} h[m] h[n] x[(2k + m) mod H, (2l + n) mod W]`` with the wavelet's
     orthonormal low-pass filter ``h`` and periodic extension (only filters longer than 2 taps
     reach past the edge). An odd last row/column is dropped first, so H' = floor(H/2) like
     2x2 max pooling. This equals Williams & Li's second-level wavelet pooling (see module).
+    ``taps``: the filter as :func:`wavelet_taps` gives it (:class:`WaveletPool` holds it).
     """
     h = wavelet_lowpass(wavelet)
     rows, cols = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x = x[:, :, :rows, :cols]
     if len(h) == 2:  # Haar: h[0] = h[1] = 1/sqrt(2), so LL1 = 2 * (2x2 block mean)
         return F_.avg_pool2d(x, 2, 2) * 2.0
-    taps = len(h) - 2
-    x = F_.pad(x, (0, taps, 0, taps), mode="circular")
-    h1 = torch.tensor(h, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
+    reach = len(h) - 2
+    x = F_.pad(x, (0, reach, 0, reach), mode="circular")
+    if taps is None:
+        taps = wavelet_taps(wavelet, x.device)
+    h1 = taps.to(compute_dtype(x.dtype))
     kernel = torch.outer(h1, h1).expand(x.shape[1], 1, len(h), len(h))
     return depthwise_conv2d(x, kernel, 2)
 
@@ -72,12 +78,14 @@ class WaveletPool(LocalPool):
 
     def __init__(self, channels: int, wavelet: str = "haar") -> None:
         super().__init__(F=2, S=2)
-        wavelet_lowpass(wavelet)
+        # Built once, in float64 so that a float64 model gets the exact filter (a model cast
+        # to bfloat16 casts it too, as every buffer); not in checkpoints: the name fixes it.
+        self.register_buffer("taps", wavelet_taps(wavelet), persistent=False)
         self.wavelet = wavelet
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, C, H // 2, W // 2)
-        return wavelet_pool2d(x, self.wavelet)
+        return wavelet_pool2d(x, self.wavelet, self.taps)
 
     def extra_repr(self) -> str:
         return f"wavelet={self.wavelet!r}"
