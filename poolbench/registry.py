@@ -37,30 +37,22 @@ class Entry:
     factory: Callable[..., Any]
     description: str
     meta: dict[str, Any] = field(default_factory=dict)
+    internal: frozenset[str] = frozenset()
 
     @property
     def params(self) -> list[Param]:
-        return factory_params(self.factory)
+        """The factory's keyword parameters a config sets (not the registry's internal ones)."""
+        return factory_params(self.factory, self.internal)
 
 
-# Arguments every factory of a registry receives from poolbench itself, not from the config.
-_INTERNAL_ARGS = {
-    "self",
-    "channels",
-    "num_classes",
-    "in_channels",
-    "pool",
-    "head",
-    "stage_channels",
-}
-
-
-def factory_params(factory: Callable[..., Any]) -> list[Param]:
+def factory_params(
+    factory: Callable[..., Any], internal: frozenset[str] = frozenset()
+) -> list[Param]:
     sig = inspect.signature(factory)
     return [
         Param(p.name, p.default)
         for p in sig.parameters.values()
-        if p.name not in _INTERNAL_ARGS
+        if p.name not in internal | {"self"}
         and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
 
@@ -71,10 +63,15 @@ def _first_line(text: str | None) -> str:
 
 
 class Registry:
-    """Maps names to factories for one kind of thing (``pool``, ``model``, ``dataset``)."""
+    """Maps names to factories for one kind of thing (``pool``, ``model``, ``dataset``).
 
-    def __init__(self, kind: str) -> None:
+    ``internal`` names the arguments poolbench itself passes to every factory of this kind
+    (a pool's ``channels``, a model's ``num_classes``): they are not config keys.
+    """
+
+    def __init__(self, kind: str, internal: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.internal = frozenset(internal)
         self._entries: dict[str, Entry] = {}
 
     def register(
@@ -84,7 +81,7 @@ class Registry:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             desc = description or _first_line(factory.__doc__)
-            self._entries[name] = Entry(name, factory, desc, dict(meta))
+            self._entries[name] = Entry(name, factory, desc, dict(meta), self.internal)
             return factory
 
         return decorator
@@ -115,7 +112,7 @@ class Registry:
         valid = [p.name for p in entry.params]
         # Internal arguments the factory declares (a multi-stage head's stage_channels) are
         # passed by the model, not by the user, and are not "unknown".
-        internal = _INTERNAL_ARGS & set(sig.parameters)
+        internal = self.internal & set(sig.parameters)
         unknown = sorted(set(params) - set(valid) - internal)
         if unknown:
             raise ConfigError(

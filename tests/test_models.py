@@ -186,7 +186,7 @@ def test_torchvision_picks_the_final_global_pool_not_squeeze_excitation():
 def stage_head():
     """A multi-stage head (global average of every stage, concatenated), registered for the test."""
 
-    @register_pool("test_concat", kind="global", takes_stages=True)
+    @register_pool("test_concat", kind="global")
     class Concat(GlobalPool):
         takes_stages = True
 

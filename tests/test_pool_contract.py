@@ -17,7 +17,7 @@ GLOBAL = list_pools("global")
 
 def make(name: str, channels: int = 4, **params) -> torch.nn.Module:
     entry = pool_entry(name)
-    if entry.meta.get("takes_stages"):
+    if entry.meta["takes_stages"]:
         params.setdefault("stage_channels", [channels, channels])
     return create_pool(name, channels, **params)
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.autograd import gradcheck
 
-from poolbench.pooling import create_pool, list_pools, pool_entry, pooled_size
+from poolbench.pooling import create_pool, list_pools, pooled_size, takes_stages
 from poolbench.pooling.base import GEM_P_RANGE
 from poolbench.pooling.global_ import global_gem, global_lp
 from poolbench.pooling.learned import lip_pool2d
@@ -316,7 +316,7 @@ def test_lip_pool2d_is_safe_for_logits_spread_by_1000(F, S):
 
 def make(name: str, channels: int) -> nn.Module:
     params = {}
-    if pool_entry(name).meta.get("takes_stages"):
+    if takes_stages(name):
         params["stage_channels"] = [channels, channels]
     return create_pool(name, channels, **params)
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from poolbench.cost import model_cost
-from poolbench.pooling import create_pool, list_pools, pool_entry
+from poolbench.pooling import create_pool, list_pools, takes_stages
 
 
 def make(name: str, channels: int) -> torch.nn.Module:
     params = {}
-    if pool_entry(name).meta.get("takes_stages"):
+    if takes_stages(name):
         params["stage_channels"] = [channels, channels]
     return create_pool(name, channels, **params).eval()
 

@@ -22,7 +22,7 @@ from poolbench.errors import ShapeError
 from poolbench.pooling.base import GlobalPool, LocalPool
 from poolbench.registry import Registry, import_submodules
 
-MODELS = Registry("model")
+MODELS = Registry("model", internal=("num_classes", "in_channels", "pool", "head"))
 register_model = MODELS.register
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from poolbench.checks import check_int_list, check_number
 from poolbench.config import PoolSpec
 from poolbench.errors import ConfigError
-from poolbench.pooling import create_for_slot, pool_entry
+from poolbench.pooling import create_for_slot, pool_entry, takes_stages
 from poolbench.pooling.base import LocalPool, pooled_size
 
 # Where a slot pool came from, for the run record's F/S and the dry-run listing.
@@ -180,7 +180,7 @@ def build_head(head: PoolSpec, channels: int, stage_channels: Sequence[int]) -> 
     """The global pool before the classifier; a multi-stage head also gets every stage's width
     (``stage_channels``, which the config cannot set)."""
     params = _set_params(head)
-    if pool_entry(head.name).meta.get("takes_stages"):
+    if takes_stages(head.name):
         if "stage_channels" in params:
             raise ConfigError(
                 f"head '{head.name}' gets stage_channels from the model "
@@ -227,7 +227,7 @@ class StagedNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         outs = self.forward_stages(x)
-        z = self.head(outs) if getattr(self.head, "takes_stages", False) else self.head(outs[-1])
+        z = self.head.pool_stages(outs)
         return self.classifier(self.dropout(z))  # (N, num_classes)
 
 

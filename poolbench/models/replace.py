@@ -44,7 +44,7 @@ from poolbench.models.blocks import (
     fixed_window_pool,
     make_pool,
 )
-from poolbench.pooling import create_for_slot, pool_entry
+from poolbench.pooling import create_for_slot, takes_stages
 
 
 class HeadAsMap(nn.Module):
@@ -86,7 +86,7 @@ def replace_pools(
     """
     pool_spec = None if pool is None else as_spec(pool, "max")
     head_spec = None if head is None else as_spec(head, "global_avg")
-    if head_spec is not None and pool_entry(head_spec.name).meta.get("takes_stages"):
+    if head_spec is not None and takes_stages(head_spec.name):
         raise ConfigError(
             f"{what}: head={head_spec.name} needs the model's stages, which a generic "
             f"network does not expose; use model=vgg or resnet18"

@@ -16,7 +16,7 @@ from poolbench.errors import ConfigError
 from poolbench.pooling.base import GlobalPool, LocalPool, pooled_size
 from poolbench.registry import Entry, Registry, import_submodules
 
-POOLS = Registry("pool")
+POOLS = Registry("pool", internal=("channels", "stage_channels"))
 
 Kind = Literal["local", "global"]
 CpuLayout = Literal["any", "nchw"]
@@ -44,15 +44,29 @@ def register_pool(
         raise ValueError(f"pool kind must be 'local' or 'global', got {kind!r}")
     if cpu_layout not in ("any", "nchw"):
         raise ValueError(f"pool cpu_layout must be 'any' or 'nchw', got {cpu_layout!r}")
-    return POOLS.register(
-        name,
-        description=description,
-        kind=kind,
-        paper=paper,
-        learnable=learnable,
-        cpu_layout=cpu_layout,
-        **meta,
-    )
+    if "takes_stages" in meta:
+        raise ValueError("takes_stages is the class attribute of a GlobalPool, not an argument")
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        # A multi-stage head says so once, as its class attribute; the registry reads it.
+        stages = bool(getattr(cls, "takes_stages", False))
+        return POOLS.register(
+            name,
+            description=description,
+            kind=kind,
+            paper=paper,
+            learnable=learnable,
+            cpu_layout=cpu_layout,
+            takes_stages=stages,
+            **meta,
+        )(cls)
+
+    return decorator
+
+
+def takes_stages(name: str) -> bool:
+    """Whether head ``name`` pools every stage's map (its class says ``takes_stages = True``)."""
+    return bool(POOLS.get(name).meta["takes_stages"])
 
 
 def list_pools(kind: Kind | None = None) -> list[str]:
@@ -68,12 +82,12 @@ def create_pool(name: str, channels: int, **params: Any) -> nn.Module:
     """Build pooling layer ``name`` for a ``channels``-channel input.
 
     Unknown names list the valid ones; unknown params list the layer's parameters. A head
-    registered with ``takes_stages=True`` also takes ``stage_channels`` (every stage's width).
+    whose class says ``takes_stages = True`` also takes ``stage_channels`` (every stage's width).
     """
     entry = POOLS.get(name)
     # stage_channels comes from the model, not the config, so it is not checked as a config key.
     internal: dict[str, Any] = {}
-    if entry.meta.get("takes_stages") and "stage_channels" in params:
+    if entry.meta["takes_stages"] and "stage_channels" in params:
         internal["stage_channels"] = params.pop("stage_channels")
     POOLS.check_params(name, params)
     return entry.factory(channels=channels, **internal, **params)

@@ -11,8 +11,10 @@ classifier after it can be sized without running it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from poolbench.checks import check_bool, check_int, check_number
 from poolbench.errors import ShapeError
@@ -112,8 +114,9 @@ class LocalPool(nn.Module):
 class GlobalPool(nn.Module):
     """Pools a whole feature map to a vector of ``out_features`` (D) values per image.
 
-    A global pool whose registry entry says ``takes_stages=True`` receives the list of every
-    stage's feature map (for multi-stage fusion heads) and is built with ``stage_channels``.
+    A global pool whose class sets ``takes_stages = True`` (the one place that says so; the
+    registry reads it) is built with ``stage_channels`` and receives the list of every
+    stage's feature map (multi-stage fusion heads); :meth:`pool_stages` feeds either kind.
     """
 
     kind = "global"
@@ -123,6 +126,11 @@ class GlobalPool(nn.Module):
         super().__init__()
         self.channels = check_int("channels", channels, 1, where=type(self).__name__)
         self.out_features = self.channels
+
+    def pool_stages(self, stages: Sequence[Tensor]) -> Tensor:
+        """The head applied to a network's stage outputs: all of them for a multi-stage head,
+        the last one otherwise. ``(N, D)``."""
+        return self(list(stages)) if self.takes_stages else self(stages[-1])
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, out_features={self.out_features}"

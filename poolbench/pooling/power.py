@@ -370,4 +370,4 @@ class GeMPool(LocalPool):
 
     def extra_repr(self) -> str:
         kind = "learnable" if self.learnable_p else "fixed"
-        return f"{super().extra_repr()}, p={float(self.p):.3g} ({kind}), eps={self.eps:g}"
+        return f"{super().extra_repr()}, p={float(self.p.detach()):.3g} ({kind}), eps={self.eps:g}"

@@ -72,7 +72,6 @@ class SpatialPyramidPool(GlobalPool):
     kind="global",
     paper="Liu et al. 2018 (PANet adaptive feature pooling)",
     learnable=True,
-    takes_stages=True,
 )
 class AdaptiveFeaturePool(GlobalPool):
     """Every stage pooled to one grid, projected to ``width``, fused by element-wise max.
