@@ -1,0 +1,220 @@
+"""airbench's network and recipe: poolbench's engine against a plain implementation of the
+same recipe, on the same data, side by side.
+
+    python benchmarks/time_to_accuracy.py [--data ../shared/data/cifar10_dev.npz] \\
+        [--test val] [--epochs 10] [--batch 256] [--repeats 2] [--threads N]
+
+Both sides train ``model=airbench`` (the same module, the same initial weights, whitening
+filters from the same images) with ``train=airbench`` at ``--batch``:
+
+- **engine**: ``poolbench.train.train``, as ``poolbench run model=airbench train=airbench``
+  runs it (``precision=auto``, ``channels_last=auto``, poolbench's SGD, its batches,
+  augmentation, schedule and Lookahead average), then the test score with ``eval.tta``;
+- **plain**: the recipe written out as one loop in this file, from the published description
+  (Jordan 2024), with ``torch.optim.SGD``: the whole training set on the device as a
+  normalised tensor, alternating flips and a reflect-padded 2 px random crop per epoch,
+  Nesterov SGD at the decoupled learning rate and decay, BatchNorm biases at 64x, a
+  triangular schedule, a Lookahead average every 5 steps, bf16 autocast and NHWC like the
+  engine, the same test-time augmentation.
+
+They alternate (engine, plain, engine, ...) ``--repeats`` times so that a busy machine slows
+both alike. Printed: the CPU, threads, images/s and test accuracy of each, and the ratio of
+the medians (engine / plain; the engine should cost nothing: >= 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poolbench.config import PoolSpec, TrainConfig
+from poolbench.data import create_dataset
+from poolbench.device import cpu_name, resolve_channels_last, resolve_precision
+from poolbench.errors import PoolbenchError
+from poolbench.hydra_app import plan
+from poolbench.models import create_model
+from poolbench.train import evaluate, train
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
+
+
+def recipe(epochs: int, batch: int) -> TrainConfig:
+    """``train=airbench`` as the configs compose it, at ``epochs`` and ``batch``."""
+    run = plan(["model=airbench", "train=airbench"]).runs[0]
+    return TrainConfig(**{**run.train.__dict__, "epochs": epochs, "batch_size": batch})
+
+
+def plain_airbench(
+    model: nn.Module, data, cfg: TrainConfig, precision, channels_last: bool, seed: int
+) -> tuple[float, int]:
+    """The recipe as one loop; returns the seconds of the training loop (after the whitening
+    setup, as the engine counts) and the images trained on."""
+    device = torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    images = data.normalize(data.train_x)  # (N, 3, 32, 32) float
+    labels = data.train_y
+    n = len(labels)
+    model.init_from_data(images[:5000])
+    start = time.perf_counter()  # as the engine's: the training loop alone
+    # Parameter groups: BatchNorm biases at bn_bias_lr x the rate, decay on everything.
+    k = 1024 * (1 + 1 / (1 - cfg.momentum))
+    lr = cfg.lr * cfg.batch_size / k
+    decay = cfg.weight_decay / cfg.lr
+    norm_biases = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    ids = {id(p) for p in norm_biases}
+    others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    optimizer = torch.optim.SGD(
+        [
+            {
+                "params": norm_biases,
+                "lr": lr * cfg.bn_bias_lr,
+                "weight_decay": decay / cfg.bn_bias_lr,
+            },
+            {"params": others, "lr": lr, "weight_decay": decay},
+        ],
+        lr=lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
+    steps_per_epoch = n // cfg.batch_size + (n % cfg.batch_size >= max(2, cfg.batch_size // 2))
+    total = cfg.epochs * steps_per_epoch
+    warmup = max(1, int(cfg.warmup_frac * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return cfg.lr_start + (1 - cfg.lr_start) * step / warmup
+        return 1 + (cfg.lr_end - 1) * min(1.0, (step - warmup) / max(1, total - warmup))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    average = {
+        k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()
+    }
+
+    def pull(decay_now: float) -> None:
+        with torch.no_grad():
+            state = model.state_dict()
+            for key, avg in average.items():
+                avg.lerp_(state[key], 1 - decay_now)
+                state[key].copy_(avg)
+
+    base_flips = torch.rand(n, generator=generator) < 0.5
+    pad = cfg.translate
+    step = seen = 0
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        model.whiten.bias.requires_grad_(epoch <= model.whiten_bias_epochs)
+        flips = base_flips ^ (epoch % 2 == 0)
+        x = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
+        x = F.pad(x, (pad,) * 4, mode="reflect")
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        rows = (dy.view(-1, 1) + torch.arange(32)).view(n, 1, 32, 1)
+        cols = (dx.view(-1, 1) + torch.arange(32)).view(n, 1, 1, 32)
+        x = x[torch.arange(n).view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows, cols]
+        order = torch.randperm(n, generator=generator)
+        for s in range(steps_per_epoch):
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            seen += len(idx)
+            batch = x[idx]
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(device):
+                logits = model(batch)
+            loss = F.cross_entropy(logits.float(), labels[idx], label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            if step % cfg.lookahead_every == 0:
+                pull(cfg.lookahead_decay**cfg.lookahead_every * (step / total) ** 3)
+    pull(1.0)
+    return time.perf_counter() - start, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help=".npz/.pt for data=tensors")
+    parser.add_argument("--test", default="val", help="the split to score (data.test)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument(
+        "--tta", default="flip_translate", choices=["none", "flip", "flip_translate"]
+    )
+    args = parser.parse_args()
+    try:
+        if min(args.epochs, args.batch, args.repeats) < 1 or args.threads < 0:
+            raise PoolbenchError("expected --epochs, --batch, --repeats >= 1 and --threads >= 0")
+        data = create_dataset("tensors", path=args.data, test=args.test)
+        cfg = recipe(args.epochs, args.batch)
+    except PoolbenchError as err:
+        sys.exit(f"error: {err}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    precision = resolve_precision("auto", device)
+    channels_last = resolve_channels_last("auto", device, precision, "max")
+    torch.manual_seed(0)
+    initial = create_model("airbench", data.num_classes, 3, PoolSpec("max"), PoolSpec("global_max"))
+    rates: dict[str, list[float]] = {"engine": [], "plain": []}
+    accs: dict[str, list[float]] = {"engine": [], "plain": []}
+    for repeat in range(args.repeats):
+        model = copy.deepcopy(initial)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        result = train(
+            model,
+            data,
+            cfg,
+            device,
+            precision,
+            seed=repeat,
+            live=False,
+            channels_last=channels_last,
+            tta=args.tta,
+        )
+        rates["engine"].append(result.throughput_img_s)
+        accs["engine"].append(result.test_acc)
+
+        model = copy.deepcopy(initial)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        seconds, images = plain_airbench(model, data, cfg, precision, channels_last, repeat)
+        rates["plain"].append(images / seconds)
+        accs["plain"].append(
+            evaluate(model, data, device, precision, channels_last=channels_last, tta=args.tta)[0]
+        )
+        print(
+            f"repeat {repeat + 1}: engine {rates['engine'][-1]:.0f} img/s (acc "
+            f"{accs['engine'][-1]:.4f}), plain {rates['plain'][-1]:.0f} img/s (acc "
+            f"{accs['plain'][-1]:.4f})",
+            flush=True,
+        )
+    engine, plain = statistics.median(rates["engine"]), statistics.median(rates["plain"])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    print(
+        f"conditions: {cpu_name()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, load avg {load:.1f}, precision {precision.name}, "
+        f"channels_last {channels_last}; {len(data.train_y)} training images, "
+        f"{len(data.test_y)} scored ({args.test}), {args.epochs} epochs, batch {args.batch}, "
+        f"tta {args.tta}"
+    )
+    print(f"engine   {engine:8.0f} img/s   accuracy {statistics.mean(accs['engine']):.4f}")
+    print(f"plain    {plain:8.0f} img/s   accuracy {statistics.mean(accs['plain']):.4f}")
+    print(f"ratio    {engine / plain:8.2f}x (engine / plain, medians of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
