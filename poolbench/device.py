@@ -88,11 +88,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def cpu_nchw_pools() -> frozenset[str]:
-    """The pools registered with ``cpu_layout="nchw"``: those whose training step was more
-    than 5% slower in NHWC than in NCHW under bf16 autocast, in each of two runs of
-    ``benchmarks/layout.py`` on the 2-core development CPU (2026-11-21; NHWC cost them
-    8-45%). Their kernels work on NCHW, and the copies NHWC costs them outweigh the faster
-    NHWC convolutions."""
+    """The pools registered with ``cpu_layout="nchw"``: those whose training step
+    ``benchmarks/layout.py`` measured slower in NHWC than in NCHW under bf16 autocast on the
+    CPU (figures in the README, Speed). Their kernels work on NCHW, and the copies NHWC costs
+    them outweigh the faster NHWC convolutions."""
     from poolbench.pooling import POOLS  # the registry fills as the pool modules import
 
     return frozenset(e.name for e in POOLS.entries() if e.meta["cpu_layout"] == "nchw")
@@ -109,11 +108,10 @@ def resolve_channels_last(
     setting: str | bool, device: torch.device, precision: Precision, pool: str | None = None
 ) -> bool:
     r"""``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
-    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC; on the 2-core development
-    CPU a bf16 training step of the default model ran 1.3-1.5x faster in NHWC), except on the
-    CPU for the downsampling ``pool``\s registered with ``cpu_layout="nchw"``
-    (:func:`cpu_nchw_pools`). In fp32 it depended on the pool as well, with smaller gains, so
-    fp32 stays NCHW. See ``benchmarks/layout.py``."""
+    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC), except on the CPU for the
+    downsampling ``pool``\s registered with ``cpu_layout="nchw"`` (:func:`cpu_nchw_pools`).
+    In fp32 it depended on the pool as well, with smaller gains, so fp32 stays NCHW. See
+    ``benchmarks/layout.py`` and the README's Speed section for the figures."""
     if setting == "auto":
         if precision.dtype is None:
             return False
@@ -136,7 +134,7 @@ def set_cpu_allocator(mode: str) -> str:
     ``keep``: on Linux with glibc, serve every block below 1 GiB from the heap and keep freed
     memory there (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD). By default glibc maps
     each block over 32 MiB afresh and unmaps it on free, so every large tensor pays the
-    kernel's page faults again (a 32 MiB gradient about 3 ms here); on a busy machine that
+    kernel's page faults again (milliseconds for a 32 MiB gradient); on a busy machine that
     cost swings widely and buries the kernels being timed. This is the effect PyTorch's CPU
     tuning guide treats by preloading jemalloc or tcmalloc. The process keeps its peak
     memory until it exits. ``system``: leave the allocator as it is (a mode already set in

@@ -6,9 +6,9 @@ and checks that their state dicts load into torch's and back. Why not torch's ow
 
 - **startup**: in torch 2.x, ``Optimizer.__init__`` (through ``add_param_group``), ``step``,
   ``zero_grad``, ``state_dict`` and ``load_state_dict`` import ``torch._dynamo`` on their first
-  call, even when nothing is compiled. Measured on the 2-core development CPU with torch 2.15:
-  1.15 s, a third of the time from ``poolbench run`` to the first training step. Every method
-  that would do so is implemented here instead.
+  call, even when nothing is compiled: about a second, a large share of the time from
+  ``poolbench run`` to the first training step (README, Speed). Every method that would do so
+  is implemented here instead.
 - **speed**: on the CPU, torch.optim updates one parameter at a time (its multi-tensor path is
   the default only on CUDA); these update every parameter of a group with one multi-tensor
   (``torch._foreach_*``) op per arithmetic step.

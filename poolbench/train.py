@@ -83,7 +83,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """poolbench's SGD or AdamW (``poolbench.optim``: torch.optim's update rules, faster)."""
+    """poolbench's SGD or AdamW (``poolbench.optim``: torch.optim's update rules without the
+    dynamo import, multi-tensor on the CPU)."""
     groups = param_groups(model, cfg)
     lr = groups[0]["lr"]
     if cfg.optimizer == "sgd":
