@@ -101,12 +101,9 @@ def run(
     except SystemExit as exc:  # Hydra reports its own errors and exits
         raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
     except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: finished runs and the current run's checkpoint are kept; "
-            "run the same command again to resume",
-            highlight=False,
-            soft_wrap=True,
-        )
+        from poolbench.sweep import interrupted
+
+        err_console.print(interrupted(the_plan), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if tables.print_outcome(console, outcome, the_plan):
         raise typer.Exit(EXIT_FAILED_RUNS)

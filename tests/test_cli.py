@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -223,3 +225,27 @@ def test_dry_run_names_each_failing_run_and_exits_2(workdir: Path):
     assert plain.exit_code == 2
     assert "run 2 of 2 (model=resnet18 pool=fractional)" in plain.output
     assert not (workdir / "results").exists()
+
+
+def test_hydra_run_dir_is_honoured_and_its_record_found(workdir: Path):
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    done = subprocess.run(
+        [exe, "run", "pool=avg", *FAST, "hydra.run.dir=mine/${now:%Y%m%d}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = Path("mine").glob("*/result.json")
+    assert json.loads(record.read_text())["status"] == "ok"
+    assert f"-> {record.parent.resolve()}" in done.stdout  # where Hydra put it, found there
+    assert not Path("results").exists()
+    # the same directory for another config would mix two runs: refused before anything
+    other = runner.invoke(app, ["run", "pool=max", *FAST, f"hydra.run.dir={record.parent}"])
+    assert other.exit_code == 2
+    assert "holds the record of another run" in other.output
+    # a sweep's own files go to hydra.sweep.dir, its runs to <results_dir>/runs/
+    sweep = invoke("run", "-m", "pool=avg,max", *FAST, "hydra.sweep.dir=my-sweep")
+    assert sweep.exit_code == 0, sweep.output
+    assert sorted(p.name for p in Path("my-sweep").iterdir()) == ["multirun.yaml", "summary.csv"]
+    assert len(list(Path("results/runs").glob("*/result.json"))) == 2
+    subdir = runner.invoke(app, ["run", "-m", "pool=avg,max", "hydra.sweep.subdir=x"])
+    assert subdir.exit_code == 2 and "hydra.sweep.subdir cannot be set" in subdir.output
