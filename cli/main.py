@@ -215,11 +215,15 @@ class ListWhat(str, Enum):
 @app.command("list", help="List what can be named in a config: pools, heads, models, datasets.")
 @one_line_errors
 def list_(
-    what: ListWhat | None = typer.Argument(None, help="pools, heads, models or datasets"),
+    # a plain string, checked here: Typer would answer a wrong choice with a boxed usage error
+    what: str | None = typer.Argument(None, help="pools, heads, models or datasets"),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    for kind in [what] if what else list(ListWhat):
-        tables.print_registry(console, kind.value)
+    kinds = [k.value for k in ListWhat]
+    if what is not None and what not in kinds:
+        raise ConfigError(f"unknown list '{what}'; available: {', '.join(kinds)}")
+    for kind in [what] if what else kinds:
+        tables.print_registry(console, kind)
 
 
 @app.command(help="Time pooling layers (forward, forward+backward) against native max_pool2d.")

@@ -99,6 +99,15 @@ def test_no_arguments_is_the_quick_sweep_plan():
         (["device=tpu"], "expected device to be one of auto, cpu, cuda, got 'tpu'"),
         (["train.optimizer=adam"], "expected train.optimizer to be one of sgd, adamw"),
         (["-m", "pool=max,sofpool"], "unknown pool 'sofpool'"),
+        (["pool.foo=1"], "pool 'max' has no 'foo'; valid keys: F, S, ceil_mode, padding"),
+        (["train.lr=[0.1]"], "expected train.lr to be a number > 0, got [0.1]"),
+        (["data.image_size=abc"], "digits: expected image_size to be an integer >= 8, got 'abc'"),
+        (["pool.ceil_mode=maybe"], "MaxPool: expected ceil_mode to be true or false, got 'maybe'"),
+        (["++pool.ceil_mode=maybe"], "MaxPool: expected ceil_mode to be true or false"),
+        (["+pool.ceil_mode=maybe"], "An item is already at 'pool.ceil_mode'"),
+        (["pool=avg", "pool.ceil_mode=1"], "AvgPool: expected ceil_mode to be true or false"),
+        (["experiment=nosuch"], "unknown experiment 'nosuch'; available: allcnn_table3"),
+        (["results_dir="], "expected results_dir to be a directory path, got ''"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], expected: str):
@@ -171,6 +180,24 @@ def test_list(what: str):
 def test_list_unknown_category():
     result = runner.invoke(app, ["list", "poolz"])
     assert result.exit_code == 2
+    assert result.output == (
+        "error: unknown list 'poolz'; available: pools, heads, models, datasets\n"
+    )
+
+
+def test_the_installed_command_answers_bad_input_in_one_line(workdir: Path):
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    cases = [
+        (["list", "nosuch"], "error: unknown list 'nosuch'; available: pools, heads, models"),
+        (["report", "--compare", "results"], "error: expected --compare A B (two record sources)"),
+        (["run", "train.lr=[0.1]"], "error: expected train.lr to be a number > 0, got [0.1]"),
+    ]
+    for args, expected in cases:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stdout == "" and done.stderr.startswith(expected), (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(workdir.iterdir()) == []
 
 
 def test_a_run_never_imports_dynamo(workdir: Path):
