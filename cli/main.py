@@ -163,6 +163,8 @@ def report(
         comparison = rp.compare(a, b, metric, alpha)
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
+        for note in [*a.attrs.get("notes", []), *b.attrs.get("notes", [])]:
+            console.print(note, highlight=False, soft_wrap=True)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
     df = rp.load_nonempty(sources or [Path("results")])
