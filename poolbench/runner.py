@@ -89,16 +89,17 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def validate(cfg: RunConfig) -> str:
-    """Check names, parameters, data on disk and every pooling stage's shape, without loading
-    data; return the pool as built, with its parameters (``max(F=3, S=2, padding=0, ...)``).
+    """Check names, parameters, the data on disk (image files are decoded, into the cache the
+    run then uses in this process) and every pooling stage's shape; return the pool as built,
+    with its parameters (``max(F=3, S=2, padding=0, ...)``).
 
     Raises :class:`PoolbenchError` with a one-line message.
     """
     pool_entry(cfg.pool.name)
     pool_entry(cfg.head.name)
     DATASETS.check_params(cfg.data.name, cfg.data.params)
-    check_dataset(cfg.data.name, cfg.data.params)
     info = describe_dataset(cfg.data.name, cfg.data.params)
+    check_dataset(cfg.data.name, cfg.data.params)  # the files: may decode them (kept for the run)
     check_validation(cfg.train, info["has_val"])
     input_shape = info["input_shape"]
     model = build_model(cfg, num_classes=info["num_classes"] or 10, in_channels=input_shape[0])
