@@ -157,6 +157,7 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
             if not is_no_space(err):
                 raise
             raise storage_error(err, Path(err.filename or plan.results_dir)) from None
+    timing = interleaved_latency(plan)  # first: it writes into the records
     records = collect(plan)
     ran = {r["run_name"] for r in records if r.get("command_id") == command_id}
     elsewhere = {
@@ -164,7 +165,6 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         for r in records
         if r.get("status") != "missing" and r["run_name"] not in ran | skipped
     }
-    timing = interleaved_latency(plan)
     return SweepOutcome(
         records, skipped, time.time() - start, sweep_dir, timing, ran=ran, elsewhere=elsewhere
     )

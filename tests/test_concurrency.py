@@ -224,3 +224,18 @@ def _in_group(proc: Path, pgid: int) -> bool:
     except OSError:
         return False
     return int(fields[2]) == pgid and fields[0] != "Z"
+
+
+def test_timing_writes_into_a_record_only_under_its_lock(workdir: Path):
+    """`poolbench time` must not overwrite the record of a run being trained again: it waits,
+    then adds its figures to the new record."""
+    assert runner.invoke(app, ["run", "pool=avg", *FAST]).exit_code == 0
+    (run_dir,) = Path("results/runs").iterdir()
+    new = json.loads((run_dir / "result.json").read_text()) | {"test_acc": 0.123}
+    (workdir / "new.json").write_text(json.dumps(new))
+    holder = _hold(run_dir, 3.0, workdir / "new.json")  # a rerun, finishing with a new record
+    timed = runner.invoke(app, ["time", "results", "--repeats", "2", "--warmup", "0"])
+    holder.wait()
+    assert timed.exit_code == 0, timed.output
+    final = json.loads((run_dir / "result.json").read_text())
+    assert final["test_acc"] == 0.123 and final["latency_interleaved_ms"] > 0
