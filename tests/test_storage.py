@@ -101,6 +101,11 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes_later(
     assert not (run_dir / "result.json").exists()  # not a failure of the run: nothing recorded
     assert not list(run_dir.glob(".*.tmp"))
     assert "stopped: no space left on device" in (run_dir / "poolbench.log").read_text()
+    # once there is room, the same command finishes the run
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    again = poolbench("run", "pool=max", f"results_dir={small_disk}", *FAST)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "ok"
 
 
 def test_a_full_disk_while_writing_is_reported_as_such(workdir: Path, monkeypatch):
