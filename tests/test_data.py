@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from datafiles import IMAGENETTE_WNIDS, write_cifar, write_imagefolder, write_imagenette
-from torchvision.datasets import CIFAR10, CIFAR100
+from datafiles import (
+    IMAGENETTE_WNIDS,
+    CIFAR10Unverified,
+    CIFAR100Unverified,
+    write_cifar,
+    write_imagefolder,
+    write_imagenette,
+)
 from typer.testing import CliRunner
 
 import poolbench.data.cifar as cifar
@@ -21,27 +27,6 @@ from poolbench.errors import ConfigError, DataError
 from poolbench.hydra_app import plan
 from poolbench.runner import execute
 from tests.conftest import FAST
-
-
-class CIFAR10Unverified(CIFAR10):
-    """torchvision's reader with the md5 of each real batch file removed: the fixtures hold
-    the same pickle format with other bytes. Everything else is torchvision's own code."""
-
-    train_list = [[name, None] for name, _ in CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in CIFAR10.test_list]
-    meta = {**CIFAR10.meta, "md5": None}
-
-
-class CIFAR100Unverified(CIFAR100):
-    train_list = [[name, None] for name, _ in CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in CIFAR100.test_list]
-    meta = {**CIFAR100.meta, "md5": None}
-
-
-@pytest.fixture
-def unverified_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
-    classes = {"cifar10": CIFAR10Unverified, "cifar100": CIFAR100Unverified}
-    monkeypatch.setattr(cifar, "dataset_class", classes.__getitem__)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
