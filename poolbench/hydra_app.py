@@ -198,6 +198,14 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     finally:
         GlobalHydra.instance().clear()
 
+    composed = [j.run for j in jobs if j.run is not None]
+    if composed:  # before validation, which may read (decode) a whole dataset
+        check_output_dirs(
+            Path(composed[0].results_dir).expanduser().resolve(),
+            run_dir,
+            sweep_dir,
+            composed[0] if len(composed) == 1 else None,
+        )
     jobs = _validate_jobs(jobs)
     failures = [(i, j) for i, j in enumerate(jobs, 1) if j.error is not None]
     if failures and (not collect or len(jobs) == 1):
@@ -213,7 +221,6 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     runs = [j.run for j in jobs if j.run is not None]
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
     target = str(head.hydra.launcher.get("_target_", ""))
-    check_output_dirs(results_dir, run_dir, sweep_dir, runs[0] if len(runs) == 1 else None)
     return Plan(
         runs,
         multirun,

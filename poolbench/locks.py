@@ -52,14 +52,8 @@ class RunLock:
 
     def _lock(self, blocking: bool) -> bool:
         assert self._fd is None, "RunLock is not re-entrant"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            if is_no_space(err):
-                raise storage_error(err, self.path) from None
-            raise
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -81,6 +75,15 @@ class RunLock:
                 raise storage_error(err, self.path) from None
             raise
         return True
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            if is_no_space(err):
+                raise storage_error(err, self.path) from None
+            raise
 
     def _is_current(self, fd: int) -> bool:
         try:
