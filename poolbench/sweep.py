@@ -111,7 +111,7 @@ def new_sweep_dir(results_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the jobs (joblib and submitit workers inherit them)."""
+    """Set environment variables while the block runs."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -141,10 +141,12 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
         extra = [f"hydra.sweep.dir={sweep_dir}"]
         display = SweepProgress([plan.run_dir(r) for r in plan.runs], len(skipped), live=live)
+    # The command's id travels in each job's config (Hydra sets it in the job's environment),
+    # so that joblib workers reused from an earlier command in this process get this one's.
+    extra.append(f"++hydra.job.env_set.{COMMAND_ENV}={command_id}")
     # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
     # reaches the command as itself, to be said in one line, not as Hydra's traceback.
-    environment = {COMMAND_ENV: command_id, "HYDRA_FULL_ERROR": "1"}
-    with display, _environment(environment):
+    with display, _environment({"HYDRA_FULL_ERROR": "1"}):
         try:
             launch(
                 [*overrides, *plan.launcher_overrides, *extra],

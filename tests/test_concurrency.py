@@ -239,3 +239,13 @@ def test_timing_writes_into_a_record_only_under_its_lock(workdir: Path):
     assert timed.exit_code == 0, timed.output
     final = json.loads((run_dir / "result.json").read_text())
     assert final["test_acc"] == 0.123 and final["latency_interleaved_ms"] > 0
+
+
+def test_joblib_workers_reused_by_a_later_command_count_for_it(workdir: Path):
+    """loky keeps its workers between sweeps of one process (a notebook, these tests): the
+    command's id reaches them with each job, not through the environment they started with."""
+    for pools in ("pool=max,avg", "pool=lp,min"):
+        args = ["run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", pools, *FAST]
+        result = runner.invoke(app, [*args, "latency_interleaved=false"])
+        assert result.exit_code == 0, result.output
+        assert "2 ok, 0 failed (2 ran, 0 skipped: already ok)" in result.output
