@@ -216,10 +216,12 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[st
         record.update(status="failed", error=f"{type(err).__name__}: {one_line(err)}")
         log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc(), extra={"console": False})
     except KeyboardInterrupt:
-        if checkpoint.exists():
+        if checkpoint.exists() and checkpoint.epoch:
             log.warning(
                 "%s interrupted; checkpoint kept after epoch %d", cfg.run_name, checkpoint.epoch
             )
+        elif checkpoint.exists():  # stopped before it was read
+            log.warning("%s interrupted; its checkpoint is kept", cfg.run_name)
         else:
             log.warning(
                 "%s interrupted before its first checkpoint: it starts afresh next time",
