@@ -39,8 +39,16 @@ from poolbench.watchdog import stop_with_parent
 CONFIG_NAME = "config"
 
 
+# The command's working directory, set for every job in its config (hydra.job.env_set) by
+# ``poolbench.sweep.run_plan``: a joblib worker kept from an earlier command in this process
+# (a notebook, the tests) may sit in another directory, and Hydra's runtime.cwd is the worker's.
+LAUNCH_CWD_ENV = "POOLBENCH_CWD"
+
+
 def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
     """``hydra.run.dir`` / ``hydra.sweep.subdir``: <results_dir>/runs/<run_name>, absolute."""
+    env_set = OmegaConf.select(_root_, "hydra.job.env_set", default=None)
+    cwd = (env_set or {}).get(LAUNCH_CWD_ENV) or cwd
     keys = [k for k in _root_ if k not in NON_IDENTITY_KEYS]
     config = OmegaConf.to_container(OmegaConf.masked_copy(_root_, keys), resolve=True)
     base = Path(results_dir) if os.path.isabs(results_dir) else Path(cwd) / results_dir
@@ -98,12 +106,19 @@ class Plan:
         """The output directories as resolved here, for ``launch`` (``${now:...}`` in them
         must not resolve to another second there)."""
         if self.multirun:
-            return () if self.sweep_dir is None else (f"hydra.sweep.dir={self.sweep_dir}",)
-        return () if self.run_dir_override is None else (f"hydra.run.dir={self.run_dir_override}",)
+            return () if self.sweep_dir is None else (f"hydra.sweep.dir={quoted(self.sweep_dir)}",)
+        if self.run_dir_override is None:
+            return ()
+        return (f"hydra.run.dir={quoted(self.run_dir_override)}",)
 
     @property
     def failures(self) -> list[PlannedRun]:
         return [j for j in self.jobs if j.error is not None]
+
+
+def quoted(value: object) -> str:
+    """``value`` as a quoted Hydra override value (a path may hold commas, spaces, ``=``)."""
+    return "'" + str(value).replace("'", "\\'") + "'"
 
 
 def one_line(err: Exception) -> str:

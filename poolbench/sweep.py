@@ -25,7 +25,7 @@ from typing import Any
 
 from poolbench.checkpoint import CHECKPOINT_NAME
 from poolbench.errors import StopCommand
-from poolbench.hydra_app import Plan, launch
+from poolbench.hydra_app import LAUNCH_CWD_ENV, Plan, launch, quoted
 from poolbench.progress import SweepProgress
 from poolbench.record import RECORD_NAME, read_ok_record, read_record
 from poolbench.runner import COMMAND_ENV
@@ -139,11 +139,13 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
     display: contextlib.AbstractContextManager = contextlib.nullcontext()
     if plan.multirun:
         sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
-        extra = [f"hydra.sweep.dir={sweep_dir}"]
+        extra = [f"hydra.sweep.dir={quoted(sweep_dir)}"]
         display = SweepProgress([plan.run_dir(r) for r in plan.runs], len(skipped), live=live)
-    # The command's id travels in each job's config (Hydra sets it in the job's environment),
-    # so that joblib workers reused from an earlier command in this process get this one's.
+    # The command's id and working directory travel in each job's config (Hydra sets them in
+    # the job's environment): joblib workers reused from an earlier command in this process
+    # started with that one's environment, and may sit in another directory.
     extra.append(f"++hydra.job.env_set.{COMMAND_ENV}={command_id}")
+    extra.append(f"++hydra.job.env_set.{LAUNCH_CWD_ENV}={quoted(os.getcwd())}")
     # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
     # reaches the command as itself, to be said in one line, not as Hydra's traceback.
     with display, _environment({"HYDRA_FULL_ERROR": "1"}):

@@ -276,3 +276,14 @@ def test_hydra_run_dir_is_honoured_and_its_record_found(workdir: Path):
     assert len(list(Path("results/runs").glob("*/result.json"))) == 2
     subdir = runner.invoke(app, ["run", "-m", "pool=avg,max", "hydra.sweep.subdir=x"])
     assert subdir.exit_code == 2 and "hydra.sweep.subdir cannot be set" in subdir.output
+
+
+def test_a_sweep_from_a_directory_with_quotes_and_commas(workdir: Path, monkeypatch):
+    """The directories poolbench hands to Hydra are quoted override values."""
+    odd = workdir / "it's, here"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    result = invoke("run", "-m", "pool=max,avg", *FAST, "latency_interleaved=false")
+    assert result.exit_code == 0, result.output
+    assert len(list((odd / "results" / "runs").glob("*/result.json"))) == 2
+    assert len(list((odd / "results" / "sweeps").glob("*/summary.csv"))) == 1
