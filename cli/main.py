@@ -101,12 +101,9 @@ def run(
     except SystemExit as exc:  # Hydra reports its own errors and exits
         raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
     except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: finished runs and the current run's checkpoint are kept; "
-            "run the same command again to resume",
-            highlight=False,
-            soft_wrap=True,
-        )
+        from poolbench.sweep import interrupted
+
+        err_console.print(interrupted(the_plan), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if tables.print_outcome(console, outcome, the_plan):
         raise typer.Exit(EXIT_FAILED_RUNS)
@@ -166,6 +163,8 @@ def report(
         comparison = rp.compare(a, b, metric, alpha)
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
+        for note in [*a.attrs.get("notes", []), *b.attrs.get("notes", [])]:
+            console.print(note, highlight=False, soft_wrap=True)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
     df = rp.load_nonempty(sources or [Path("results")])
@@ -218,11 +217,15 @@ class ListWhat(str, Enum):
 @app.command("list", help="List what can be named in a config: pools, heads, models, datasets.")
 @one_line_errors
 def list_(
-    what: ListWhat | None = typer.Argument(None, help="pools, heads, models or datasets"),
+    # a plain string, checked here: Typer would answer a wrong choice with a boxed usage error
+    what: str | None = typer.Argument(None, help="pools, heads, models or datasets"),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    for kind in [what] if what else list(ListWhat):
-        tables.print_registry(console, kind.value)
+    kinds = [k.value for k in ListWhat]
+    if what is not None and what not in kinds:
+        raise ConfigError(f"unknown list '{what}'; available: {', '.join(kinds)}")
+    for kind in [what] if what else kinds:
+        tables.print_registry(console, kind)
 
 
 @app.command(help="Time pooling layers (forward, forward+backward) against native max_pool2d.")

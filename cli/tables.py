@@ -32,17 +32,26 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     records, failed = outcome.records, outcome.failed
     if not plan.multirun:
         r = records[0]
+        run_dir = plan.run_dir(plan.runs[0])
+        if r["run_name"] in outcome.elsewhere:
+            note = " (trained by another process while this one waited)"
+        else:
+            note = " (already ok: skipped; rerun=true runs it again)" * bool(outcome.skipped)
         if r.get("status") == "ok":
-            skipped = " (already ok: skipped; rerun=true runs it again)" * bool(outcome.skipped)
             console.print(
                 f"{r['run_name']}: test_acc {r['test_acc']:.4f}, latency {r['latency_ms']:.2f} ms "
                 f"(batch {r['latency_batch']}), {r['params']:,} params, "
-                f"{r['train_time_s']:.1f} s training -> {plan.run_dir(plan.runs[0])}{skipped}",
+                f"{r['train_time_s']:.1f} s training -> {run_dir}{note}",
                 highlight=False,
                 soft_wrap=True,
             )
         else:
-            console.print(f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}")
+            console.print(
+                f"[red]{r['run_name']} {r['status']}:[/red] {r.get('error')}{note}"
+                f"{_log_hint(r, run_dir)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         return len(failed)
 
     print_sweep_summary(console, outcome)
@@ -54,19 +63,30 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     csv_path = outcome.sweep_dir / SWEEP_SUMMARY_NAME
     atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
     ok = len(records) - len(failed)
+    elsewhere = len(outcome.elsewhere)
+    by_others = f", {elsewhere} trained by another process meanwhile" if elsewhere else ""
     summary = (
-        f"{ok} ok, {len(failed)} failed ({ok - len(outcome.skipped)} ran, "
-        f"{len(outcome.skipped)} skipped: already ok); table: {csv_path}"
+        f"{ok} ok, {len(failed)} failed ({len(outcome.ran)} ran, "
+        f"{len(outcome.skipped)} skipped: already ok{by_others}); table: {csv_path}"
     )
     console.print(summary, highlight=False, soft_wrap=True)
-    for r in failed:
+    for run, r in zip(plan.runs, records, strict=True):
+        if r.get("status") == "ok":
+            continue
         epoch = f" (epoch {r['failed_epoch']})" if r.get("failed_epoch") else ""
         console.print(
-            f"[red]{r.get('status')}[/red] {r['run_name']}{epoch}: {r.get('error')}",
+            f"[red]{r.get('status')}[/red] {r['run_name']}{epoch}: {r.get('error')}"
+            f"{_log_hint(r, plan.run_dir(run))}",
             highlight=False,
             soft_wrap=True,
         )
     return len(failed)
+
+
+def _log_hint(record: dict[str, Any], run_dir: Path) -> str:
+    """Where a failed run's log is (a traceback, when the error is not one of poolbench's)."""
+    log = run_dir / "poolbench.log"
+    return f" (log: {log})" if record.get("status") == "failed" and log.is_file() else ""
 
 
 def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:

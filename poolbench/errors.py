@@ -32,3 +32,19 @@ class DataError(PoolbenchError, FileNotFoundError):
 
 class TrainingDiverged(PoolbenchError, RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class StorageError(PoolbenchError, RuntimeError):
+    """Results cannot be written where they should go: no space left, no permission, or a
+    file where a directory should be. Not a property of one run: the command stops."""
+
+
+class StopCommand(BaseException):
+    """Ends the whole command from inside one of its jobs, carrying the error to say (a full
+    disk). A BaseException, as KeyboardInterrupt is, so that Hydra's launchers do not record
+    it as that job's failure and go on to the next job; ``poolbench.sweep.run_plan`` raises
+    ``error`` in its place."""
+
+    def __init__(self, error: PoolbenchError) -> None:
+        super().__init__(error)
+        self.error = error

@@ -29,15 +29,26 @@ from omegaconf.errors import OmegaConfBaseException
 
 from poolbench.config import NON_IDENTITY_KEYS, RunConfig, run_name
 from poolbench.device import available_cpus, claim_gpu, default_parallel_jobs, threads_per_job
-from poolbench.errors import ConfigError, PoolbenchError
+from poolbench.errors import ConfigError, PoolbenchError, StopCommand, StorageError
 from poolbench.paths import config_dir
+from poolbench.record import RECORD_NAME, read_record
 from poolbench.runner import execute, validate
+from poolbench.storage import check_writable_dir
+from poolbench.watchdog import stop_with_parent
 
 CONFIG_NAME = "config"
 
 
+# The command's working directory, set for every job in its config (hydra.job.env_set) by
+# ``poolbench.sweep.run_plan``: a joblib worker kept from an earlier command in this process
+# (a notebook, the tests) may sit in another directory, and Hydra's runtime.cwd is the worker's.
+LAUNCH_CWD_ENV = "POOLBENCH_CWD"
+
+
 def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
     """``hydra.run.dir`` / ``hydra.sweep.subdir``: <results_dir>/runs/<run_name>, absolute."""
+    env_set = OmegaConf.select(_root_, "hydra.job.env_set", default=None)
+    cwd = (env_set or {}).get(LAUNCH_CWD_ENV) or cwd
     keys = [k for k in _root_ if k not in NON_IDENTITY_KEYS]
     config = OmegaConf.to_container(OmegaConf.masked_copy(_root_, keys), resolve=True)
     base = Path(results_dir) if os.path.isabs(results_dir) else Path(cwd) / results_dir
@@ -75,6 +86,10 @@ class Plan:
     jobs: tuple[PlannedRun, ...] = ()
     expanded: bool = True
     launcher: str = ""  # the launcher plugin's _target_
+    # Hydra's output directories when the command line sets them (hydra.run.dir for a single
+    # run, hydra.sweep.dir for a sweep), resolved once, absolute
+    run_dir_override: Path | None = None
+    sweep_dir: Path | None = None
 
     @property
     def on_cluster(self) -> bool:
@@ -82,11 +97,28 @@ class Plan:
         return self.launcher == SUBMITIT_SLURM
 
     def run_dir(self, cfg: RunConfig) -> Path:
+        if self.run_dir_override is not None and not self.multirun:
+            return self.run_dir_override
         return self.results_dir / "runs" / cfg.run_name
+
+    @property
+    def output_overrides(self) -> tuple[str, ...]:
+        """The output directories as resolved here, for ``launch`` (``${now:...}`` in them
+        must not resolve to another second there)."""
+        if self.multirun:
+            return () if self.sweep_dir is None else (f"hydra.sweep.dir={quoted(self.sweep_dir)}",)
+        if self.run_dir_override is None:
+            return ()
+        return (f"hydra.run.dir={quoted(self.run_dir_override)}",)
 
     @property
     def failures(self) -> list[PlannedRun]:
         return [j for j in self.jobs if j.error is not None]
+
+
+def quoted(value: object) -> str:
+    """``value`` as a quoted Hydra override value (a path may hold commas, spaces, ``=``)."""
+    return "'" + str(value).replace("'", "\\'") + "'"
 
 
 def one_line(err: Exception) -> str:
@@ -166,6 +198,7 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
             sweeper_params = {} if params is None else dict(OmegaConf.to_container(params))
             if sweeper_params or len(base_overrides) != len(overrides):
                 multirun = True
+            run_dir, sweep_dir = _output_dirs(head, overrides, multirun)
             expansion = [list(overrides)]
             if multirun:
                 found = _expand(overrides, sweeper_params)
@@ -180,6 +213,14 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     finally:
         GlobalHydra.instance().clear()
 
+    composed = [j.run for j in jobs if j.run is not None]
+    if composed:  # before validation, which may read (decode) a whole dataset
+        check_output_dirs(
+            Path(composed[0].results_dir).expanduser().resolve(),
+            run_dir,
+            sweep_dir,
+            composed[0] if len(composed) == 1 else None,
+        )
     jobs = _validate_jobs(jobs)
     failures = [(i, j) for i, j in enumerate(jobs, 1) if j.error is not None]
     if failures and (not collect or len(jobs) == 1):
@@ -195,7 +236,69 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     runs = [j.run for j in jobs if j.run is not None]
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
     target = str(head.hydra.launcher.get("_target_", ""))
-    return Plan(runs, multirun, results_dir, launcher_overrides, tuple(jobs), expanded, target)
+    return Plan(
+        runs,
+        multirun,
+        results_dir,
+        launcher_overrides,
+        tuple(jobs),
+        expanded,
+        target,
+        run_dir_override=run_dir,
+        sweep_dir=sweep_dir,
+    )
+
+
+def _output_dirs(
+    head: DictConfig, overrides: list[str], multirun: bool
+) -> tuple[Path | None, Path | None]:
+    """``hydra.run.dir`` (single run) and ``hydra.sweep.dir`` (sweep) as the command line sets
+    them, resolved (None where it does not). ``hydra.sweep.subdir`` is refused: poolbench keeps
+    each run of a sweep in ``<results_dir>/runs/<run_name>/``, where skip, resume and reports
+    find it."""
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+    if "hydra.sweep.subdir" in keys:
+        raise ConfigError(
+            "hydra.sweep.subdir cannot be set: each run of a sweep lives in "
+            "<results_dir>/runs/<run_name>/ (where skip, resume and reports find it); set "
+            "results_dir to choose where, hydra.sweep.dir for the sweep's own files"
+        )
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if key not in keys:
+        return None, None
+    HydraConfig.instance().set_config(head)  # for ${hydra:...} in the value
+    value = OmegaConf.select(head, key)
+    path = Path(str(value)).expanduser()
+    if not path.is_absolute():
+        path = Path(str(head.hydra.runtime.cwd)) / path
+    path = path.resolve()
+    return (None, path) if multirun else (path, None)
+
+
+def check_output_dirs(
+    results_dir: Path, run_dir: Path | None, sweep_dir: Path | None, run: RunConfig | None
+) -> None:
+    """Every directory the command will write in must be one it can write in, and a run
+    directory the user named must not hold another run's record (it would be skipped as
+    done, or overwritten). Raises :class:`~poolbench.errors.PoolbenchError`."""
+    check_writable_dir(results_dir, "results_dir")
+    if sweep_dir is not None:
+        check_writable_dir(sweep_dir, "hydra.sweep.dir")
+    if run_dir is None:
+        return
+    check_writable_dir(run_dir, "hydra.run.dir")
+    record = run_dir / RECORD_NAME
+    if run is not None and record.is_file():
+        try:
+            other = read_record(record).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        if other != run.run_id:
+            raise ConfigError(
+                f"hydra.run.dir {run_dir} holds the record of another run (run_id {other}, "
+                f"this one is {run.run_id}); choose another directory, or leave hydra.run.dir "
+                f"alone (runs then go to <results_dir>/runs/<run_name>/)"
+            )
 
 
 def _compose_job(job: list[str]) -> PlannedRun:
@@ -303,10 +406,15 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         cpus = hc.launcher.get("cpus_per_task")
         torch.set_num_threads(int(cpus) if cpus else threads_per_job(concurrent))
     in_main_process = os.environ.get(MAIN_PID_ENV) == str(os.getpid())
+    if not in_main_process and hc.launcher.get("_target_") == JOBLIB:
+        stop_with_parent(int(os.environ[MAIN_PID_ENV]))  # no orphans training on
     live = run.progress and in_main_process and sys.stdout.isatty()
     output_dir = Path(hc.runtime.output_dir)
     with claim_gpu(output_dir.parent.parent / ".gpu-locks"):
-        return execute(run, output_dir, live=live)
+        try:
+            return execute(run, output_dir, live=live)
+        except StorageError as err:  # every later job would hit it too: stop the command
+            raise StopCommand(err) from None
 
 
 def launch(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from poolbench.storage import is_no_space, storage_error
 
 RECORD_NAME = "result.json"
 # A sweep's table (results/sweeps/<time>/summary.csv): one row per run, ``run_name`` among them;
@@ -75,28 +77,50 @@ RECORD_FIELDS = (
     "torch_version",
     "poolbench_version",
     "git_sha",
+    "command_id",
     "overrides",
     "tta",
     "history",
 )
 
 
+def _temporary_beside(path: Path) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` beside ``path``, created with mode 0666 less the
+    umask (as ``open`` would: a group-readable results directory stays readable; mkstemp's
+    0600 would not)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A temporary file beside ``path`` that replaces it when the block ends without an error
     (flushed and fsynced first), and disappears otherwise: readers, and a run resumed after
-    SIGKILL, see the old file or the new one, never half of one."""
+    SIGKILL, see the old file or the new one, never half of one. A full disk raises
+    :class:`~poolbench.errors.StorageError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temporary_beside(path)
+    except OSError as err:
+        if is_no_space(err):
+            raise storage_error(err, path) from None
+        raise
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:  # Ctrl-C too: no temporary file left behind
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:  # Ctrl-C too: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        if is_no_space(err):
+            raise storage_error(err, path) from None
         raise
 
 

@@ -196,14 +196,62 @@ def load_records(sources: Iterable[Path]) -> pd.DataFrame:
     ``config.model.widths``, ``history``) become JSON text, so that they can be grouped.
     """
     rows = []
+    unusable: list[str] = []
     for path in find_records(sources):
         try:
             record = read_record(path)
         except (OSError, json.JSONDecodeError) as err:
             raise DataError(f"unreadable run record {path}: {err}") from None
+        unusable += check_record(record, path)
         record["record_path"] = str(path)
         rows.append(record)
-    return records_frame(rows)
+    df = records_frame(rows)
+    if unusable:
+        runs = len({u.split(": ", 1)[0] for u in unusable})
+        df.attrs["notes"] = [
+            f"{runs} record{'s' * (runs != 1)} with unusable metrics, left out of every mean "
+            f"and test (a run with no {PRIMARY} still counts in n): " + "; ".join(unusable)
+        ]
+    return df
+
+
+# Fields that group and label runs: a record with another type there cannot be placed.
+TEXT_FIELDS = ("run_id", "run_name", "status", "pool", "head", "model", "data")
+INTEGER_FIELDS = ("seed", "epochs")
+PRIMARY = "test_acc"
+
+
+def check_record(record: Any, path: Path) -> list[str]:
+    """Check the types of a record read from ``path``: a field that groups or labels runs
+    with the wrong type raises :class:`DataError` naming the file; a metric that is not a
+    number is set to None (missing) and returned as ``"<path>: <metric> = <value>"``, as is
+    an ok record without ``test_acc``, so that the report can say so."""
+    if not isinstance(record, dict):
+        raise DataError(f"run record {path}: expected a JSON object, got a {type(record).__name__}")
+
+    def fail(key: str, what: str) -> DataError:
+        return DataError(f"run record {path}: expected {key} to be {what}, got {record[key]!r}")
+
+    for key in TEXT_FIELDS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise fail(key, "text")
+    for key in INTEGER_FIELDS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise fail(key, "an integer")
+    if record.get("config") is not None and not isinstance(record["config"], dict):
+        raise fail("config", "an object of config keys")
+    unusable = []
+    for name in metrics.present(record):
+        value = record[name]
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            continue
+        unusable.append(f"{path}: {name} = {json.dumps(value)[:40]}")
+        record[name] = None
+    if record.get("status") == "ok" and not isinstance(record.get(PRIMARY), (int, float)):
+        if not any(u.startswith(f"{path}: {PRIMARY} =") for u in unusable):
+            unusable.append(f"{path}: {PRIMARY} missing")
+    return unusable
 
 
 def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -877,7 +925,9 @@ def write_report(
         raise ConfigError(f"expected --pivot ROWS,COLUMNS to name two keys, got {rows} twice")
     significance = Significance(metric, alpha, rows)
     summary = summarize(df, significance, keys=(rows, columns))
-    written = Written([write_runs(df, out, fmt)], [], summary, significance)
+    written = Written(
+        [write_runs(df, out, fmt)], list(df.attrs.get("notes", [])), summary, significance
+    )
 
     def write(suffix: str, text: str) -> None:
         path = out.with_name(f"{out.stem}_{suffix}")

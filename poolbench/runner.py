@@ -8,6 +8,7 @@ for the CLI to run before anything starts.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from datetime import datetime, timezone
@@ -23,8 +24,9 @@ from poolbench.config import RunConfig
 from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
 from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
-from poolbench.errors import PoolbenchError
+from poolbench.errors import PoolbenchError, StorageError
 from poolbench.invariance import invariance_metrics, metric_names
+from poolbench.locks import RunLock
 from poolbench.measure import PeakMemory, inference_latency
 from poolbench.models import (
     check_model,
@@ -87,16 +89,17 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def validate(cfg: RunConfig) -> str:
-    """Check names, parameters, data on disk and every pooling stage's shape, without loading
-    data; return the pool as built, with its parameters (``max(F=3, S=2, padding=0, ...)``).
+    """Check names, parameters, the data on disk (image files are decoded, into the cache the
+    run then uses in this process) and every pooling stage's shape; return the pool as built,
+    with its parameters (``max(F=3, S=2, padding=0, ...)``).
 
     Raises :class:`PoolbenchError` with a one-line message.
     """
     pool_entry(cfg.pool.name)
     pool_entry(cfg.head.name)
     DATASETS.check_params(cfg.data.name, cfg.data.params)
-    check_dataset(cfg.data.name, cfg.data.params)
     info = describe_dataset(cfg.data.name, cfg.data.params)
+    check_dataset(cfg.data.name, cfg.data.params)  # the files: may decode them (kept for the run)
     check_validation(cfg.train, info["has_val"])
     input_shape = info["input_shape"]
     model = build_model(cfg, num_classes=info["num_classes"] or 10, in_channels=input_shape[0])
@@ -140,25 +143,57 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "poolbench_version": poolbench.__version__,
         "git_sha": git_sha(),
+        "command_id": os.environ.get(COMMAND_ENV),
         "overrides": " ".join(cfg.overrides),
         "config": cfg.identity,
     }
 
 
+# Set by the command (``poolbench.sweep.run_plan``) for every job it launches; each record
+# says which command trained it, so that the command can count what it ran itself.
+COMMAND_ENV = "POOLBENCH_COMMAND"
+
+
 def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str, Any]:
     """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``).
 
+    One process at a time: the run's lock (:class:`~poolbench.locks.RunLock`) is held from
+    the skip decision to the record; a process that finds it held waits for the holder, then
+    goes on as below (usually to skip the run the holder finished).
+
     A run whose record in ``run_dir`` already says ``ok`` is skipped (its record is returned)
-    unless ``cfg.rerun``. Otherwise training resumes from ``run_dir``'s checkpoint when there is
-    one (``rerun`` starts afresh). A failure is recorded with the epoch it happened in; Ctrl-C
-    (KeyboardInterrupt) propagates with the last checkpoint kept and no record written.
+    unless ``cfg.rerun`` (a record written while this process waited counts as done even
+    then). Otherwise training resumes from ``run_dir``'s checkpoint when there is one
+    (``rerun`` starts afresh). A failure is recorded with the epoch it happened in; Ctrl-C
+    (KeyboardInterrupt) propagates with the last checkpoint kept and no record written, and so
+    does a full disk (:class:`~poolbench.errors.StorageError`): it is not the run's fault.
     """
     run_dir = Path(run_dir)
-    if not cfg.rerun:
+    lock = RunLock(run_dir)
+    waited_since = None
+    if not lock.try_acquire():
+        waited_since = time.time()
+        log.info(
+            "%s is being trained by another process (%s): waiting for it to finish",
+            cfg.run_name,
+            lock.holder(),
+        )
+        lock.acquire()
+    try:
         done = read_ok_record(run_dir / RECORD_NAME)
-        if done is not None:
+        if done is not None and waited_since is not None:
+            if (run_dir / RECORD_NAME).stat().st_mtime >= waited_since - 1:
+                log.info("%s skipped: the other process finished it", cfg.run_name)
+                return done
+        if done is not None and not cfg.rerun:
             log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
             return done
+        return _execute_locked(cfg, run_dir, live)
+    finally:
+        lock.release()
+
+
+def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[str, Any]:
     start = time.perf_counter()
     record = base_record(cfg)
     record["started_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -170,15 +205,28 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
         metrics, work_s = _train_and_measure(cfg, live, checkpoint, run_dir)
         record.update(metrics)
         record["status"] = "ok"
+    except StorageError as err:
+        log.error("%s stopped: %s", cfg.run_name, err, extra={"console": False})
+        raise  # the command says it, in one line
     except PoolbenchError as err:
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        log.error("%s failed: %s", cfg.run_name, err)
+        record.update(status="failed", error=f"{type(err).__name__}: {one_line(err)}")
+        # the command prints the failure once, at the end; the run's log keeps it
+        log.error("%s failed: %s", cfg.run_name, err, extra={"console": False})
     except Exception as err:  # a bug or a numerical failure: keep the traceback in the log
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc())
+        record.update(status="failed", error=f"{type(err).__name__}: {one_line(err)}")
+        log.error("%s failed:\n%s", cfg.run_name, traceback.format_exc(), extra={"console": False})
     except KeyboardInterrupt:
-        where = f" after epoch {checkpoint.epoch}" if checkpoint.exists() else ""
-        log.warning("%s interrupted; checkpoint kept%s", cfg.run_name, where)
+        if checkpoint.exists() and checkpoint.epoch:
+            log.warning(
+                "%s interrupted; checkpoint kept after epoch %d", cfg.run_name, checkpoint.epoch
+            )
+        elif checkpoint.exists():  # stopped before it was read
+            log.warning("%s interrupted; its checkpoint is kept", cfg.run_name)
+        else:
+            log.warning(
+                "%s interrupted before its first checkpoint: it starts afresh next time",
+                cfg.run_name,
+            )
         raise
     if record["status"] == "failed":
         record["failed_epoch"] = checkpoint.running
@@ -189,6 +237,20 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
     if record["status"] == "ok" and not cfg.keep_checkpoint:
         checkpoint.remove()
     return record
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message as the one line a record and a table keep: a message that
+    carries a traceback (a DataLoader worker's: "Caught X in DataLoader worker process 0. /
+    Original Traceback ...") ends with the original exception's line, which is the one kept."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1 and any(
+        ln.startswith("Traceback") or "Traceback (most recent" in ln for ln in lines
+    ):
+        return lines[-1]
+    return lines[0] if len(lines) == 1 else " ".join(lines)
 
 
 def _train_and_measure(

@@ -2,33 +2,50 @@
 
 ``run_plan`` hands the command line to Hydra (``hydra_app.launch``, so any launcher plugin
 works), shows the sweep's progress, and returns every planned run's record. Each run decides for
-itself whether it is already done (``runner.execute`` reads its ``result.json``); this module
-only counts those runs beforehand, so the display and the final table can say "skipped".
+itself whether it is already done (``runner.execute`` reads its ``result.json`` under the run's
+lock); this module counts those runs beforehand, so the display and the final table can say
+"skipped", and afterwards tells the runs this command trained (their records carry its
+``command_id``) from those another process trained meanwhile (an overlapping sweep).
+
+Every sweep gets a directory of its own, ``<results_dir>/sweeps/<time>`` (``<time>-2``, ... when
+another sweep took that name in the same second: directories are created exclusively).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poolbench.hydra_app import Plan, launch
+from poolbench.checkpoint import CHECKPOINT_NAME
+from poolbench.errors import StopCommand
+from poolbench.hydra_app import LAUNCH_CWD_ENV, Plan, launch, quoted
 from poolbench.progress import SweepProgress
 from poolbench.record import RECORD_NAME, read_ok_record, read_record
+from poolbench.runner import COMMAND_ENV
+from poolbench.storage import is_no_space, storage_error
 
 
 @dataclass
 class SweepOutcome:
-    """Every planned run's record, which of them were skipped, where the sweep wrote, and the
-    interleaved timing session (or why there was none)."""
+    """Every planned run's record; which of them were skipped (ok before the command began),
+    which this command trained (``ran``) and which another process trained meanwhile
+    (``elsewhere``: this command waited for it, or found it done); where the sweep wrote; and
+    the interleaved timing session (or why there was none)."""
 
     records: list[dict[str, Any]]
     skipped: set[str]
     seconds: float
     sweep_dir: Path | None
     timing: str = ""
+    ran: set[str] = field(default_factory=set)
+    elsewhere: set[str] = field(default_factory=set)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -45,50 +62,135 @@ def already_ok(plan: Plan) -> set[str]:
 
 
 def collect(plan: Plan) -> list[dict[str, Any]]:
-    """The record of every planned run (a run that left none is reported as ``missing``)."""
+    """The record of every planned run (a run that left none, or an unreadable one, is
+    reported as ``missing``)."""
     records = []
     for run in plan.runs:
         path = plan.run_dir(run) / RECORD_NAME
+        error = f"no {RECORD_NAME} in {path.parent}"
         if path.is_file():
-            records.append(read_record(path))
-        else:
-            records.append(
-                {
-                    "run_name": run.run_name,
-                    "pool": run.pool.name,
-                    "head": run.head.name,
-                    "model": run.model.name,
-                    "seed": run.seed,
-                    "status": "missing",
-                    "error": f"no {RECORD_NAME} in {path.parent}",
-                }
-            )
+            try:
+                record = read_record(path)
+            except (OSError, json.JSONDecodeError) as err:
+                error = f"unreadable {path}: {err}"
+            else:
+                if isinstance(record, dict):
+                    records.append(record)
+                    continue
+                error = f"unreadable {path}: not a JSON object"
+        records.append(
+            {
+                "run_name": run.run_name,
+                "pool": run.pool.name,
+                "head": run.head.name,
+                "model": run.model.name,
+                "seed": run.seed,
+                "status": "missing",
+                "error": error,
+            }
+        )
     return records
+
+
+def new_sweep_dir(results_dir: Path) -> Path:
+    """``<results_dir>/sweeps/<time>``, created here and now; ``<time>-2``, ``-3``, ... when a
+    sweep started in the same second took the name (mkdir is atomic, so two never share)."""
+    parent = Path(results_dir) / "sweeps"
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return path
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables while the block runs."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> SweepOutcome:
     """Launch ``overrides`` (already planned as ``plan``) and gather the records.
 
     KeyboardInterrupt propagates: finished records and the current run's checkpoint stay, and
-    running the same command again resumes.
+    running the same command again resumes (:func:`interrupted` says what was kept). A full
+    disk raises :class:`~poolbench.errors.StorageError`.
     """
     skipped = already_ok(plan)
     start = time.time()
+    command_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
     sweep_dir = None
-    extra: list[str] = []
+    extra = list(plan.output_overrides)  # hydra.run.dir as planned
     display: contextlib.AbstractContextManager = contextlib.nullcontext()
     if plan.multirun:
-        sweep_dir = plan.results_dir / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
-        extra = [f"hydra.sweep.dir={sweep_dir}"]
+        sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
+        extra = [f"hydra.sweep.dir={quoted(sweep_dir)}"]
         display = SweepProgress([plan.run_dir(r) for r in plan.runs], len(skipped), live=live)
-    with display:
-        launch(
-            [*overrides, *plan.launcher_overrides, *extra],
-            plan.multirun,
-            sweep_size=len(plan.runs),
+    # The command's id and working directory travel in each job's config (Hydra sets them in
+    # the job's environment): joblib workers reused from an earlier command in this process
+    # started with that one's environment, and may sit in another directory.
+    extra.append(f"++hydra.job.env_set.{COMMAND_ENV}={command_id}")
+    extra.append(f"++hydra.job.env_set.{LAUNCH_CWD_ENV}={quoted(os.getcwd())}")
+    # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
+    # reaches the command as itself, to be said in one line, not as Hydra's traceback.
+    with display, _environment({"HYDRA_FULL_ERROR": "1"}):
+        try:
+            launch(
+                [*overrides, *plan.launcher_overrides, *extra],
+                plan.multirun,
+                sweep_size=len(plan.runs),
+            )
+        except StopCommand as stop:  # a job's full disk
+            raise stop.error from None
+        except OSError as err:  # Hydra's own files (.hydra/, multirun.yaml) on a full disk
+            if not is_no_space(err):
+                raise
+            raise storage_error(err, Path(err.filename or plan.results_dir)) from None
+    timing = interleaved_latency(plan)  # first: it writes into the records
+    records = collect(plan)
+    ran = {r["run_name"] for r in records if r.get("command_id") == command_id}
+    elsewhere = {
+        r["run_name"]
+        for r in records
+        if r.get("status") != "missing" and r["run_name"] not in ran | skipped
+    }
+    return SweepOutcome(
+        records, skipped, time.time() - start, sweep_dir, timing, ran=ran, elsewhere=elsewhere
+    )
+
+
+def interrupted(plan: Plan) -> str:
+    """What an interrupted command leaves, in one line: finished runs, and the checkpoints
+    of the unfinished ones (or that none had saved one yet)."""
+    unfinished = [r for r in plan.runs if read_ok_record(plan.run_dir(r) / RECORD_NAME) is None]
+    kept = [r for r in unfinished if (plan.run_dir(r) / CHECKPOINT_NAME).is_file()]
+    finished = len(plan.runs) - len(unfinished)
+    text = f"interrupted: {finished} finished run{'s' * (finished != 1)} kept; "
+    if kept:
+        text += (
+            f"{len(kept)} unfinished run{'s' * (len(kept) != 1)} kept a checkpoint and "
+            "resume from it"
         )
-    timing = interleaved_latency(plan)
-    return SweepOutcome(collect(plan), skipped, time.time() - start, sweep_dir, timing)
+    elif unfinished:
+        text += "no unfinished run had saved a checkpoint yet (they start afresh)"
+    else:
+        text += "nothing was left unfinished"
+    return text + "; run the same command again to go on"
 
 
 def interleaved_latency(plan: Plan) -> str:

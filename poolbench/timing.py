@@ -31,6 +31,7 @@ from torch import nn
 from poolbench.config import RunConfig, config_hash
 from poolbench.device import Precision, cpu_name, resolve_device, resolve_precision
 from poolbench.errors import DataError, PoolbenchError
+from poolbench.locks import RunLock
 from poolbench.measure import median_iqr, time_repeats
 from poolbench.models import eval_mode
 from poolbench.record import RECORD_NAME, read_record, write_record
@@ -188,18 +189,25 @@ def time_records(
     session = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{len(timings)}"
     for timing in timings:
         for path in timing.records:
-            record = read_record(path)
-            record.update(
-                latency_interleaved_ms=timing.median_ms,
-                latency_interleaved_iqr_ms=timing.iqr_ms,
-                latency_interleaved_batch=batch,
-                latency_session=session,
-                latency_session_cpu=cpu_name(),
-                latency_session_threads=torch.get_num_threads(),
-            )
-            write_record(path.parent, record)
+            # under the run's lock: a process training the run again (rerun=true) must not
+            # have its new record overwritten with this copy of the old one
+            with RunLock(path.parent):
+                _write_timing(path, timing, batch, session)
     timed = sum(len(t.records) for t in timings)
     return TimeOutcome(timings, session, len(paths) - timed)
+
+
+def _write_timing(path: Path, timing: Timing, batch: int, session: str) -> None:
+    record = read_record(path)
+    record.update(
+        latency_interleaved_ms=timing.median_ms,
+        latency_interleaved_iqr_ms=timing.iqr_ms,
+        latency_interleaved_batch=batch,
+        latency_session=session,
+        latency_session_cpu=cpu_name(),
+        latency_session_threads=torch.get_num_threads(),
+    )
+    write_record(path.parent, record)
 
 
 __all__ = ["Target", "Timing", "time_interleaved", "time_records", "targets_from_records"]

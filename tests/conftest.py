@@ -47,3 +47,12 @@ def loads_dynamo(code: str, *args: str, cwd: Path | None = None) -> bool:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.fixture
+def unverified_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CIFAR read by torchvision without the real files' checksums (see tests/datafiles.py)."""
+    import poolbench.data.cifar as cifar
+    from tests.datafiles import UNVERIFIED
+
+    monkeypatch.setattr(cifar, "dataset_class", UNVERIFIED.__getitem__)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +99,15 @@ def test_no_arguments_is_the_quick_sweep_plan():
         (["device=tpu"], "expected device to be one of auto, cpu, cuda, got 'tpu'"),
         (["train.optimizer=adam"], "expected train.optimizer to be one of sgd, adamw"),
         (["-m", "pool=max,sofpool"], "unknown pool 'sofpool'"),
+        (["pool.foo=1"], "pool 'max' has no 'foo'; valid keys: F, S, ceil_mode, padding"),
+        (["train.lr=[0.1]"], "expected train.lr to be a number > 0, got [0.1]"),
+        (["data.image_size=abc"], "digits: expected image_size to be an integer >= 8, got 'abc'"),
+        (["pool.ceil_mode=maybe"], "MaxPool: expected ceil_mode to be true or false, got 'maybe'"),
+        (["++pool.ceil_mode=maybe"], "MaxPool: expected ceil_mode to be true or false"),
+        (["+pool.ceil_mode=maybe"], "An item is already at 'pool.ceil_mode'"),
+        (["pool=avg", "pool.ceil_mode=1"], "AvgPool: expected ceil_mode to be true or false"),
+        (["experiment=nosuch"], "unknown experiment 'nosuch'; available: allcnn_table3"),
+        (["results_dir="], "expected results_dir to be a directory path, got ''"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], expected: str):
@@ -169,6 +180,24 @@ def test_list(what: str):
 def test_list_unknown_category():
     result = runner.invoke(app, ["list", "poolz"])
     assert result.exit_code == 2
+    assert result.output == (
+        "error: unknown list 'poolz'; available: pools, heads, models, datasets\n"
+    )
+
+
+def test_the_installed_command_answers_bad_input_in_one_line(workdir: Path):
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    cases = [
+        (["list", "nosuch"], "error: unknown list 'nosuch'; available: pools, heads, models"),
+        (["report", "--compare", "results"], "error: expected --compare A B (two record sources)"),
+        (["run", "train.lr=[0.1]"], "error: expected train.lr to be a number > 0, got [0.1]"),
+    ]
+    for args, expected in cases:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stdout == "" and done.stderr.startswith(expected), (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(workdir.iterdir()) == []
 
 
 def test_a_run_never_imports_dynamo(workdir: Path):
@@ -223,3 +252,38 @@ def test_dry_run_names_each_failing_run_and_exits_2(workdir: Path):
     assert plain.exit_code == 2
     assert "run 2 of 2 (model=resnet18 pool=fractional)" in plain.output
     assert not (workdir / "results").exists()
+
+
+def test_hydra_run_dir_is_honoured_and_its_record_found(workdir: Path):
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    done = subprocess.run(
+        [exe, "run", "pool=avg", *FAST, "hydra.run.dir=mine/${now:%Y%m%d}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = Path("mine").glob("*/result.json")
+    assert json.loads(record.read_text())["status"] == "ok"
+    assert f"-> {record.parent.resolve()}" in done.stdout  # where Hydra put it, found there
+    assert not Path("results").exists()
+    # the same directory for another config would mix two runs: refused before anything
+    other = runner.invoke(app, ["run", "pool=max", *FAST, f"hydra.run.dir={record.parent}"])
+    assert other.exit_code == 2
+    assert "holds the record of another run" in other.output
+    # a sweep's own files go to hydra.sweep.dir, its runs to <results_dir>/runs/
+    sweep = invoke("run", "-m", "pool=avg,max", *FAST, "hydra.sweep.dir=my-sweep")
+    assert sweep.exit_code == 0, sweep.output
+    assert sorted(p.name for p in Path("my-sweep").iterdir()) == ["multirun.yaml", "summary.csv"]
+    assert len(list(Path("results/runs").glob("*/result.json"))) == 2
+    subdir = runner.invoke(app, ["run", "-m", "pool=avg,max", "hydra.sweep.subdir=x"])
+    assert subdir.exit_code == 2 and "hydra.sweep.subdir cannot be set" in subdir.output
+
+
+def test_a_sweep_from_a_directory_with_quotes_and_commas(workdir: Path, monkeypatch):
+    """The directories poolbench hands to Hydra are quoted override values."""
+    odd = workdir / "it's, here"
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    result = invoke("run", "-m", "pool=max,avg", *FAST, "latency_interleaved=false")
+    assert result.exit_code == 0, result.output
+    assert len(list((odd / "results" / "runs").glob("*/result.json"))) == 2
+    assert len(list((odd / "results" / "sweeps").glob("*/summary.csv"))) == 1

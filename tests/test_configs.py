@@ -35,8 +35,8 @@ def test_config_dir_is_the_repo_configs():
 
 
 @pytest.mark.parametrize("group", ["pool", "head", "model", "data", "train", "experiment"])
-def test_every_option_composes_and_validates(group: str, tmp_path: Path):
-    # Datasets on disk are checked for presence when validated: point them at fixtures.
+def test_every_option_composes_and_validates(group: str, tmp_path: Path, unverified_cifar: None):
+    # Datasets on disk are read when validated: point them at fixtures.
     roots = (
         {
             "cifar10": write_cifar(tmp_path / "c10", "cifar10"),

@@ -3,40 +3,30 @@ missing data fails in one line before training; shapes is seeded and learnable."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from datafiles import IMAGENETTE_WNIDS, write_cifar, write_imagefolder, write_imagenette
-from torchvision.datasets import CIFAR10, CIFAR100
+from datafiles import (
+    IMAGENETTE_WNIDS,
+    CIFAR10Unverified,
+    CIFAR100Unverified,
+    write_cifar,
+    write_imagefolder,
+    write_imagenette,
+)
+from typer.testing import CliRunner
 
 import poolbench.data.cifar as cifar
 import poolbench.data.loader as loader
+from cli.main import app
 from poolbench.data import ImageData, create_dataset
 from poolbench.errors import ConfigError, DataError
 from poolbench.hydra_app import plan
 from poolbench.runner import execute
-
-
-class CIFAR10Unverified(CIFAR10):
-    """torchvision's reader with the md5 of each real batch file removed: the fixtures hold
-    the same pickle format with other bytes. Everything else is torchvision's own code."""
-
-    train_list = [[name, None] for name, _ in CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in CIFAR10.test_list]
-    meta = {**CIFAR10.meta, "md5": None}
-
-
-class CIFAR100Unverified(CIFAR100):
-    train_list = [[name, None] for name, _ in CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in CIFAR100.test_list]
-    meta = {**CIFAR100.meta, "md5": None}
-
-
-@pytest.fixture
-def unverified_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
-    classes = {"cifar10": CIFAR10Unverified, "cifar100": CIFAR100Unverified}
-    monkeypatch.setattr(cifar, "dataset_class", classes.__getitem__)
+from tests.conftest import FAST
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -86,20 +76,132 @@ def test_imagenette_tree_is_decoded_resized_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     write_imagenette(tmp_path)
+    calls = []
+    decode = loader.decode_square
+    monkeypatch.setattr(loader, "decode_square", lambda *a: calls.append(a[0]) or decode(*a))
     data = create_dataset("imagenette", root=str(tmp_path), image_size=24, workers=0)
     assert data.input_shape == (3, 24, 24) and data.num_classes == 10
-    calls = []
-    decode = data.train.decode
-    data.train.decode = lambda *a: calls.append(a[0]) or decode(*a)
+    assert len(calls) == 12 + 6, "every file decoded before training"
     generator = torch.Generator().manual_seed(0)
     first = [y for _, y in data.train_batches(4, generator)]
-    assert len(calls) == 12 and sorted(torch.cat(first).tolist()) == sorted([0, 1, 2] * 4)
+    assert sorted(torch.cat(first).tolist()) == sorted([0, 1, 2] * 4)
     second = list(data.train_batches(4, generator))
-    assert len(calls) == 12, "second epoch must come from the decoded cache"
     assert all(x.shape == (4, 3, 24, 24) and x.dtype == torch.float32 for x, _ in second)
     labels = torch.cat([y for _, y in data.test_batches(100)])
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert len(calls) == 18, "epochs come from the decoded cache"
+    again = create_dataset("imagenette", root=str(tmp_path), image_size=24, workers=0)
+    assert again.train is data.train and len(calls) == 18  # one decoding per process
     assert sorted(IMAGENETTE_WNIDS) == list(IMAGENETTE_WNIDS)
+
+
+def test_the_check_before_training_decodes_once_for_the_run(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``poolbench run``'s check and its run (same process) share one decoding."""
+    root = write_imagefolder(tmp_path / "data")
+    calls = []
+    decode = loader.decode_square
+    monkeypatch.setattr(loader, "decode_square", lambda *a: calls.append(a[0]) or decode(*a))
+    args = ["run", "data=imagefolder", f"data.root={root}", "data.image_size=17", *FAST]
+    result = CliRunner().invoke(app, [*args, "data.workers=0"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 2 * (6 + 2)  # each file of train/ and val/ once
+
+
+@pytest.fixture
+def damaged_folder(tmp_path: Path) -> Path:
+    root = write_imagefolder(tmp_path / "data")
+    cat = root / "train" / "cat"
+    (cat / "broken.png").write_bytes((cat / "1.png").read_bytes()[:60])
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_that_does_not_decode_fails_before_training_naming_it(
+    damaged_folder: Path, workdir: Path, workers: int
+):
+    done = _installed(
+        "run", "data=imagefolder", f"data.root={damaged_folder}", f"data.workers={workers}", *FAST
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    broken = damaged_folder / "train" / "cat" / "broken.png"
+    assert done.stderr == (
+        f"error: cannot decode image {broken}: image file is truncated; remove or replace it\n"
+    )
+    assert done.stdout == "" and not Path("results").exists()
+
+
+def test_entries_that_are_not_images_are_skipped_and_logged(tmp_path: Path, workdir: Path):
+    root = write_imagefolder(tmp_path / "data")
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    (root / "train" / "dog" / ".DS_Store").write_bytes(b"\0\1")
+    (root / "val" / "dog" / "sub").mkdir()
+    done = _installed("run", "data=imagefolder", f"data.root={root}", "data.workers=0", *FAST)
+    assert done.returncode == 0, done.stderr
+    (log,) = Path("results/runs").glob("*/poolbench.log")
+    assert (
+        f"imagefolder: skipped 3 entries of {root} without an image extension "
+        "(.jpg, .jpeg, .png, .bmp, .webp): train/cat/notes.txt, train/dog/.DS_Store, val/dog/sub"
+    ) in log.read_text()
+    assert "skipped 3 entries" in done.stdout  # and on the terminal, once
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ("one class", "expected at least 2 class folders in {root}/train, found 1 (cat)"),
+        ("empty class", "class folder {root}/train/dog holds no .jpg/.jpeg/.png/.bmp/.webp image"),
+    ],
+)
+def test_a_folder_that_cannot_teach_anything_is_refused_before_training(
+    tmp_path: Path, workdir: Path, layout: str, expected: str
+):
+    root = tmp_path / "data"
+    if layout == "one class":
+        write_imagefolder(root, classes=("cat",))
+    else:
+        write_imagefolder(root)
+        for f in (root / "train" / "dog").iterdir():
+            f.unlink()
+    result = CliRunner().invoke(app, ["run", "data=imagefolder", f"data.root={root}", *FAST])
+    assert result.exit_code == 2
+    assert result.output == f"error: imagefolder: {expected.format(root=root)}" + (
+        ": one class is learnt perfectly by any model\n" if layout == "one class" else "\n"
+    )
+    assert not Path("results").exists()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_a_truncated_cifar_batch_is_named_as_such_not_as_missing(
+    name: str, tmp_path: Path, unverified_cifar: None
+):
+    write_cifar(tmp_path, name)
+    batch = tmp_path / cifar.FOLDERS[name] / ("data_batch_3" if name == "cifar10" else "test")
+    batch.write_bytes(batch.read_bytes()[:1000])
+    with pytest.raises(DataError) as err:
+        plan([f"data={name}", f"data.root={tmp_path}"])
+    message = str(err.value)
+    assert message.startswith(f"{name}: {batch} is truncated or corrupt (1,000 bytes; it does ")
+    assert "expected the python batches" not in message
+    batch.unlink()
+    with pytest.raises(DataError, match=f"expected the python batches .* missing: {batch.name};"):
+        plan([f"data={name}", f"data.root={tmp_path}"])
+
+
+def test_a_cifar_batch_whose_md5_is_wrong_is_named(tmp_path: Path):
+    """With torchvision's own checksums (the fixtures hold other bytes than the real files)."""
+    write_cifar(tmp_path)
+    with pytest.raises(DataError) as err:
+        plan(["data=cifar10", f"data.root={tmp_path}"])
+    first = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    assert str(err.value).startswith(f"cifar10: {first} is truncated or corrupt (")
+    assert "its md5 is not the published one" in str(err.value)
+
+
+def _installed(*args: str) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_cached_images_equal_fresh_decodes(tmp_path: Path):

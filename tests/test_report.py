@@ -7,6 +7,8 @@ import json
 import math
 import shutil
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from poolbench.report import ci95_halfwidth, pareto_front
 from tests.conftest import FAST
+from tests.fake_records import record, write_runs
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -144,3 +147,51 @@ def test_pareto_front_keeps_only_undominated_points():
     latency = [1.0, 2.0, 3.0, 2.5, 1.0]
     accuracy = [0.5, 0.7, 0.9, 0.6, 0.4]
     assert pareto_front(latency, accuracy) == [True, True, True, False, False]
+
+
+def _installed(*args: str) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("poolbench"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda r: {**r, "seed": {"a": 1}}, "expected seed to be an integer, got {'a': 1}"),
+        (lambda r: [r], "expected a JSON object, got a list"),
+        (lambda r: {**r, "pool": 3}, "expected pool to be text, got 3"),
+        (
+            lambda r: {**r, "config": "vgg"},
+            "expected config to be an object of config keys, got 'vgg'",
+        ),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_one_line_naming_its_file(
+    workdir: Path, damage, expected: str
+):
+    paths = write_runs(workdir / "results", [record("max", 0), record("max", 1)])
+    paths[1].write_text(json.dumps(damage(json.loads(paths[1].read_text()))))
+    done = _installed("report", "results", "--no-plots")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == f"error: run record {paths[1].resolve()}: {expected}\n"
+    assert not Path("results/report.csv").exists()
+
+
+def test_unusable_metrics_are_counted_and_said_not_shown_as_missing(workdir: Path):
+    good = [record("max", s, 0.9 + s / 100) for s in range(3)]
+    bad = [
+        record("avg", 0, "abc"),  # text where a number belongs
+        record("avg", 1, None),  # an ok record without its accuracy
+        record("avg", 2, 0.8, latency_ms={"x": 1}),
+    ]
+    paths = write_runs(workdir / "results", good + bad)
+    result = runner.invoke(app, ["report", "results", "-o", "out/report.csv", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "3 records with unusable metrics, left out of every mean and test" in text
+    for path, what in zip(
+        paths[3:], ('test_acc = "abc"', "test_acc missing", 'latency_ms = {"x": 1}'), strict=True
+    ):
+        assert f"{path.resolve()}: {what}" in text
+    summary = pd.read_csv("out/report_summary.csv").set_index("pool")
+    assert summary.loc["avg", "test_acc_mean"] == pytest.approx(0.8)  # the one usable value

@@ -138,3 +138,61 @@ def test_ctrl_c_keeps_checkpoint_exits_130_and_rerun_resumes(workdir: Path):
     assert _poolbench(*args).wait(timeout=600) == 0
     assert f"resumed after epoch {epoch}/4" in (checkpoint.parent / "poolbench.log").read_text()
     assert not checkpoint.exists()  # deleted after success
+
+
+def test_ctrl_c_says_what_it_kept(workdir: Path, monkeypatch):
+    """The message names what is really there: no 'checkpoint kept' before the first one."""
+    from typer.testing import CliRunner
+
+    import poolbench.sweep as sweep_mod
+    from cli.main import app
+
+    args = ["run", "-m", "pool=max,avg", *FAST]
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_mod, "launch", interrupted)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    assert "checkpoint kept" not in result.output
+    assert (
+        "interrupted: 0 finished runs kept; no unfinished run had saved a checkpoint yet "
+        "(they start afresh); run the same command again to go on" in result.output
+    )
+    monkeypatch.undo()
+    assert CliRunner().invoke(app, [*args, "keep_checkpoint=true"]).exit_code == 0
+    (first, _) = sorted(Path("results/runs").iterdir())
+    (first / "result.json").unlink()
+    monkeypatch.setattr(sweep_mod, "launch", interrupted)
+    result = CliRunner().invoke(app, [*args, "keep_checkpoint=true"])
+    assert result.exit_code == 130
+    assert "interrupted: 1 finished run kept; 1 unfinished run kept a checkpoint" in result.output
+
+
+def test_interrupted_run_before_its_first_checkpoint_says_so(workdir: Path, monkeypatch, caplog):
+    import poolbench.runner as runner_mod
+
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "train", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        execute(_config(), workdir / "run", live=False)
+    assert not (workdir / "run" / CHECKPOINT_NAME).exists()
+    assert "interrupted before its first checkpoint: it starts afresh" in caplog.text
+    assert "checkpoint kept" not in caplog.text
+
+
+def test_a_dataloader_worker_traceback_is_one_line_in_the_record():
+    from poolbench.runner import one_line
+
+    wrapped = RuntimeError(
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        'last):\n  File "x.py", line 1, in f\n    g()\npoolbench.errors.DataError: cannot decode '
+        "image a.png: image file is truncated\n"
+    )
+    assert one_line(wrapped) == (
+        "poolbench.errors.DataError: cannot decode image a.png: image file is truncated"
+    )
+    assert one_line(ValueError("one line")) == "one line"

@@ -4,8 +4,9 @@
 (uint8 images on the training device, normalised and augmented there, batched by indexing)
 for data that fits in memory, a :class:`~poolbench.data.loader.LoaderDataset` (DataLoader
 workers, pinned memory, a decoded-image cache) for image files. A dataset registered with a
-``check`` callable can be checked for presence on disk before anything runs
-(:func:`check_dataset`), so a missing download fails in one line before training.
+``check`` callable is checked on disk before anything runs (:func:`check_dataset`), so a
+missing download, a truncated file or an image that does not decode fails in one line before
+training; checks that read the files keep what they read for the run in the same process.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, in
 
 
 def check_dataset(name: str, params: dict[str, Any]) -> None:
-    """Raise :class:`~poolbench.errors.DataError` now if ``name``'s files are missing (cheap)."""
+    """Raise :class:`~poolbench.errors.DataError` now if ``name``'s files are missing or do
+    not read (see the module docstring)."""
     entry = DATASETS.get(name)
     check = entry.meta.get("check")
     if check is not None:

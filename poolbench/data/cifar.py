@@ -5,10 +5,15 @@ Standard recipe: per-channel normalisation with the training set's mean and std,
 horizontal flip and 4-pixel zero-pad + random 32x32 crop (He et al. 2015). ``data.root`` is the
 directory that holds ``cifar-10-batches-py/`` (or ``cifar-100-python/``); ``data.download=true``
 lets torchvision fetch the archive there (never in tests).
+
+The check that runs before anything trains reads the batches (torchvision verifies each file's
+md5 and unpickles it) and keeps them for the run in the same process to use; a batch file that
+is missing, or present but truncated or corrupt, is named as such.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +45,86 @@ def dataset_class(name: str) -> Any:
     return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
 
 
-def missing(name: str, root: str | Path) -> DataError:
+def missing(name: str, root: str | Path, files: list[str] | None = None) -> DataError:
     where = Path(root).expanduser() / FOLDERS[name]
+    absent = f"; missing: {', '.join(files)}" if files else ""
     return DataError(
-        f"{name}: expected the python batches ({FILES[name]}) in {where}; set data.download=true "
-        f"to fetch them there, or data.root to the directory that holds {FOLDERS[name]}/"
+        f"{name}: expected the python batches ({FILES[name]}) in {where}{absent}; set "
+        f"data.download=true to fetch them there, or data.root to the directory that holds "
+        f"{FOLDERS[name]}/"
     )
 
 
-def check_cifar(name: str, root: str = "data", download: bool = False) -> None:
-    """Cheap pre-flight check: the batch folder exists (torchvision verifies the files)."""
-    if not download and not (Path(root).expanduser() / FOLDERS[name]).is_dir():
+def check_cifar(name: str, root: str = "data", download: bool = False, **_: object) -> None:
+    """Before anything runs: every batch file is there and reads (kept for the run). With
+    ``download=true`` and no batch folder yet, nothing to check: the run downloads it."""
+    check_bool("download", download, where=name)
+    if not (Path(root).expanduser() / FOLDERS[name]).is_dir():
+        if download:
+            return
         raise missing(name, root)
+    read_batches(name, root, False)
+
+
+_READ: dict[tuple[Any, ...], list[tuple[np.ndarray, list[int]]]] = {}
+
+
+def read_batches(name: str, root: str, download: bool) -> list[tuple[np.ndarray, list[int]]]:
+    """(images HWC uint8, labels) of the train and test splits, read once per process for the
+    same files (paths, sizes, modification times)."""
+    cls = dataset_class(name)
+    folder = Path(root).expanduser() / FOLDERS[name]
+    stats = (
+        tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.glob("*")))
+        if folder.is_dir()
+        else ()
+    )
+    key = (cls, str(folder.resolve()), stats)
+    if key in _READ:
+        return _READ[key]
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(str(Path(root).expanduser()), train=train, download=download)
+        # torchvision: "Dataset not found or corrupted" (a missing file or a wrong md5), or
+        # whatever unpickling a damaged file raises
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError, KeyError):
+            raise diagnose(name, root) from None
+        splits.append((ds.data, list(ds.targets)))
+    _READ[key] = splits
+    return splits
+
+
+def diagnose(name: str, root: str | Path) -> DataError:
+    """Why torchvision could not read ``name`` from ``root``: the files that are missing, or
+    the first that is there but truncated or corrupt (its md5 is not the published one, or,
+    where no md5 is known, it does not unpickle)."""
+    from torchvision.datasets.utils import check_integrity
+
+    cls = dataset_class(name)
+    folder = Path(root).expanduser() / FOLDERS[name]
+    files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    absent = [file for file, _ in files if not (folder / file).is_file()]
+    if absent:
+        return missing(name, root, absent)
+    for file, md5 in files:
+        path = folder / file
+        if md5 is not None:
+            broken = None if check_integrity(str(path), md5) else "its md5 is not the published one"
+        else:
+            try:
+                with open(path, "rb") as fh:
+                    pickle.load(fh, encoding="latin1")
+                broken = None
+            except (pickle.UnpicklingError, EOFError, ValueError, OSError) as err:
+                broken = f"it does not unpickle: {err}"
+        if broken is not None:
+            return DataError(
+                f"{name}: {path} is truncated or corrupt ({path.stat().st_size:,} bytes; "
+                f"{broken}); delete it and set data.download=true to fetch it again, or "
+                f"copy it anew"
+            )
+    return DataError(f"{name}: cannot read the python batches in {folder}")
 
 
 def load_cifar(
@@ -59,20 +132,14 @@ def load_cifar(
 ) -> InMemoryDataset:
     check_int("image_size", image_size, 8, where=name)
     check_int("crop_pad", crop_pad, 0, where=name)
-    check_bool("download", download, where=name)
     check_cifar(name, root, download)
-    cls = dataset_class(name)
     splits = []
-    for train in (True, False):
-        try:
-            ds = cls(str(Path(root).expanduser()), train=train, download=download)
-        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-            raise missing(name, root) from None
-        images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)
+    for data, targets in read_batches(name, root, download):
+        images = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2)
         if image_size != images.shape[-1]:
             images = F.interpolate(images.float(), size=image_size, mode="bilinear")
             images = images.round().clamp(0, 255).to(torch.uint8)
-        splits.append((images.contiguous(), torch.tensor(ds.targets, dtype=torch.int64)))
+        splits.append((images.contiguous(), torch.tensor(targets, dtype=torch.int64)))
     mean, std = STATS[name]
     return InMemoryDataset(
         name=name,
@@ -94,7 +161,7 @@ def load_cifar(
     in_channels=3,
     num_classes=10,
     image_size=32,
-    check=lambda root="data", download=False, **_: check_cifar("cifar10", root, download),
+    check=lambda **params: check_cifar("cifar10", **params),
 )
 def cifar10(
     root: str = "data", download: bool = False, image_size: int = 32, crop_pad: int = 4
@@ -109,7 +176,7 @@ def cifar10(
     in_channels=3,
     num_classes=100,
     image_size=32,
-    check=lambda root="data", download=False, **_: check_cifar("cifar100", root, download),
+    check=lambda **params: check_cifar("cifar100", **params),
 )
 def cifar100(
     root: str = "data", download: bool = False, image_size: int = 32, crop_pad: int = 4

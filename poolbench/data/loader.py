@@ -1,11 +1,20 @@
-"""Datasets too large for the device: files decoded by DataLoader workers, cached decoded.
+"""Datasets too large for the device: image files decoded once, cached decoded, batched by
+DataLoader workers.
 
 Each image is decoded once (PIL), resized so its shorter side is ``image_size`` and
 centre-cropped to a square, and kept as uint8 in a cache that every worker shares: a
 file-backed mapping (``torch.from_file(shared=True)`` on an unlinked temporary file), which
-forked workers inherit and which needs no ``/dev/shm``. From the second epoch on, batches come
-from the cache. Batches travel as uint8 through pinned memory; flip, pad-crop and
-normalisation run on the device, as for :class:`~poolbench.data.memory.InMemoryDataset`.
+forked workers inherit and which needs no ``/dev/shm``. Batches travel as uint8 through pinned
+memory; flip, pad-crop and normalisation run on the device, as for
+:class:`~poolbench.data.memory.InMemoryDataset`.
+
+:func:`decoded_images` decodes every file before training (threads; PIL releases the GIL), so
+that a file that does not decode fails the check that runs before anything starts, naming the
+file, instead of a DataLoader worker mid-epoch. It keeps what it decoded for the life of the
+process, keyed by the file list (paths, sizes, modification times) and the image size: the
+command's check (``poolbench.runner.validate``) and the run it then starts in the same process
+share one decoding, as do the runs of a sweep over one dataset. With ``cache=false`` the check
+still decodes every file once (and keeps nothing), and training decodes as it goes.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +63,10 @@ def decode_square(path: str | Path, size: int, channels: int = 3) -> Tensor:
             left, top = (nw - size) // 2, (nh - size) // 2
             img = img.crop((left, top, left + size, top + size))
             array = np.asarray(img, dtype=np.uint8)
-    except OSError as err:
-        raise DataError(f"cannot decode image {path}: {err}") from None
+    # PIL reports a damaged file as OSError (truncated, not an image), SyntaxError (broken
+    # PNG chunks), ValueError or DecompressionBombError
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot decode image {path}: {err}; remove or replace it") from None
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -69,12 +81,12 @@ class DecodedImages(Dataset):
         image_size: int,
         channels: int = 3,
         cache: bool = True,
-        decode: Callable[[str | Path, int, int], Tensor] = decode_square,
+        decode: Callable[[str | Path, int, int], Tensor] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.image_size = image_size
         self.channels = channels
-        self.decode = decode
+        self.decode = decode or decode_square
         n, side = len(self.samples), image_size
         self.images = (
             _shared_uint8(n * channels * side * side).view(n, channels, side, side)
@@ -94,6 +106,57 @@ class DecodedImages(Dataset):
             self.images[index] = self.decode(path, self.image_size, self.channels)
             self.filled[index] = 1
         return self.images[index], label
+
+    def decode_all(self, threads: int | None = None) -> None:
+        """Decode every file not decoded yet (into the cache, if there is one); raise
+        :class:`DataError` naming the first file, in sample order, that does not decode."""
+        pending = [i for i in range(len(self)) if self.filled is None or not self.filled[i]]
+        if not pending:
+            return
+        threads = threads or min(8, os.cpu_count() or 1)
+
+        def one(index: int) -> None:
+            image = self.decode(self.samples[index][0], self.image_size, self.channels)
+            if self.images is not None:
+                self.images[index] = image
+                self.filled[index] = 1
+
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poolbench-decode")
+        try:
+            for future in [pool.submit(one, i) for i in pending]:
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_DECODED: dict[tuple[Any, ...], DecodedImages] = {}
+
+
+def decoded_images(
+    samples: Sequence[tuple[str, int]], image_size: int, channels: int = 3, cache: bool = True
+) -> DecodedImages:
+    """``samples`` with every file decoded (see the module docstring): the same object for the
+    same files (paths, sizes, modification times) and size within one process."""
+    try:
+        files = tuple(
+            (path, label, st.st_size, st.st_mtime_ns)
+            for path, label in samples
+            for st in (os.stat(path),)
+        )
+    except OSError as err:
+        raise DataError(f"cannot read image {err.filename}: {err.strerror}") from None
+    key = (files, image_size, channels, cache)
+    found = _DECODED.get(key)
+    if found is None:
+        found = DecodedImages(samples, image_size, channels, cache)
+        found.decode_all()
+        _DECODED[key] = found
+    return found
+
+
+def forget_decoded() -> None:
+    """Drop this process's decoded images (their memory returns when no dataset uses them)."""
+    _DECODED.clear()
 
 
 class _Indexed(Dataset):
