@@ -80,8 +80,12 @@ def test_no_arguments_is_the_quick_sweep_plan():
 
     the_plan = plan(["experiment=quick"])
     assert the_plan.multirun
-    assert sorted(r.pool.name for r in the_plan.runs) == sorted(list_pools("local"))
+    pools = {r.pool.name for r in the_plan.runs}
+    assert len(pools) == 10 and pools <= set(list_pools("local"))
+    assert {"max", "avg", "none"} <= pools
+    assert sorted(r.seed for r in the_plan.runs if r.pool.name == "max") == [0, 1, 2, 3, 4]
     assert {r.data.name for r in the_plan.runs} == {"digits"}
+    assert all(r.train.val_fraction == 0 for r in the_plan.runs)
 
 
 @pytest.mark.parametrize(

@@ -282,6 +282,7 @@ def test_a_run_end_to_end_from_fixture_files(
             f"data.root={root}",
             "train.epochs=1",
             "train.eval_every=1",
+            "train.val_fraction=0.1",
             "model.widths=[8,8,8]",
             "latency_batch=2",
             "latency_repeats=1",
