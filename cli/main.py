@@ -1,5 +1,9 @@
 """``poolbench`` commands. Each one translates arguments, calls the library and turns a
-:class:`PoolbenchError` into one line on stderr and exit code 2."""
+:class:`PoolbenchError` into one line on stderr and exit code 2.
+
+Nothing here imports torch, pandas or Hydra at module level: ``poolbench --help`` and shell
+completion load this module only (a test keeps it so); each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,35 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from cli import tables
 from poolbench.errors import ConfigError, PoolbenchError
 
+
+class _FlagsAsFlags:
+    """Help shows a boolean flag as ``--debug``, not ``--debug <bool>`` (typer prints every
+    option's type, a flag's too, unless it has a metavar; an empty one prints nothing)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
+class Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     help="poolbench: which pooling layer should my CNN use? Train, measure, report.",
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -49,13 +75,36 @@ def one_line_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from poolbench import __version__
+
+        console.print(f"poolbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
 class CfgKind(str, Enum):
     job = "job"
     hydra = "hydra"
     all = "all"
 
 
+# Hydra's --info takes an optional KIND, which typer's options cannot: the flag is declared and
+# its KIND found among the overrides (a bare word, which no override is).
+INFO_KINDS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
 @app.command(
+    cls=Command,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Train and measure: one run, or a sweep with -m (no arguments: the quick comparison).",
 )
@@ -76,12 +125,27 @@ def run(
         "--dry-run",
         help="Compose and check every run (data, shapes, parameters), list them, train nothing.",
     ),
+    info: bool = typer.Option(
+        False,
+        "--info",
+        help="Hydra's information about the composed config, then exit: --info [KIND], KIND "
+        f"one of {', '.join(INFO_KINDS)} (default all).",
+    ),
+    hydra_help: bool = typer.Option(
+        False, "--hydra-help", help="Hydra's own help (its flags and override syntax)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.hydra_app import launch, plan
     from poolbench.sweep import run_plan
 
     overrides = list(overrides or [])
+    if hydra_help or info:  # Hydra's own output; it reports its own errors
+        kinds = [o for o in overrides if o in INFO_KINDS]
+        overrides = [o for o in overrides if o not in INFO_KINDS]
+        flags = ["--hydra-help"] if hydra_help else ["--info", *kinds[:1]]
+        launch(overrides, multirun, flags)
+        return
     if not overrides and not multirun and cfg is None:
         overrides = ["experiment=quick"]
     the_plan = plan(overrides, multirun, collect=dry_run)
@@ -118,8 +182,9 @@ class ReportFormat(str, Enum):
 
 
 @app.command(
+    cls=Command,
     help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI, "
-    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
+    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG).",
 )
 @one_line_errors
 def report(
@@ -180,6 +245,7 @@ def report(
 
 @app.command(
     "time",
+    cls=Command,
     help="Time the models of existing runs in one process, interleaved (comparable latency), "
     "and write the figures into their records.",
 )
@@ -215,7 +281,9 @@ class ListWhat(str, Enum):
     datasets = "datasets"
 
 
-@app.command("list", help="List what can be named in a config: pools, heads, models, datasets.")
+@app.command(
+    "list", cls=Command, help="List what can be named in a config: pools, heads, models, datasets."
+)
 @one_line_errors
 def list_(
     what: ListWhat | None = typer.Argument(None, help="pools, heads, models or datasets"),
@@ -225,7 +293,9 @@ def list_(
         tables.print_registry(console, kind.value)
 
 
-@app.command(help="Time pooling layers (forward, forward+backward) against native max_pool2d.")
+@app.command(
+    cls=Command, help="Time pooling layers (forward, forward+backward) against native max_pool2d."
+)
 @one_line_errors
 def bench(
     pools: str | None = typer.Option(

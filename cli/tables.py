@@ -10,14 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from poolbench import metrics
-from poolbench.hydra_app import Plan
 from poolbench.record import SWEEP_SUMMARY_NAME, atomic_write_text
-from poolbench.sweep import SweepOutcome
 
-if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only after the runs, not before the first
+# Type names only: pandas (~0.5 s), torch (hydra_app, sweep: ~1.5 s) are imported by the commands
+# that need them, so that `poolbench --help` and shell completion stay fast.
+if TYPE_CHECKING:
     import pandas as pd
 
+    from poolbench.hydra_app import Plan
     from poolbench.report import Comparison, Significance
+    from poolbench.sweep import SweepOutcome
 
 
 def _fmt(value: Any, spec: str) -> str:
