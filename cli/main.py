@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from cli import tables
@@ -69,7 +70,10 @@ def one_line_errors(fn: F) -> F:
         except PoolbenchError as err:
             if kwargs.get("debug"):
                 raise
-            err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets (pip install 'poolbench[mlflow]')
+            err_console.print(
+                f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper  # type: ignore[return-value]
@@ -152,7 +156,7 @@ def run(
     if dry_run:
         failures = tables.print_dry_run(console, the_plan)
         for line in failures:
-            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT if failures else 0)
     if cfg is not None:
         launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
@@ -212,6 +216,9 @@ def report(
         0.05, "--alpha", help="Significance level of the tests against the best (Holm)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    tags: list[str] = typer.Option(
+        None, "--tag", help="Only the runs with this tag (+tags=[...]); repeat for several."
+    ),
     compare: bool = typer.Option(
         False,
         "--compare",
@@ -227,13 +234,13 @@ def report(
         if len(sources) != 2:
             given = ", ".join(map(str, sources)) or "none"
             raise ConfigError(f"expected --compare A B (two record sources), got {given}")
-        a, b = (rp.load_nonempty([s]) for s in sources)
+        a, b = (rp.with_tags(rp.load_nonempty([s]), tags or []) for s in sources)
         comparison = rp.compare(a, b, metric, alpha)
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
-    df = rp.load_nonempty(sources or [Path("results")])
+    df = rp.with_tags(rp.load_nonempty(sources or [Path("results")]), tags or [])
     written = rp.write_report(df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha)
     tables.print_summary(console, written.summary, written.significance)
     for note in written.notes:

@@ -11,7 +11,6 @@ import logging
 import time
 import traceback
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,13 @@ import torch
 
 import poolbench
 from poolbench.checkpoint import Checkpoint
-from poolbench.config import RunConfig
+from poolbench.config import RunConfig, add_tags
 from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
 from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.invariance import invariance_metrics, metric_names
+from poolbench.loggers import RunLogger, check_logger, create_logger
 from poolbench.measure import PeakMemory, inference_latency
 from poolbench.models import (
     check_model,
@@ -38,7 +38,6 @@ from poolbench.pooling import pool_entry
 from poolbench.record import (
     RECORD_FIELDS,
     RECORD_NAME,
-    atomic_write_text,
     git_sha,
     read_ok_record,
     write_record,
@@ -71,21 +70,6 @@ def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int])
         log.info("  replaced %s", line)
 
 
-HISTORY_NAME = "metrics.csv"
-HISTORY_FIELDS = ("epoch", "train_loss", "val_acc", "lr", "img_s")
-
-
-def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """``metrics.csv`` beside the record, one row per epoch (as Lightning's CSVLogger), written
-    again after every epoch so that a running job can be followed."""
-    lines = [",".join(HISTORY_FIELDS)]
-    for row in history:
-        lines.append(
-            ",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in HISTORY_FIELDS)
-        )
-    atomic_write_text(Path(run_dir) / HISTORY_NAME, "\n".join(lines) + "\n")
-
-
 def validate(cfg: RunConfig) -> str:
     """Check names, parameters, data on disk and every pooling stage's shape, without loading
     data; return the pool as built, with its parameters (``max(F=3, S=2, padding=0, ...)``).
@@ -102,6 +86,7 @@ def validate(cfg: RunConfig) -> str:
     model = build_model(cfg, num_classes=info["num_classes"] or 10, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
+    check_logger(cfg.logger)
     return describe_pool(cfg.pool.name, pool_settings(model, cfg.pool.name))
 
 
@@ -141,6 +126,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "poolbench_version": poolbench.__version__,
         "git_sha": git_sha(),
         "overrides": " ".join(cfg.overrides),
+        "tags": list(cfg.tags),
         "config": cfg.identity,
     }
 
@@ -158,6 +144,8 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
         done = read_ok_record(run_dir / RECORD_NAME)
         if done is not None:
             log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
+            if add_tags(done, cfg.tags):  # tags are metadata: a finished run takes new ones
+                write_record(run_dir, done)
             return done
     start = time.perf_counter()
     record = base_record(cfg)
@@ -166,8 +154,10 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
     if cfg.rerun:
         checkpoint.remove()
     work_s = None  # seconds of training, evaluation and measurement; the rest is overhead
+    logger = RunLogger()
     try:
-        metrics, work_s = _train_and_measure(cfg, live, checkpoint, run_dir)
+        logger = create_logger(cfg.logger, run_dir, cfg)
+        metrics, work_s = _train_and_measure(cfg, live, checkpoint, logger)
         record.update(metrics)
         record["status"] = "ok"
     except PoolbenchError as err:
@@ -186,6 +176,12 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
     if work_s is not None:  # data, model, checks, FLOP count, record
         record["overhead_s"] = record["wall_s"] - work_s
     write_record(run_dir, record)
+    try:
+        logger.log_record(record)
+    except Exception:  # the record is safe; a logger's failure does not undo the run
+        log.error(
+            "%s: logger=%s failed:\n%s", cfg.run_name, cfg.logger.name, traceback.format_exc()
+        )
     if record["status"] == "ok" and not cfg.keep_checkpoint:
         checkpoint.remove()
     return record
@@ -195,7 +191,7 @@ def _train_and_measure(
     cfg: RunConfig,
     live: bool | None,
     checkpoint: Checkpoint | None = None,
-    run_dir: Path | None = None,
+    logger: RunLogger | None = None,
 ) -> tuple[dict[str, Any], float]:
     """The run's metrics, and the seconds spent training (with its evaluation) and measuring."""
     device = resolve_device(cfg.device)
@@ -232,7 +228,7 @@ def _train_and_measure(
             channels_last=channels_last,
             checkpoint=checkpoint,
             tta=cfg.eval.tta,
-            on_epoch=None if run_dir is None else partial(write_history, run_dir),
+            on_epoch=None if logger is None else logger.log_epoch,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
     latency_ms, latency_iqr_ms = inference_latency(
