@@ -161,9 +161,8 @@ def run(
     if cfg is not None:
         launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
         return
-    n = len(the_plan.runs)
     if the_plan.multirun:
-        console.print(f"poolbench: sweep of {n} run{'s' * (n != 1)}", highlight=False)
+        console.print(f"poolbench: sweep of {tables.sweep_size(the_plan)}", highlight=False)
     try:
         outcome = run_plan(the_plan, overrides)
     except SystemExit as exc:  # Hydra reports its own errors and exits

@@ -28,6 +28,15 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def sweep_size(plan: Plan) -> str:
+    """``6 runs``; ``20 jobs the sweeper picks as it goes`` (Optuna)."""
+    n = plan.size
+    if plan.expanded:
+        return f"{n} run{'s' * (n != 1)}"
+    count = "" if n is None else f"{n} "
+    return f"{count}job{'s' * (n != 1)} the sweeper picks as it goes"
+
+
 def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     """One line for a single run; for a sweep a table, its CSV and the counts. Returns the
     number of runs that failed (or left no record)."""

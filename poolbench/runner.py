@@ -8,8 +8,10 @@ for the CLI to run before anything starts.
 from __future__ import annotations
 
 import logging
+import textwrap
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from poolbench.models import (
     summarize_model,
 )
 from poolbench.pooling import pool_entry
+from poolbench.progress import phase
 from poolbench.record import (
     RECORD_FIELDS,
     RECORD_NAME,
@@ -58,16 +61,31 @@ def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.
     )
 
 
+SUMMARY_WIDTH = 80  # the narrowest terminal the log fits: long pooling lists wrap inside it
+
+
 def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
     """Per-stage output shape, parameters and pooling parameters (counted separately)."""
-    log.info("  %-12s %-18s %10s %8s  %s", "stage", "output", "params", "pool", "pooling")
+    lead = "  {:<10} {:<12} {:>9} {:>7}  "
+    log.info(lead.format("stage", "output", "params", "pool") + "pooling")
     for row in summarize_model(model, input_shape):
         shape = "x".join(str(d) for d in row.output_shape)
-        log.info(
-            "  %-12s %-18s %10d %8d  %s", row.name, shape, row.params, row.pool_params, row.pools
-        )
+        first = lead.format(row.name, shape, row.params, row.pool_params)
+        room = max(20, SUMMARY_WIDTH - len(first))
+        pools = textwrap.wrap(row.pools, room, break_on_hyphens=False) or [""]
+        log.info((first + pools[0]).rstrip())
+        for more in pools[1:]:
+            log.info(" " * len(first) + more)
     for line in getattr(model, "replacements", []):
-        log.info("  replaced %s", line)
+        wrapped = textwrap.wrap(
+            f"replaced {line}",
+            SUMMARY_WIDTH,
+            initial_indent="  ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
+        for part in wrapped:
+            log.info(part)
 
 
 def validate(cfg: RunConfig) -> str:
@@ -231,15 +249,17 @@ def _train_and_measure(
             on_epoch=None if logger is None else logger.log_epoch,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
-    latency_ms, latency_iqr_ms = inference_latency(
-        fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
-    )
-    latency_ms_b1, latency_b1_iqr_ms = inference_latency(
-        fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
-    )
-    invariance = invariance_metrics(
-        model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
-    )
+    with phase(cfg.run_name, "timing latency", live):
+        latency_ms, latency_iqr_ms = inference_latency(
+            fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
+        )
+        latency_ms_b1, latency_b1_iqr_ms = inference_latency(
+            fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
+        )
+    with phase(cfg.run_name, "evaluating: invariance", live) if cfg.eval.enabled else nullcontext():
+        invariance = invariance_metrics(
+            model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
+        )
     metrics = {
         **{key: settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
         "test_acc": result.test_acc,
