@@ -285,14 +285,17 @@ class ListWhat(str, Enum):
     heads = "heads"
     models = "models"
     datasets = "datasets"
+    loggers = "loggers"
 
 
 @app.command(
-    "list", cls=Command, help="List what can be named in a config: pools, heads, models, datasets."
+    "list",
+    cls=Command,
+    help="List what can be named in a config: pools, heads, models, datasets, loggers.",
 )
 @one_line_errors
 def list_(
-    what: ListWhat | None = typer.Argument(None, help="pools, heads, models or datasets"),
+    what: ListWhat | None = typer.Argument(None, help="pools, heads, models, datasets or loggers"),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     for kind in [what] if what else list(ListWhat):

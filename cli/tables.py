@@ -282,6 +282,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
 
 def print_registry(console: Console, what: str) -> None:
     from poolbench.data import DATASETS
+    from poolbench.loggers import LOGGERS
     from poolbench.models import MODELS
     from poolbench.pooling import POOLS
 
@@ -301,8 +302,9 @@ def print_registry(console: Console, what: str) -> None:
                 e.description,
             )
     else:
-        registry = MODELS if what == "models" else DATASETS
-        table = Table(title=f"{what} ({'model' if what == 'models' else 'data'}=<name>)")
+        registry = {"models": MODELS, "datasets": DATASETS, "loggers": LOGGERS}[what]
+        key = {"models": "model", "datasets": "data", "loggers": "logger"}[what]
+        table = Table(title=f"{what} ({key}=<name>)")
         columns = ["name", "parameters", "description"]
         if what == "models":
             columns.append("pools and heads it cannot take as they are")

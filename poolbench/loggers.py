@@ -144,7 +144,7 @@ def _config_text(run: RunConfig) -> str:
 
 @register_logger(
     "tensorboard",
-    description="TensorBoard event files in the run directory (poolbench[tensorboard])",
+    description="TensorBoard event files in the run directory (extra: tensorboard)",
 )
 def tensorboard_logger(run_dir: Path, run: RunConfig) -> RunLogger:
     _import("tensorboard")
@@ -190,9 +190,7 @@ class MlflowLogger(RunLogger):
         self.client.set_terminated(self.id, status)
 
 
-@register_logger(
-    "mlflow", description="one MLflow run per run, params and metrics (poolbench[mlflow])"
-)
+@register_logger("mlflow", description="one MLflow run per run, params and metrics (extra: mlflow)")
 def mlflow_logger(
     run_dir: Path,
     run: RunConfig,

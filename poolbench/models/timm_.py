@@ -46,7 +46,7 @@ def _timm() -> Any:
 
 @register_model(
     "timm",
-    description="any timm classifier (model.arch=..., poolbench[timm]), pools from pool=/head=",
+    description="any timm classifier (model.arch=..., extra: timm), pools from pool=/head=",
     limits={
         "head=adaptive_feature": "needs stages, which a generic network does not expose",
         "head= other than global_avg": "only archs whose global pool is a module (timm's "
