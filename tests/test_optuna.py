@@ -64,6 +64,28 @@ def test_interval_sweep_maximises_test_acc(workdir: Path):
     assert [r["objective"] for r in reports] == pytest.approx(
         [r["test_acc"] for r in sorted(runs, key=lambda r: r["started_at"])]
     )
+    # the same seeded study again: every trial is a run already ok, skipped as it comes
+    again = sweep("train.lr=interval(0.01,0.1)", "hydra.sweeper.n_trials=3")
+    assert again.exit_code == 0, again.output
+    assert "3 ok, 0 failed (0 ran, 3 skipped: already ok)" in again.output
+    assert len(records(workdir)) == 3
+
+
+def test_parallel_trials_under_joblib_report_from_the_workers(workdir: Path):
+    result = sweep(
+        "train.lr=interval(0.01,0.1)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",  # Optuna's batch: two trials at once
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    assert result.exit_code == 0, result.output
+    runs = records(workdir)
+    assert len(runs) == 2
+    (jobs,) = workdir.glob("results/sweeps/*/jobs")
+    assert len(list(jobs.glob("*.json"))) == 2  # written in the joblib workers
+    assert "2 ok, 0 failed (2 ran, 0 skipped: already ok)" in result.output
+    assert optuna_result(workdir)["best_value"] == pytest.approx(max(r["test_acc"] for r in runs))
 
 
 def test_choice_sweep_skips_repeated_configs_and_minimises_latency(workdir: Path):
