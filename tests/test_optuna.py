@@ -71,7 +71,17 @@ def test_interval_sweep_maximises_test_acc(workdir: Path):
     assert len(records(workdir)) == 3
 
 
-def test_parallel_trials_under_joblib_report_from_the_workers(workdir: Path):
+@pytest.fixture
+def fresh_workers():
+    """joblib keeps its worker processes for the next sweep, and a worker resolves the run
+    directory from its own working directory: a later test (another directory) needs new ones."""
+    yield
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
+def test_parallel_trials_under_joblib_report_from_the_workers(workdir: Path, fresh_workers):
     result = sweep(
         "train.lr=interval(0.01,0.1)",
         "hydra.sweeper.n_trials=2",
