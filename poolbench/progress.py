@@ -278,7 +278,10 @@ class SweepProgress:
         return f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped"
 
     def render(self, width: int) -> Text:
-        done = f"{self.done}/{self.total}" if self.total is not None else f"{self.done} done"
+        if self.total is None:
+            done = f"{self.done} done"
+        else:
+            done = f"{self.done:>{len(str(self.total))}}/{self.total}"
         elapsed = clock(self.now() - self._start)
         eta = f"ETA {clock(self.eta())}"
         fraction = self.done / self.total if self.total else None
@@ -367,15 +370,18 @@ class RunProgress:
 
     def render(self, width: int) -> Text:
         total = self.epochs * self.steps
-        epoch = self.epoch if self._steps_here else self.done + 1  # the one about to start
+        epoch = self.epoch if self._steps_here else min(self.done + 1, self.epochs)
+        # Counts padded to their totals' width, so that the title does not shift as they grow
+        epochs = f"{epoch:>{len(str(self.epochs))}}/{self.epochs}"
+        batches = f"{self.batch:>{len(str(self.steps))}}/{self.steps}"
         loss = "loss -" if self.loss is None else f"loss {self.loss:.3f}"
         speed = "- img/s" if self.img_s is None else f"{self.img_s:,.0f} img/s"
         eta = f"ETA {clock(self.eta())}"
         variants = [
-            [f"epoch {epoch}/{self.epochs}", f"batch {self.batch}/{self.steps}", loss, speed, eta],
-            [f"ep {epoch}/{self.epochs}", f"b {self.batch}/{self.steps}", loss, speed, eta],
-            [f"ep {epoch}/{self.epochs}", f"b {self.batch}/{self.steps}", loss, eta],
-            [f"ep {epoch}/{self.epochs}", eta],
+            [f"epoch {epochs}", f"batch {batches}", loss, speed, eta],
+            [f"ep {epochs}", f"b {batches}", loss, speed, eta],
+            [f"ep {epochs}", f"b {batches}", loss, eta],
+            [f"ep {epochs}", eta],
         ]
         return _layout(self.title, self.completed / total if total else 0.0, variants, width)
 
