@@ -3,14 +3,17 @@
 
 A logger hears two things from :func:`poolbench.runner.execute`: ``log_epoch(history)`` after
 every epoch (the per-epoch rows so far: epoch, train_loss, val_acc, lr, img_s; the hook
-``train(on_epoch=...)`` calls) and ``log_record(record)`` once, with the run's final record,
-ok or failed. The record (``result.json``) is written either way; a logger only adds a view.
+``train(on_epoch=...)`` calls; a run resumed from its checkpoint starts with the restored
+epochs, and each logger writes only the epochs its store does not have yet) and
+``log_record(record)`` once, with the run's final record, ok or failed. The record
+(``result.json``) is written either way; a logger only adds a view.
 
 - ``csv`` (default): ``metrics.csv`` beside the record, rewritten after every epoch (as
   Lightning's CSVLogger), so that a running job can be followed with ``tail``.
 - ``tensorboard``: TensorBoard event files in the run directory (``tensorboard --logdir
   results/runs`` lists every run by its name): the epoch rows as scalars at step = epoch, the
-  final metrics under ``final/`` and the config as text. Needs ``poolbench[tensorboard]``.
+  final metrics under ``final/`` and the config as text (``rerun=true`` clears the old event
+  files). Needs ``poolbench[tensorboard]``.
 - ``mlflow``: one MLflow run per poolbench run (found again by its ``run_id`` tag, so a
   resumed run continues its MLflow run; ``rerun=true`` replaces it), params = the flattened
   config, metrics per epoch and final, status FINISHED or FAILED. Needs ``poolbench[mlflow]``.
@@ -111,22 +114,38 @@ def _import(name: str) -> Any:
         ) from None
 
 
+def _new_rows(history: Sequence[dict[str, Any]], last: int) -> list[dict[str, Any]]:
+    """The epochs after ``last`` (a resumed run's history starts with the restored ones)."""
+    return [row for row in history if int(row["epoch"]) > last]
+
+
 class TensorBoardLogger(RunLogger):
     def __init__(self, run_dir: Path, run: RunConfig) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        old = sorted(Path(run_dir).glob("events.out.tfevents.*"))
+        self.last = 0  # the last epoch in the run directory's event files
+        if run.rerun:  # the run starts afresh, and so do its curves
+            for path in old:
+                path.unlink()
+        elif old:  # resumed: go on after what the last attempt wrote
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+            events = EventAccumulator(str(run_dir))
+            events.Reload()
+            if "train_loss" in events.Tags()["scalars"]:
+                self.last = max(e.step for e in events.Scalars("train_loss"))
         self.writer = SummaryWriter(log_dir=str(run_dir))
-        self.logged = 0  # epochs written by this process
         self.writer.add_text("config", _config_text(run), 0)
         if run.tags:
             self.writer.add_text("tags", ", ".join(run.tags), 0)
 
     def log_epoch(self, history: Sequence[dict[str, Any]]) -> None:
-        for row in history[self.logged :]:
+        for row in _new_rows(history, self.last):
             for key in HISTORY_FIELDS[1:]:
                 if row.get(key) is not None:
                     self.writer.add_scalar(key, row[key], row["epoch"])
-        self.logged = len(history)
+            self.last = int(row["epoch"])
         self.writer.flush()
 
     def log_record(self, record: dict[str, Any]) -> None:
@@ -155,24 +174,26 @@ RUN_ID_TAG = "poolbench.run_id"
 
 
 class MlflowLogger(RunLogger):
-    def __init__(self, client: Any, mlflow_run_id: str) -> None:
+    def __init__(self, client: Any, mlflow_run_id: str, last: int = 0) -> None:
         self.client = client
         self.id = mlflow_run_id
-        self.logged = 0
+        self.last = last  # the last epoch the MLflow run has
 
     def log_epoch(self, history: Sequence[dict[str, Any]]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        new = _new_rows(history, self.last)
         rows = [
             Metric(key, float(row[key]), now, int(row["epoch"]))
-            for row in history[self.logged :]
+            for row in new
             for key in HISTORY_FIELDS[1:]
             if row.get(key) is not None
         ]
         if rows:
             self.client.log_batch(self.id, metrics=rows)
-        self.logged = len(history)
+        if new:
+            self.last = int(new[-1]["epoch"])
 
     def log_record(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -218,7 +239,8 @@ def mlflow_logger(
     if existing and not run.rerun:  # a resumed run goes on in its MLflow run
         mlflow_run_id = existing[0].info.run_id
         client.update_run(mlflow_run_id, status="RUNNING")
-        return MlflowLogger(client, mlflow_run_id)
+        steps = [m.step for m in client.get_metric_history(mlflow_run_id, "train_loss")]
+        return MlflowLogger(client, mlflow_run_id, last=max(steps, default=0))
     for old in existing:  # rerun=true: the run starts afresh, so does its MLflow run
         client.delete_run(old.info.run_id)
     tags = {RUN_ID_TAG: run.run_id, "poolbench.run_name": run.run_name}

@@ -101,6 +101,48 @@ def test_mlflow_marks_a_failed_run_failed(workdir: Path):
     assert found.data.tags["poolbench.error"].startswith("TrainingDiverged")
 
 
+def interrupted_after_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C right after the checkpoint of epoch 2 is saved: the loggers heard of epoch 1,
+    not of epoch 2, which the resumed run restores."""
+    from poolbench.checkpoint import Checkpoint
+
+    save = Checkpoint.save
+
+    def save_then_interrupt(self, epoch, *args, **kwargs):
+        save(self, epoch, *args, **kwargs)
+        if epoch == 2:
+            monkeypatch.setattr(Checkpoint, "save", save)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
+
+
+@pytest.mark.parametrize("name", ["tensorboard", "mlflow"])
+def test_a_resumed_run_logs_every_epoch_once(name: str, workdir: Path, monkeypatch):
+    from poolbench.runner import execute
+
+    cfg = plan([f"logger={name}", *TWO_EPOCHS, "train.epochs=3"]).runs[0]
+    run_dir = workdir / "results" / "runs" / cfg.run_name
+    interrupted_after_epoch_2(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, run_dir, live=False)
+    record = execute(cfg, run_dir, live=False)  # resumes after epoch 2
+    assert record["status"] == "ok" and len(record["history"]) == 3
+    losses = [h["train_loss"] for h in record["history"]]
+    if name == "mlflow":
+        client, (found,) = mlflow_runs(workdir)
+        history = client.get_metric_history(found.info.run_id, "train_loss")
+        steps = sorted((m.step, m.value) for m in history)
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run_dir))
+        events.Reload()
+        steps = sorted((e.step, e.value) for e in events.Scalars("train_loss"))
+    assert [s for s, _ in steps] == [1, 2, 3]
+    assert [v for _, v in steps] == pytest.approx(losses)
+
+
 @pytest.mark.parametrize("name", ["tensorboard", "mlflow"])
 def test_a_missing_extra_is_one_line_naming_it(name: str, monkeypatch, workdir: Path):
     monkeypatch.setitem(sys.modules, name, None)  # as if not installed
