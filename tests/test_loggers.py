@@ -60,6 +60,11 @@ def test_tensorboard_event_files_in_the_run_dir(workdir: Path):
     assert (
         "train.lr" in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     )
+    again = run("logger=tensorboard", "rerun=true", *TWO_EPOCHS)  # afresh: its curves too
+    assert len(list(Path(again["run_dir"]).glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(again["run_dir"])
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
 
 
 def mlflow_runs(workdir: Path, **search):
