@@ -1,5 +1,9 @@
 """``poolbench`` commands. Each one translates arguments, calls the library and turns a
-:class:`PoolbenchError` into one line on stderr and exit code 2."""
+:class:`PoolbenchError` into one line on stderr and exit code 2.
+
+Nothing here imports torch, pandas or Hydra at module level: ``poolbench --help`` and shell
+completion load this module only (a test keeps it so); each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,36 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from cli import tables
 from poolbench.errors import ConfigError, PoolbenchError
 
+
+class _FlagsAsFlags:
+    """Help shows a boolean flag as ``--debug``, not ``--debug <bool>`` (typer prints every
+    option's type, a flag's too, unless it has a metavar; an empty one prints nothing)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
+class Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
 app = typer.Typer(
+    cls=Group,
     help="poolbench: which pooling layer should my CNN use? Train, measure, report.",
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -43,10 +70,30 @@ def one_line_errors(fn: F) -> F:
         except PoolbenchError as err:
             if kwargs.get("debug"):
                 raise
-            err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets (pip install 'poolbench[mlflow]')
+            err_console.print(
+                f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from poolbench import __version__
+
+        console.print(f"poolbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
 
 
 class CfgKind(str, Enum):
@@ -55,7 +102,13 @@ class CfgKind(str, Enum):
     all = "all"
 
 
+# Hydra's --info takes an optional KIND, which typer's options cannot: the flag is declared and
+# its KIND found among the overrides (a bare word, which no override is).
+INFO_KINDS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
 @app.command(
+    cls=Command,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Train and measure: one run, or a sweep with -m (no arguments: the quick comparison).",
 )
@@ -76,26 +129,40 @@ def run(
         "--dry-run",
         help="Compose and check every run (data, shapes, parameters), list them, train nothing.",
     ),
+    info: bool = typer.Option(
+        False,
+        "--info",
+        help="Hydra's information about the composed config, then exit: --info [KIND], KIND "
+        f"one of {', '.join(INFO_KINDS)} (default all).",
+    ),
+    hydra_help: bool = typer.Option(
+        False, "--hydra-help", help="Hydra's own help (its flags and override syntax)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.hydra_app import launch, plan
     from poolbench.sweep import run_plan
 
     overrides = list(overrides or [])
+    if hydra_help or info:  # Hydra's own output; it reports its own errors
+        kinds = [o for o in overrides if o in INFO_KINDS]
+        overrides = [o for o in overrides if o not in INFO_KINDS]
+        flags = ["--hydra-help"] if hydra_help else ["--info", *kinds[:1]]
+        launch(overrides, multirun, flags)
+        return
     if not overrides and not multirun and cfg is None:
         overrides = ["experiment=quick"]
     the_plan = plan(overrides, multirun, collect=dry_run)
     if dry_run:
         failures = tables.print_dry_run(console, the_plan)
         for line in failures:
-            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT if failures else 0)
     if cfg is not None:
         launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
         return
-    n = len(the_plan.runs)
     if the_plan.multirun:
-        console.print(f"poolbench: sweep of {n} run{'s' * (n != 1)}", highlight=False)
+        console.print(f"poolbench: sweep of {tables.sweep_size(the_plan)}", highlight=False)
     try:
         outcome = run_plan(the_plan, overrides)
     except SystemExit as exc:  # Hydra reports its own errors and exits
@@ -115,8 +182,9 @@ class ReportFormat(str, Enum):
 
 
 @app.command(
+    cls=Command,
     help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI, "
-    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG)."
+    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG).",
 )
 @one_line_errors
 def report(
@@ -144,6 +212,9 @@ def report(
         0.05, "--alpha", help="Significance level of the tests against the best (Holm)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    tags: list[str] = typer.Option(
+        None, "--tag", help="Only the runs with this tag (+tags=[...]); repeat for several."
+    ),
     compare: bool = typer.Option(
         False,
         "--compare",
@@ -159,7 +230,7 @@ def report(
         if len(sources) != 2:
             given = ", ".join(map(str, sources)) or "none"
             raise ConfigError(f"expected --compare A B (two record sources), got {given}")
-        a, b = (rp.load_nonempty([s]) for s in sources)
+        a, b = (rp.with_tags(rp.load_nonempty([s]), tags or []) for s in sources)
         comparison = rp.compare(a, b, metric, alpha)
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
@@ -167,7 +238,7 @@ def report(
             console.print(note, highlight=False, soft_wrap=True)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
-    df = rp.load_nonempty(sources or [Path("results")])
+    df = rp.with_tags(rp.load_nonempty(sources or [Path("results")]), tags or [])
     written = rp.write_report(df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha)
     tables.print_summary(console, written.summary, written.significance)
     for note in written.notes:
@@ -179,6 +250,7 @@ def report(
 
 @app.command(
     "time",
+    cls=Command,
     help="Time the models of existing runs in one process, interleaved (comparable latency), "
     "and write the figures into their records.",
 )
@@ -212,13 +284,18 @@ class ListWhat(str, Enum):
     heads = "heads"
     models = "models"
     datasets = "datasets"
+    loggers = "loggers"
 
 
-@app.command("list", help="List what can be named in a config: pools, heads, models, datasets.")
+@app.command(
+    "list",
+    cls=Command,
+    help="List what can be named in a config: pools, heads, models, datasets, loggers.",
+)
 @one_line_errors
 def list_(
     # a plain string, checked here: Typer would answer a wrong choice with a boxed usage error
-    what: str | None = typer.Argument(None, help="pools, heads, models or datasets"),
+    what: str | None = typer.Argument(None, help="pools, heads, models, datasets or loggers"),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     kinds = [k.value for k in ListWhat]
@@ -228,7 +305,9 @@ def list_(
         tables.print_registry(console, kind)
 
 
-@app.command(help="Time pooling layers (forward, forward+backward) against native max_pool2d.")
+@app.command(
+    cls=Command, help="Time pooling layers (forward, forward+backward) against native max_pool2d."
+)
 @one_line_errors
 def bench(
     pools: str | None = typer.Option(

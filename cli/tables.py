@@ -10,20 +10,31 @@ from rich.console import Console
 from rich.table import Table
 
 from poolbench import metrics
-from poolbench.hydra_app import Plan
 from poolbench.record import SWEEP_SUMMARY_NAME, atomic_write_text
-from poolbench.sweep import SweepOutcome
 
-if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only after the runs, not before the first
+# Type names only: pandas (~0.5 s), torch (hydra_app, sweep: ~1.5 s) are imported by the commands
+# that need them, so that `poolbench --help` and shell completion stay fast.
+if TYPE_CHECKING:
     import pandas as pd
 
+    from poolbench.hydra_app import Plan
     from poolbench.report import Comparison, Significance
+    from poolbench.sweep import SweepOutcome
 
 
 def _fmt(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return format(value, spec)
+
+
+def sweep_size(plan: Plan) -> str:
+    """``6 runs``; ``20 jobs the sweeper picks as it goes`` (Optuna)."""
+    n = plan.size
+    if plan.expanded:
+        return f"{n} run{'s' * (n != 1)}"
+    count = "" if n is None else f"{n} "
+    return f"{count}job{'s' * (n != 1)} the sweeper picks as it goes"
 
 
 def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
@@ -291,6 +302,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
 
 def print_registry(console: Console, what: str) -> None:
     from poolbench.data import DATASETS
+    from poolbench.loggers import LOGGERS
     from poolbench.models import MODELS
     from poolbench.pooling import POOLS
 
@@ -310,8 +322,9 @@ def print_registry(console: Console, what: str) -> None:
                 e.description,
             )
     else:
-        registry = MODELS if what == "models" else DATASETS
-        table = Table(title=f"{what} ({'model' if what == 'models' else 'data'}=<name>)")
+        registry = {"models": MODELS, "datasets": DATASETS, "loggers": LOGGERS}[what]
+        key = {"models": "model", "datasets": "data", "loggers": "logger"}[what]
+        table = Table(title=f"{what} ({key}=<name>)")
         columns = ["name", "parameters", "description"]
         if what == "models":
             columns.append("pools and heads it cannot take as they are")

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from poolbench import metrics
 from poolbench.checks import check_bool, check_choice, check_int, check_int_list, check_number
 from poolbench.errors import ConfigError
 
@@ -18,7 +19,8 @@ DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# Top-level keys that do not change what a run computes, so they are not part of its identity.
+# Top-level keys that do not change what a run computes, so they are not part of its identity:
+# the same config with other tags, another logger or another sweep objective is the same run.
 NON_IDENTITY_KEYS = frozenset(
     {
         "hydra",
@@ -28,6 +30,9 @@ NON_IDENTITY_KEYS = frozenset(
         "progress",
         "experiment",
         "latency_interleaved",
+        "tags",
+        "logger",
+        "objective",
     }
 )
 
@@ -264,6 +269,9 @@ class RunConfig:
     compile: bool = False
     threads: str | int = "auto"
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: ComponentSpec = field(default_factory=lambda: ComponentSpec("csv"))
+    objective: str = "test_acc"
+    tags: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -283,6 +291,8 @@ class RunConfig:
                 ) from None
         for key in ("compile", "rerun", "keep_checkpoint", "progress", "latency_interleaved"):
             check_bool(key, getattr(self, key))
+        _set(self, "tags", check_tags(self.tags))
+        metrics.get(self.objective, option="objective")
         if not isinstance(self.results_dir, str) or not self.results_dir.strip():
             raise ConfigError(
                 f"expected results_dir to be a directory path, got {self.results_dir!r}"
@@ -300,8 +310,10 @@ class RunConfig:
             raise ConfigError(
                 f"unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
             )
-        nested = {"pool", "head", "model", "data", "train", "eval"}
+        nested = {"pool", "head", "model", "data", "train", "eval", "logger"}
         scalars = {k: d[k] for k in known - nested if k in d}
+        if "logger" in d:
+            scalars["logger"] = ComponentSpec.from_dict(d["logger"], "logger")
         return cls(
             pool=PoolSpec.from_dict(d["pool"], "pool"),
             head=PoolSpec.from_dict(d["head"], "head"),
@@ -331,6 +343,30 @@ class RunConfig:
         return {
             k: v for k, v in d.items() if k not in NON_IDENTITY_KEYS | {"identity", "overrides"}
         }
+
+
+def check_tags(value: Any) -> tuple[str, ...]:
+    """``+tags=[paper,v2]``: free-form labels of a run, kept in its record (a single name is
+    one tag). Names are text without commas (reports join them with commas); repeats go."""
+    items = [value] if isinstance(value, (str, int, float)) else value
+    if not isinstance(items, (list, tuple)) or any(
+        isinstance(t, bool) or not isinstance(t, (str, int, float)) for t in items
+    ):
+        raise ConfigError(f"expected tags to be a list of names (+tags=[a,b]), got {value!r}")
+    tags = [str(t).strip() for t in items]
+    bad = [t for t in tags if not t or "," in t]
+    if bad:
+        raise ConfigError(f"expected tags to be non-empty names without commas, got {bad[0]!r}")
+    return tuple(dict.fromkeys(tags))
+
+
+def add_tags(record: dict[str, Any], tags: tuple[str, ...]) -> bool:
+    """Add ``tags`` a record lacks (kept in order); True when it changed."""
+    have = list(record.get("tags") or [])
+    new = [t for t in tags if t not in have]
+    if new:
+        record["tags"] = have + new
+    return bool(new)
 
 
 def identity_of(config: dict[str, Any]) -> dict[str, Any]:

@@ -3,18 +3,25 @@
 - ``plan``: compose the config of every run a command line asks for (the same expansion as
   Hydra's basic sweeper), turn each into a :class:`RunConfig` and validate it, so bad input
   fails in one line before anything runs.
+  Where the sweep cannot be expanded (a sweeper such as Optuna picks the values of
+  ``interval(...)`` or ``choice(...)`` as it goes), the base config is checked up front and
+  each job when it starts.
 - ``launch``: hand the same command line to Hydra's real run/multirun machinery, so sweepers
-  and launcher plugins (``hydra/launcher=joblib``, ``submitit_slurm``) work unchanged.
-- ``task``: Hydra's task function; converts the ``DictConfig`` and calls the library.
+  (``hydra/sweeper=optuna``) and launcher plugins (``hydra/launcher=joblib``,
+  ``submitit_slurm``) work unchanged.
+- ``task``: Hydra's task function; converts the ``DictConfig``, calls the library and returns
+  the run's objective as a float for the sweeper (:class:`poolbench.callbacks.JobResult`).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +31,22 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from poolbench import metrics
+from poolbench.callbacks import JobResult
 from poolbench.config import NON_IDENTITY_KEYS, RunConfig, run_name
 from poolbench.device import available_cpus, claim_gpu, default_parallel_jobs, threads_per_job
 from poolbench.errors import ConfigError, PoolbenchError, StopCommand, StorageError
 from poolbench.paths import config_dir
-from poolbench.record import RECORD_NAME, read_record
+from poolbench.record import RECORD_NAME, read_ok_record, read_record
 from poolbench.runner import execute, validate
 from poolbench.storage import check_writable_dir
 from poolbench.watchdog import stop_with_parent
 
 CONFIG_NAME = "config"
+log = logging.getLogger("poolbench")
 
 
 # The command's working directory, set for every job in its config (hydra.job.env_set) by
@@ -90,6 +100,13 @@ class Plan:
     # run, hydra.sweep.dir for a sweep), resolved once, absolute
     run_dir_override: Path | None = None
     sweep_dir: Path | None = None
+    size: int | None = None  # jobs the sweep launches (None: the sweeper does not say)
+    sweeper_overrides: tuple[str, ...] = ()
+
+    @property
+    def hydra_overrides(self) -> tuple[str, ...]:
+        """What poolbench adds to the command line for the launcher and the sweeper."""
+        return (*self.launcher_overrides, *self.sweeper_overrides)
 
     @property
     def on_cluster(self) -> bool:
@@ -194,6 +211,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
                     raise
                 raise ConfigError(_unknown_key(base_overrides, unknown.group(1))) from None
             launcher_overrides = _launcher_defaults(head.hydra.launcher, overrides)
+            objective = str(head.get("objective", "test_acc"))
+            sweeper_overrides = _sweeper_defaults(head.hydra.sweeper, objective, overrides)
             params = head.hydra.sweeper.get("params")
             sweeper_params = {} if params is None else dict(OmegaConf.to_container(params))
             if sweeper_params or len(base_overrides) != len(overrides):
@@ -236,6 +255,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     runs = [j.run for j in jobs if j.run is not None]
     results_dir = Path(runs[0].results_dir).expanduser().resolve()
     target = str(head.hydra.launcher.get("_target_", ""))
+    trials = head.hydra.sweeper.get("n_trials")
+    size = len(jobs) if expanded else (int(trials) if isinstance(trials, int) else None)
     return Plan(
         runs,
         multirun,
@@ -244,6 +265,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
         tuple(jobs),
         expanded,
         target,
+        size=size,
+        sweeper_overrides=sweeper_overrides,
         run_dir_override=run_dir,
         sweep_dir=sweep_dir,
     )
@@ -372,6 +395,41 @@ def _launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str,
     return (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
 
 
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def _name(value: Any) -> str:
+    """An enum member's name (Optuna's config holds ``Direction.minimize``), else the text."""
+    return value.name if isinstance(value, Enum) else str(value)
+
+
+def _sweeper_defaults(sweeper: DictConfig, objective: str, overrides: list[str]) -> tuple[str, ...]:
+    """Optuna's direction from the objective's metric (``maximize`` for test_acc): the
+    plugin's own default (``minimize``) would look for the worst accuracy. A direction set to
+    the opposite of the metric's is refused, and so is a list of them (poolbench hands the
+    sweeper one objective)."""
+    if sweeper.get("_target_") != OPTUNA:
+        return ()
+    metric = metrics.get(objective, option="objective")
+    want = "maximize" if metric.higher_is_better else "minimize"
+    given = sweeper.get("direction")
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+    if isinstance(given, ListConfig):
+        raise ConfigError(
+            f"expected hydra.sweeper.direction to be one direction (poolbench hands the sweeper "
+            f"one objective, objective={objective}), got {[_name(d) for d in given]}"
+        )
+    given = _name(given)
+    if given == want:
+        return ()
+    if "hydra.sweeper.direction" in keys or given != "minimize":
+        raise ConfigError(
+            f"hydra.sweeper.direction={given} contradicts objective={objective} "
+            f"({metric.direction}); leave it unset: poolbench sets {want}"
+        )
+    return (f"hydra.sweeper.direction={want}",)
+
+
 # Set by ``launch`` for the jobs it starts (inherited by joblib and submitit worker processes).
 MAIN_PID_ENV = "POOLBENCH_MAIN_PID"
 SWEEP_SIZE_ENV = "POOLBENCH_SWEEP_SIZE"
@@ -391,16 +449,24 @@ def _concurrent_jobs(launcher: DictConfig) -> int | None:
     return None  # in-process runs keep torch's default
 
 
-def task(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra task function: one run, recorded in Hydra's output directory for it.
+def task(cfg: DictConfig) -> JobResult:
+    """Hydra task function: one run, recorded in Hydra's output directory for it; returns
+    the run's objective (a float, the worst value for a failed run; see
+    :mod:`poolbench.callbacks`) carrying the record.
 
     Under a parallel launcher the job learns from the launcher's config how many runs share
     this machine, gives itself its share of the CPU threads, and holds one GPU of its own when
-    there are several.
+    there are several. A job a sweeper composed as it went is checked here: one that cannot
+    be configured is logged and handed back as failed.
     """
     hc = HydraConfig.get()
     config = OmegaConf.to_container(cfg, resolve=True)
-    run = RunConfig.from_dict(config, overrides=list(hc.overrides.task))
+    objective = str(config.get("objective", "test_acc"))
+    try:
+        run = RunConfig.from_dict(config, overrides=list(hc.overrides.task))
+    except PoolbenchError as err:  # only a job composed after plan() can get here
+        log.error("job %s failed: %s", " ".join(hc.overrides.task), err)
+        return JobResult.failed(objective, f"{type(err).__name__}: {err}")
     concurrent = _concurrent_jobs(hc.launcher)
     if concurrent is not None:
         cpus = hc.launcher.get("cpus_per_task")
@@ -410,11 +476,13 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         stop_with_parent(int(os.environ[MAIN_PID_ENV]))  # no orphans training on
     live = run.progress and in_main_process and sys.stdout.isatty()
     output_dir = Path(hc.runtime.output_dir)
+    skipped = not run.rerun and read_ok_record(output_dir / RECORD_NAME) is not None
     with claim_gpu(output_dir.parent.parent / ".gpu-locks"):
         try:
-            return execute(run, output_dir, live=live)
+            record = execute(run, output_dir, live=live)
         except StorageError as err:  # every later job would hit it too: stop the command
             raise StopCommand(err) from None
+    return JobResult.of(record, run.objective, skipped=skipped)
 
 
 def launch(

@@ -54,6 +54,9 @@ LABEL_KEYS = {
     "epochs": "train.epochs",
 }
 LABELS = list(LABEL_KEYS)
+# Record fields that are not config but split groups and can be --pivot keys: a run's tags
+# (``+tags=[...]``, joined with commas; not part of its identity).
+METADATA = ("tags",)
 # Conditions of the measurements, kept per group for captions (values joined when they differ).
 CONDITIONS = ("device", "cpu", "dtype", "latency_session")
 FORMATS = ("csv", "parquet")
@@ -259,6 +262,9 @@ def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     rows = [dict(r) for r in records]
     if not rows:
         return pd.DataFrame(columns=list(RECORD_FIELDS))
+    for r in rows:  # tags as one text key ("paper,v2"), so that they can be grouped and shown
+        if "tags" in r:
+            r["tags"] = ",".join(r["tags"] or []) or None
     history = [r.pop("history", None) for r in rows]
     df = pd.json_normalize(rows, sep=".")
     for col in df.columns:  # lists (e.g. config.model.widths) as text, so they can be grouped
@@ -268,6 +274,23 @@ def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         df["history"] = [None if h is None else json.dumps(h) for h in history]
     first = [c for c in RECORD_FIELDS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+def with_tags(df: pd.DataFrame, tags: Sequence[str]) -> pd.DataFrame:
+    """The runs that carry every one of ``tags``; an error naming the tags there are when none
+    does."""
+    if not tags:
+        return df
+    have = df["tags"] if "tags" in df.columns else pd.Series([None] * len(df), index=df.index)
+    sets = have.map(lambda t: set(t.split(",")) if isinstance(t, str) else set())
+    kept = df[sets.map(lambda s: set(tags) <= s)]
+    if kept.empty:
+        known = sorted(set().union(*sets)) if len(sets) else []
+        raise DataError(
+            f"no run has the tags {', '.join(tags)}; tags in these records: "
+            f"{', '.join(known) or 'none'}"
+        )
+    return kept
 
 
 def load_nonempty(sources: Iterable[Path]) -> pd.DataFrame:
@@ -299,6 +322,7 @@ def _key_columns(df: pd.DataFrame) -> dict[str, str]:
         key = col.removeprefix("config.")
         if key not in repeated:
             keys[col if key in df.columns else key] = col
+    keys.update({c: c for c in METADATA if c in df.columns})
     return keys
 
 
@@ -419,7 +443,9 @@ def run_groups(df: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]
     """(key values, runs) per group of runs equal in identity but the seed."""
     keys = _key_columns(df)
     config = [c for c in df.columns if c.startswith("config.") and c != "config.seed"]
-    by = config or [c for c in LABELS if c in df.columns]
+    by = (config or [c for c in LABELS if c in df.columns]) + [
+        c for c in METADATA if c in df.columns
+    ]
     for _, group in df.groupby(by, dropna=False, sort=False):
         yield {name: group[col].iloc[0] for name, col in keys.items()}, group
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import textwrap
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ import torch
 
 import poolbench
 from poolbench.checkpoint import Checkpoint
-from poolbench.config import RunConfig
+from poolbench.config import RunConfig, add_tags
 from poolbench.cost import model_cost
 from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
 from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError, StorageError
 from poolbench.invariance import invariance_metrics, metric_names
 from poolbench.locks import RunLock
+from poolbench.loggers import RunLogger, check_logger, create_logger
 from poolbench.measure import PeakMemory, inference_latency
 from poolbench.models import (
     check_model,
@@ -37,10 +39,10 @@ from poolbench.models import (
     summarize_model,
 )
 from poolbench.pooling import pool_entry
+from poolbench.progress import phase
 from poolbench.record import (
     RECORD_FIELDS,
     RECORD_NAME,
-    atomic_write_text,
     git_sha,
     read_ok_record,
     write_record,
@@ -61,31 +63,31 @@ def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.
     )
 
 
+SUMMARY_WIDTH = 80  # the narrowest terminal the log fits: long pooling lists wrap inside it
+
+
 def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
     """Per-stage output shape, parameters and pooling parameters (counted separately)."""
-    log.info("  %-12s %-18s %10s %8s  %s", "stage", "output", "params", "pool", "pooling")
+    lead = "  {:<10} {:<12} {:>9} {:>7}  "
+    log.info(lead.format("stage", "output", "params", "pool") + "pooling")
     for row in summarize_model(model, input_shape):
         shape = "x".join(str(d) for d in row.output_shape)
-        log.info(
-            "  %-12s %-18s %10d %8d  %s", row.name, shape, row.params, row.pool_params, row.pools
-        )
+        first = lead.format(row.name, shape, row.params, row.pool_params)
+        room = max(20, SUMMARY_WIDTH - len(first))
+        pools = textwrap.wrap(row.pools, room, break_on_hyphens=False) or [""]
+        log.info((first + pools[0]).rstrip())
+        for more in pools[1:]:
+            log.info(" " * len(first) + more)
     for line in getattr(model, "replacements", []):
-        log.info("  replaced %s", line)
-
-
-HISTORY_NAME = "metrics.csv"
-HISTORY_FIELDS = ("epoch", "train_loss", "val_acc", "lr", "img_s")
-
-
-def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """``metrics.csv`` beside the record, one row per epoch (as Lightning's CSVLogger), written
-    again after every epoch so that a running job can be followed."""
-    lines = [",".join(HISTORY_FIELDS)]
-    for row in history:
-        lines.append(
-            ",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in HISTORY_FIELDS)
+        wrapped = textwrap.wrap(
+            f"replaced {line}",
+            SUMMARY_WIDTH,
+            initial_indent="  ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
         )
-    atomic_write_text(Path(run_dir) / HISTORY_NAME, "\n".join(lines) + "\n")
+        for part in wrapped:
+            log.info(part)
 
 
 def validate(cfg: RunConfig) -> str:
@@ -105,6 +107,7 @@ def validate(cfg: RunConfig) -> str:
     model = build_model(cfg, num_classes=info["num_classes"] or 10, in_channels=input_shape[0])
     check_model(model, input_shape)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
+    check_logger(cfg.logger)
     return describe_pool(cfg.pool.name, pool_settings(model, cfg.pool.name))
 
 
@@ -145,6 +148,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "git_sha": git_sha(),
         "command_id": os.environ.get(COMMAND_ENV),
         "overrides": " ".join(cfg.overrides),
+        "tags": list(cfg.tags),
         "config": cfg.identity,
     }
 
@@ -187,6 +191,8 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
                 return done
         if done is not None and not cfg.rerun:
             log.info("%s skipped: already ok (rerun=true runs it again)", cfg.run_name)
+            if add_tags(done, cfg.tags):  # tags are metadata: a finished run takes new ones
+                write_record(run_dir, done)
             return done
         return _execute_locked(cfg, run_dir, live)
     finally:
@@ -201,8 +207,10 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[st
     if cfg.rerun:
         checkpoint.remove()
     work_s = None  # seconds of training, evaluation and measurement; the rest is overhead
+    logger = RunLogger()
     try:
-        metrics, work_s = _train_and_measure(cfg, live, checkpoint, run_dir)
+        logger = create_logger(cfg.logger, run_dir, cfg)
+        metrics, work_s = _train_and_measure(cfg, live, checkpoint, logger)
         record.update(metrics)
         record["status"] = "ok"
     except StorageError as err:
@@ -234,6 +242,12 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[st
     if work_s is not None:  # data, model, checks, FLOP count, record
         record["overhead_s"] = record["wall_s"] - work_s
     write_record(run_dir, record)
+    try:
+        logger.log_record(record)
+    except Exception:  # the record is safe; a logger's failure does not undo the run
+        log.error(
+            "%s: logger=%s failed:\n%s", cfg.run_name, cfg.logger.name, traceback.format_exc()
+        )
     if record["status"] == "ok" and not cfg.keep_checkpoint:
         checkpoint.remove()
     return record
@@ -257,7 +271,7 @@ def _train_and_measure(
     cfg: RunConfig,
     live: bool | None,
     checkpoint: Checkpoint | None = None,
-    run_dir: Path | None = None,
+    logger: RunLogger | None = None,
 ) -> tuple[dict[str, Any], float]:
     """The run's metrics, and the seconds spent training (with its evaluation) and measuring."""
     device = resolve_device(cfg.device)
@@ -294,18 +308,20 @@ def _train_and_measure(
             channels_last=channels_last,
             checkpoint=checkpoint,
             tta=cfg.eval.tta,
-            on_epoch=None if run_dir is None else partial(write_history, run_dir),
+            on_epoch=None if logger is None else logger.log_epoch,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
-    latency_ms, latency_iqr_ms = inference_latency(
-        fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
-    )
-    latency_ms_b1, latency_b1_iqr_ms = inference_latency(
-        fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
-    )
-    invariance = invariance_metrics(
-        model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
-    )
+    with phase(cfg.run_name, "timing latency", live):
+        latency_ms, latency_iqr_ms = inference_latency(
+            fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
+        )
+        latency_ms_b1, latency_b1_iqr_ms = inference_latency(
+            fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
+        )
+    with phase(cfg.run_name, "evaluating: invariance", live) if cfg.eval.enabled else nullcontext():
+        invariance = invariance_metrics(
+            model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
+        )
     metrics = {
         **{key: settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
         "test_acc": result.test_acc,

@@ -1,10 +1,11 @@
 """Running what a command line planned: skip finished runs, follow progress, gather records.
 
-``run_plan`` hands the command line to Hydra (``hydra_app.launch``, so any launcher plugin
-works), shows the sweep's progress, and returns every planned run's record. Each run decides for
-itself whether it is already done (``runner.execute`` reads its ``result.json`` under the run's
-lock); this module counts those runs beforehand, so the display and the final table can say
-"skipped", and afterwards tells the runs this command trained (their records carry its
+``run_plan`` hands the command line to Hydra (``hydra_app.launch``, so any launcher or sweeper
+plugin works), shows the sweep's progress, and returns the record of every run its jobs
+reported (``poolbench.callbacks``). Each run decides for itself whether it is already done
+(``runner.execute`` reads its ``result.json`` under the run's lock); where the plan lists the
+jobs beforehand this module counts those runs up front, so the display and the final table can
+say "skipped", and afterwards tells the runs this command trained (their records carry its
 ``command_id``) from those another process trained meanwhile (an overlapping sweep).
 
 Every sweep gets a directory of its own, ``<results_dir>/sweeps/<time>`` (``<time>-2``, ... when
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolbench.callbacks import read_reports
 from poolbench.checkpoint import CHECKPOINT_NAME
 from poolbench.errors import StopCommand
 from poolbench.hydra_app import LAUNCH_CWD_ENV, Plan, launch, quoted
@@ -53,7 +55,10 @@ class SweepOutcome:
 
 
 def already_ok(plan: Plan) -> set[str]:
-    """Names of the planned runs that will be skipped: record says ok and ``rerun`` is off."""
+    """Names of the planned runs that will be skipped: record says ok and ``rerun`` is off
+    (none known beforehand when the sweeper picks its jobs as it goes)."""
+    if not plan.expanded:
+        return set()
     return {
         run.run_name
         for run in plan.runs
@@ -61,35 +66,62 @@ def already_ok(plan: Plan) -> set[str]:
     }
 
 
-def collect(plan: Plan) -> list[dict[str, Any]]:
-    """The record of every planned run (a run that left none, or an unreadable one, is
-    reported as ``missing``)."""
-    records = []
-    for run in plan.runs:
-        path = plan.run_dir(run) / RECORD_NAME
-        error = f"no {RECORD_NAME} in {path.parent}"
-        if path.is_file():
-            try:
-                record = read_record(path)
-            except (OSError, json.JSONDecodeError) as err:
-                error = f"unreadable {path}: {err}"
-            else:
-                if isinstance(record, dict):
-                    records.append(record)
-                    continue
-                error = f"unreadable {path}: not a JSON object"
-        records.append(
+def _record_at(path: Path, missing: dict[str, Any]) -> dict[str, Any]:
+    """The record at ``path``, or ``missing`` with the reason (no file, or an unreadable
+    one)."""
+    error = f"no {RECORD_NAME} in {path.parent}"
+    if path.is_file():
+        try:
+            record = read_record(path)
+        except (OSError, json.JSONDecodeError) as err:
+            error = f"unreadable {path}: {err}"
+        else:
+            if isinstance(record, dict):
+                return record
+            error = f"unreadable {path}: not a JSON object"
+    return {**missing, "status": "missing", "error": error}
+
+
+def collect(plan: Plan, runs: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The record of every planned run, or of ``runs`` (a run that left none, or an
+    unreadable one, is reported as ``missing``)."""
+    return [
+        _record_at(
+            plan.run_dir(run) / RECORD_NAME,
             {
                 "run_name": run.run_name,
                 "pool": run.pool.name,
                 "head": run.head.name,
                 "model": run.model.name,
                 "seed": run.seed,
-                "status": "missing",
-                "error": error,
-            }
+            },
         )
-    return records
+        for run in (plan.runs if runs is None else runs)
+    ]
+
+
+def reported(plan: Plan, sweep_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """The record of every run the sweep's jobs reported, once per run (a sweeper may pick
+    a config twice), then, where the plan lists them, the planned runs that reported nothing
+    (``missing``); and the names of the runs their jobs found already ok."""
+    records, seen, skipped = [], set(), set()
+    for report in read_reports(sweep_dir):
+        name = report["run_name"]
+        if name in seen:
+            continue
+        seen.add(name)
+        if report["skipped"]:
+            skipped.add(name)
+        path = Path(report["run_dir"]) / RECORD_NAME
+        if path.is_file():
+            records.append(_record_at(path, {"run_name": name}))
+        else:  # the job failed before its run started (a config the sweeper composed)
+            records.append(
+                {"run_name": name, "status": "failed", "error": report["error"], "seed": None}
+            )
+    if plan.expanded:
+        records += collect(plan, [r for r in plan.runs if r.run_name not in seen])
+    return records, skipped
 
 
 def new_sweep_dir(results_dir: Path) -> Path:
@@ -140,7 +172,7 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
     if plan.multirun:
         sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
         extra = [f"hydra.sweep.dir={quoted(sweep_dir)}"]
-        display = SweepProgress([plan.run_dir(r) for r in plan.runs], len(skipped), live=live)
+        display = SweepProgress(sweep_dir, plan.size, skipped, live=live)
     # The command's id and working directory travel in each job's config (Hydra sets them in
     # the job's environment): joblib workers reused from an earlier command in this process
     # started with that one's environment, and may sit in another directory.
@@ -151,9 +183,9 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
     with display, _environment({"HYDRA_FULL_ERROR": "1"}):
         try:
             launch(
-                [*overrides, *plan.launcher_overrides, *extra],
+                [*overrides, *plan.hydra_overrides, *extra],
                 plan.multirun,
-                sweep_size=len(plan.runs),
+                sweep_size=plan.size or len(plan.runs),
             )
         except StopCommand as stop:  # a job's full disk
             raise stop.error from None
@@ -161,8 +193,15 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
             if not is_no_space(err):
                 raise
             raise storage_error(err, Path(err.filename or plan.results_dir)) from None
-    timing = interleaved_latency(plan)  # first: it writes into the records
-    records = collect(plan)
+    if sweep_dir is None:
+        timing, records = "", collect(plan)
+    else:
+        run_dirs = [Path(r["run_dir"]) for r in read_reports(sweep_dir)]
+        timing = interleaved_latency(plan, run_dirs)  # first: it writes into the records
+        records, found_done = reported(plan, sweep_dir)
+        skipped |= found_done - {
+            r["run_name"] for r in records if r.get("command_id") == command_id
+        }
     ran = {r["run_name"] for r in records if r.get("command_id") == command_id}
     elsewhere = {
         r["run_name"]
@@ -193,9 +232,10 @@ def interrupted(plan: Plan) -> str:
     return text + "; run the same command again to go on"
 
 
-def interleaved_latency(plan: Plan) -> str:
-    """Time every ok run of a sweep interleaved (see :mod:`poolbench.timing`) and write the
-    figures into their records; returns what happened, in one line."""
+def interleaved_latency(plan: Plan, run_dirs: list[Path]) -> str:
+    """Time every ok run of a sweep (in ``run_dirs``) interleaved (see
+    :mod:`poolbench.timing`) and write the figures into their records; returns what happened,
+    in one line."""
     first = plan.runs[0]
     if not plan.multirun or not first.latency_interleaved:
         return ""
@@ -207,7 +247,7 @@ def interleaved_latency(plan: Plan) -> str:
     from poolbench.errors import DataError
     from poolbench.timing import time_records
 
-    paths = [plan.run_dir(r) / RECORD_NAME for r in plan.runs]
+    paths = [d / RECORD_NAME for d in dict.fromkeys(run_dirs)]
     paths = [p for p in paths if p.is_file()]
     print(f"sweep: timing {len(paths)} runs' models interleaved ...", flush=True)
     try:

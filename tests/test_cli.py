@@ -173,11 +173,17 @@ def test_report_without_records_is_an_error(workdir: Path):
     assert result.exit_code == 2 and "no run records" in result.output
 
 
-@pytest.mark.parametrize("what", ["pools", "heads", "models", "datasets"])
+@pytest.mark.parametrize("what", ["pools", "heads", "models", "datasets", "loggers"])
 def test_list(what: str):
     result = invoke("list", what)
     assert result.exit_code == 0
-    expected = {"pools": "max", "heads": "global_avg", "models": "vgg", "datasets": "digits"}
+    expected = {
+        "pools": "max",
+        "heads": "global_avg",
+        "models": "vgg",
+        "datasets": "digits",
+        "loggers": "tensorboard",
+    }
     assert expected[what] in result.output
 
 

@@ -10,6 +10,7 @@ from datafiles import write_cifar, write_imagefolder, write_imagenette, write_te
 
 from poolbench.data import list_datasets
 from poolbench.hydra_app import plan
+from poolbench.loggers import list_loggers
 from poolbench.models import list_models
 from poolbench.paths import config_dir
 from poolbench.pooling import POOLS, list_pools
@@ -34,7 +35,9 @@ def test_config_dir_is_the_repo_configs():
     assert CONFIGS == Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.mark.parametrize("group", ["pool", "head", "model", "data", "train", "experiment"])
+@pytest.mark.parametrize(
+    "group", ["pool", "head", "model", "data", "train", "experiment", "logger"]
+)
 def test_every_option_composes_and_validates(group: str, tmp_path: Path, unverified_cifar: None):
     # Datasets on disk are read when validated: point them at fixtures.
     roots = (
@@ -63,6 +66,7 @@ def test_config_files_match_registries():
     assert options("head") == list_pools("global")
     assert options("model") == list_models()
     assert options("data") == list_datasets()
+    assert options("logger") == list_loggers()
 
 
 def test_config_keys_are_factory_arguments():

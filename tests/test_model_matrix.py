@@ -30,13 +30,16 @@ SMALL: dict[str, dict] = {
     "resnet18": {"widths": [8, 8, 16, 16]},
     "spp_net": {"widths": [8, 16]},
     "torchvision": {"arch": "squeezenet1_1"},  # ceil-mode pools: the padding stand-in
+    "timm": {"arch": "resnet18", "kwargs": {"channels": [8, 8, 16, 16]}},
+    "custom": {"factory": "tests.custom_nets:tiny"},
 }
 SIZE = {"torchvision": 64}  # SqueezeNet downsamples 16x before its last pool
+GENERIC = ("torchvision", "timm", "custom")  # networks without stages
 HEADS = ["global_max", "catavgmax", "hopfield", "adaptive_feature", "spp"]
 # (model, pool or None, head or None): the combinations a model refuses by design.
 REFUSED = {
     ("resnet18", "fractional", None),
-    ("torchvision", None, "adaptive_feature"),
+    *((m, None, "adaptive_feature") for m in GENERIC),
     *(("spp_net", None, h) for h in ["global_avg", *HEADS] if h != "spp"),
 }
 

@@ -33,6 +33,8 @@ SMALL: dict[str, dict] = {
     "resnet18": {"widths": [8, 8, 16, 16]},
     "spp_net": {"widths": [8, 16]},
     "torchvision": {"arch": "squeezenet1_1"},
+    "timm": {"arch": "resnet18", "kwargs": {"channels": [8, 8, 16, 16]}},
+    "custom": {"factory": "tests.custom_nets:tiny"},
 }
 AVG = PoolSpec("avg", {"F": 2, "S": 2})
 GAP = PoolSpec("global_avg")
@@ -201,16 +203,20 @@ def stage_head():
     del POOLS._entries["test_concat"]
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("torchvision", "spp_net")])
+GENERIC = ("torchvision", "timm", "custom")  # networks without stages
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in (*GENERIC, "spp_net")])
 def test_staged_models_feed_every_stage_to_multi_stage_heads(name: str, stage_head: PoolSpec):
     model = create_model(name, 10, 3, AVG, stage_head, **SMALL[name])
     assert model.head.out_features == sum(model.stage_channels)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_torchvision_refuses_multi_stage_heads(stage_head: PoolSpec):
+@pytest.mark.parametrize("name", GENERIC)
+def test_generic_networks_refuse_multi_stage_heads(name: str, stage_head: PoolSpec):
     with pytest.raises(ConfigError, match="needs the model's stages"):
-        create_model("torchvision", 10, 3, AVG, stage_head)
+        create_model(name, 10, 3, AVG, stage_head, **SMALL[name])
 
 
 def test_padding_a_pool_cannot_do_itself_keeps_the_inception_branch_size():

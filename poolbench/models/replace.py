@@ -18,9 +18,11 @@ What is replaced:
   ``replacements``). ``keep_geometry=False`` puts ``pool.F``/``pool.S``/``pool.padding`` (or
   the pool's defaults) everywhere.
 - the global pool, the ``AdaptiveAvgPool2d``/``AdaptiveMaxPool2d`` module to 1x1 that runs
-  last (squeeze-and-excitation blocks pool to 1x1 too, earlier), becomes ``head=``; when the
-  head's D differs from the channels C (spp, catavgmax), the first linear layer that read the
-  C features is rebuilt with D inputs (where none does, a linear layer D -> C follows the
+  last (squeeze-and-excitation blocks pool to 1x1 too, earlier; inside timm's
+  ``SelectAdaptivePool2d`` it is the wrapper's ``pool``, and the wrapper's flatten stays),
+  becomes ``head=``; when the head's D differs from the channels C (spp, catavgmax), the first
+  linear layer that runs after it and read the C features is rebuilt with D inputs (where none
+  does, e.g. a 1x1 conv comes first as in MobileNetV3, a linear layer D -> C follows the
   head). A pool to a larger grid (VGG's and AlexNet's 7x7) is
   not global and is kept.
 
@@ -98,7 +100,8 @@ def replace_pools(
                 _set(model, name, _Deferred(f"{type(module).__name__} {name}", module))
 
     candidates = [n for n, m in model.named_modules() if _is_global(m)]
-    channels, order = _probe_channels(model, probe_size, in_channels, candidates, what)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    channels, order = _probe_channels(model, probe_size, in_channels, candidates + linears, what)
     for name, deferred in list(model.named_modules()):
         if isinstance(deferred, _Deferred):
             assert pool_spec is not None
@@ -120,7 +123,7 @@ def replace_pools(
             new_head = build_head(head_spec, c, [c])
             d = new_head.out_features
             project = None
-            if d != c and not _widen_first_linear(model, c, d):
+            if d != c and not _widen_first_linear(model, c, d, order[order.index(name) + 1 :]):
                 project = nn.Linear(d, c)
             _set(model, name, HeadAsMap(new_head, project))
             line = f"{type(old).__name__} {name} -> head {head_spec.name}(D={d})"
@@ -174,21 +177,25 @@ def _is_global(module: nn.Module) -> bool:
     return module.output_size in (1, (1, 1), [1, 1])
 
 
-class _Deferred(nn.Identity):
-    """Placeholder for a pool whose channel count the probe pass measures."""
+class _Deferred(nn.Module):
+    """Placeholder for a pool whose channel count the probe pass measures; it runs the
+    original layer, so that the probe has the network's own shapes (a ResNet-D shortcut pool
+    must halve the map as its residual branch does)."""
 
     def __init__(self, what: str, original: nn.Module) -> None:
         super().__init__()
         self.what = what
         self.__dict__["original"] = original  # not a submodule: no parameters, no state
 
+    def forward(self, x: Tensor) -> Tensor:
+        return self.original(x)
+
 
 def _probe_channels(
     model: nn.Module, size: int, in_channels: int, global_names: list[str], what: str
 ) -> tuple[dict[str, int], list[str]]:
-    """Channels entering every placeholder and global pool, from one eval-mode forward pass,
-    and the order they ran in. The placeholders are identities, so the shapes are those of
-    the unpooled net; only channel counts are read."""
+    """Channels entering every placeholder and every module of ``global_names`` (global pools,
+    linear layers), from one eval-mode forward pass, and the order they ran in."""
     from poolbench.models import dry_run
 
     channels: dict[str, int] = {}
@@ -230,10 +237,13 @@ def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
             return
 
 
-def _widen_first_linear(model: nn.Module, c: int, d: int) -> bool:
-    """The classifier's first linear layer read C pooled features: make it read D. False when
-    no linear layer reads C features."""
-    for name, module in model.named_modules():
+def _widen_first_linear(model: nn.Module, c: int, d: int, after: list[str]) -> bool:
+    """The classifier's first linear layer read C pooled features: make it read D. ``after``
+    are the modules that ran after the global pool, in order (a linear layer that runs
+    before it, in an attention block, is not the classifier). False when no linear layer
+    that runs after it reads C features."""
+    for name in after:
+        module = model.get_submodule(name)
         if isinstance(module, nn.Linear) and module.in_features == c:
             _set(model, name, nn.Linear(d, module.out_features, module.bias is not None))
             return True
