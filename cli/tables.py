@@ -81,13 +81,12 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
         f"{len(outcome.skipped)} skipped: already ok{by_others}); table: {csv_path}"
     )
     console.print(summary, highlight=False, soft_wrap=True)
-    for run, r in zip(plan.runs, records, strict=True):
-        if r.get("status") == "ok":
-            continue
+    for r in failed:
         epoch = f" (epoch {r['failed_epoch']})" if r.get("failed_epoch") else ""
+        run_dir = plan.results_dir / "runs" / str(r.get("run_name"))
         console.print(
             f"[red]{r.get('status')}[/red] {r['run_name']}{epoch}: {r.get('error')}"
-            f"{_log_hint(r, plan.run_dir(run))}",
+            f"{_log_hint(r, run_dir)}",
             highlight=False,
             soft_wrap=True,
         )

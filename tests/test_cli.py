@@ -191,7 +191,7 @@ def test_list_unknown_category():
     result = runner.invoke(app, ["list", "poolz"])
     assert result.exit_code == 2
     assert result.output == (
-        "error: unknown list 'poolz'; available: pools, heads, models, datasets\n"
+        "error: unknown list 'poolz'; available: pools, heads, models, datasets, loggers\n"
     )
 
 
@@ -282,7 +282,8 @@ def test_hydra_run_dir_is_honoured_and_its_record_found(workdir: Path):
     # a sweep's own files go to hydra.sweep.dir, its runs to <results_dir>/runs/
     sweep = invoke("run", "-m", "pool=avg,max", *FAST, "hydra.sweep.dir=my-sweep")
     assert sweep.exit_code == 0, sweep.output
-    assert sorted(p.name for p in Path("my-sweep").iterdir()) == ["multirun.yaml", "summary.csv"]
+    names = sorted(p.name for p in Path("my-sweep").iterdir())
+    assert names == ["jobs", "multirun.yaml", "summary.csv"]  # jobs/: one report per job
     assert len(list(Path("results/runs").glob("*/result.json"))) == 2
     subdir = runner.invoke(app, ["run", "-m", "pool=avg,max", "hydra.sweep.subdir=x"])
     assert subdir.exit_code == 2 and "hydra.sweep.subdir cannot be set" in subdir.output
