@@ -6,8 +6,9 @@ network computes. Pools with data-dependent work: ``median`` (a sort per window 
 fast path), ``stochastic`` (a fallback pass when a window has no positive entry), ``softpool``
 (a shifted exp when activations are large), ``fractional`` (regions drawn per call; fixed in
 eval), and ``lp``/``gem`` (scaled paths at large p). This script trains each on digits, then
-times the trained model and a fresh one of the same config interleaved in one process, and
-prints both and their ratio.
+times the trained model, a fresh one of the same config, and a fresh one with the trained
+model's learned exponents (what ``poolbench time`` rebuilds from a record) interleaved in one
+process, and prints the three and the ratios.
 
     python benchmarks/latency_trained.py [--pools median,stochastic] [--repeats 30]
 """
@@ -24,6 +25,7 @@ from poolbench.data import create_dataset
 from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
 from poolbench.errors import PoolbenchError
 from poolbench.hydra_app import plan
+from poolbench.models import learned_exponents, set_learned_exponents
 from poolbench.runner import build_model
 from poolbench.timing import Target, time_interleaved
 from poolbench.train import train
@@ -45,6 +47,10 @@ def trained_and_fresh(cfg: RunConfig) -> list[Target]:
     )
     torch.manual_seed(cfg.seed + 1)
     fresh = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    # as `poolbench time` rebuilds it: fresh weights, the record's learned exponents
+    torch.manual_seed(cfg.seed + 1)
+    rebuilt = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    set_learned_exponents(rebuilt, learned_exponents(model))
     shape = data.input_shape
     return [
         Target(
@@ -61,6 +67,16 @@ def trained_and_fresh(cfg: RunConfig) -> list[Target]:
             f"{cfg.pool.name}-fresh",
             f"{cfg.pool.name} fresh",
             fresh,
+            shape,
+            device,
+            precision,
+            channels_last,
+            [],
+        ),
+        Target(
+            f"{cfg.pool.name}-rebuilt",
+            f"{cfg.pool.name} rebuilt",
+            rebuilt,
             shape,
             device,
             precision,
@@ -92,13 +108,22 @@ def main() -> None:
         f"{cpu_name()}, {torch.get_num_threads()} threads, batch {args.batch}, "
         f"median of {args.repeats} interleaved rounds, digits after {args.epochs} epochs"
     )
-    print(f"{'pool':<12} {'trained ms':>11} {'IQR':>7} {'fresh ms':>9} {'IQR':>7} {'ratio':>6}")
-    for trained, fresh in zip(timings[::2], timings[1::2], strict=True):
+    print(
+        "rebuilt: fresh weights with the trained model's learned exponents, as `poolbench time` "
+        "rebuilds a run"
+    )
+    print(
+        f"{'pool':<12} {'trained ms':>10} {'IQR':>6} {'fresh ms':>9} {'IQR':>6} "
+        f"{'rebuilt ms':>10} {'IQR':>6} {'tr/fresh':>8} {'tr/rebuilt':>10}"
+    )
+    for trained, fresh, rebuilt in zip(timings[::3], timings[1::3], timings[2::3], strict=True):
         name = trained.label.split()[0]
         print(
-            f"{name:<12} {trained.median_ms:>11.3f} {trained.iqr_ms:>7.3f} "
-            f"{fresh.median_ms:>9.3f} {fresh.iqr_ms:>7.3f} "
-            f"{trained.median_ms / fresh.median_ms:>6.2f}"
+            f"{name:<12} {trained.median_ms:>10.3f} {trained.iqr_ms:>6.3f} "
+            f"{fresh.median_ms:>9.3f} {fresh.iqr_ms:>6.3f} "
+            f"{rebuilt.median_ms:>10.3f} {rebuilt.iqr_ms:>6.3f} "
+            f"{trained.median_ms / fresh.median_ms:>8.2f} "
+            f"{trained.median_ms / rebuilt.median_ms:>10.2f}"
         )
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from poolbench.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.device import CPU_NCHW_POOLS, resolve_precision
+from poolbench.device import CPU_NCHW_POOLS, cpu_name, resolve_precision
 from poolbench.models import create_model
 from poolbench.pooling import list_pools
 from poolbench.train import make_optimizer
@@ -76,7 +76,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     batches = [(x.clone(), y.clone()) for x, y in data.train_batches(CFG.batch_size, generator)]
     print(
-        f"precision {precision.name}, threads {torch.get_num_threads()}, "
+        f"{cpu_name()}, precision {precision.name}, threads {torch.get_num_threads()}, "
         f"best of {args.repeats}, ms per training step"
     )
     print(f"{'pool':16s} {'NCHW':>8s} {'NHWC':>8s} {'NHWC/NCHW':>10s}  auto today")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import time
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 
 from poolbench.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.device import Precision, resolve_channels_last, resolve_precision
+from poolbench.device import Precision, cpu_name, resolve_channels_last, resolve_precision
 from poolbench.models import create_model
 from poolbench.train import evaluate, make_schedule, param_groups, train
 
@@ -120,7 +119,7 @@ def main() -> None:
     plain, fast_rate = statistics.median(rates["plain"]), statistics.median(rates["poolbench"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"conditions: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"conditions: {cpu_name()}, {os.cpu_count()} CPUs, "
         f"threads {torch.get_num_threads()}, torch {torch.__version__}, load avg {load:.1f}, "
         f"{cfg.epochs} epochs x {n_images // cfg.epochs} images"
     )

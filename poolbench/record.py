@@ -33,6 +33,7 @@ RECORD_FIELDS = (
     "F",
     "S",
     "p",
+    "learned_p",
     "head",
     "model",
     "data",

@@ -266,12 +266,16 @@ def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         if "tags" in r:
             r["tags"] = ",".join(r["tags"] or []) or None
     history = [r.pop("history", None) for r in rows]
+    has_learned = any("learned_p" in r for r in rows)
+    learned = [r.pop("learned_p", None) for r in rows]  # {module path: p}: one JSON text
     df = pd.json_normalize(rows, sep=".")
     for col in df.columns:  # lists (e.g. config.model.widths) as text, so they can be grouped
         if df[col].map(lambda v: isinstance(v, (list, dict))).any():
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     if any(h is not None for h in history):
         df["history"] = [None if h is None else json.dumps(h) for h in history]
+    if has_learned:
+        df["learned_p"] = [None if p is None else json.dumps(p) for p in learned]
     first = [c for c in RECORD_FIELDS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 

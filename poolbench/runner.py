@@ -35,6 +35,7 @@ from poolbench.models import (
     count_params,
     create_model,
     describe_pool,
+    learned_exponents,
     pool_settings,
     summarize_model,
 )
@@ -324,6 +325,7 @@ def _train_and_measure(
         )
     metrics = {
         **{key: settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
+        "learned_p": learned_exponents(model),
         "test_acc": result.test_acc,
         "test_top5": result.test_top5,
         "train_loss": result.train_loss,

@@ -6,10 +6,13 @@ been seen 16x apart. Figures that a report ranks must come from one session that
 compared configuration round by round (each configuration once per round, as ``poolbench
 bench`` does), so that a change of load hits all of them alike.
 
-The models are rebuilt from the records' configs with fresh (untrained) weights: inference
-cost does not depend on the trained values for poolbench's pools (``benchmarks/latency_
-trained.py`` checks the data-dependent ones: median, stochastic, fractional, softpool), and
-seeds only change initial values, so one timing serves every seed of a configuration.
+The models are rebuilt from the records' configs with fresh (untrained) weights, except the
+learned pooling exponents, which the records keep (``learned_p``) and which are set: torch's
+power has fast paths for p = 2 and 3, and a trained GeM (p = 2.99) was 1.43x slower than a
+fresh one (p = 3). Apart from that, inference cost does not depend on the trained values
+(``benchmarks/latency_trained.py`` checks the pools with data-dependent paths: median,
+stochastic, softpool, fractional, gem, lp), and seeds only change initial values, so one
+timing serves every seed of a configuration (the first record's exponents are used).
 
 :func:`time_records` does this for records on disk (``poolbench time`` and the end of a sweep)
 and writes into each record ``latency_interleaved_ms``, ``latency_interleaved_iqr_ms`` and
@@ -129,6 +132,7 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
     """One :class:`Target` per group of ok records (config less the seed), in first-seen
     order, with a freshly built model."""
     from poolbench.data import describe_dataset
+    from poolbench.models import set_learned_exponents
     from poolbench.runner import build_model
 
     groups: dict[str, Target] = {}
@@ -144,6 +148,7 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
         info = describe_dataset(cfg.data.name, cfg.data.params)
         torch.manual_seed(0)
         model = build_model(cfg, info["num_classes"] or 10, info["input_shape"][0])
+        set_learned_exponents(model, record.get("learned_p"))
         device = resolve_device(cfg.device)
         model.to(device)
         dtype = record.get("dtype") or "fp32"

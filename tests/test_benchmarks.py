@@ -55,3 +55,49 @@ def test_startup_reports_first_step_and_per_run_overhead():
     overhead = re.search(r"overhead_s in a 2-run multirun: median (\d+) ms", text)
     assert overhead is not None
     assert re.search(r"Hydra between runs: median -?[\d.]+ s", text)
+
+
+def test_benchmarks_name_the_cpu_they_ran_on():
+    from poolbench.device import cpu_name
+
+    text = run_script("layout.py", "--pools", "max", "--repeats", "1", "--threads", "1")
+    assert cpu_name() in text.splitlines()[0]
+
+
+def test_latency_trained_times_trained_fresh_and_rebuilt_models():
+    text = run_script("latency_trained.py", "--pools", "max,gem", "--epochs", "1", "--repeats", "2")
+    rows = {
+        m.group(1): [float(v) for v in m.groups()[1:]]
+        for m in re.finditer(r"^(\w+)" + r"\s+([\d.]+)" * 8 + r"\s*$", text, re.M)
+    }
+    assert set(rows) == {"max", "gem"}
+    for trained, _, fresh, _, rebuilt, _, tr_fresh, tr_rebuilt in rows.values():
+        assert min(trained, fresh, rebuilt) > 0
+        assert abs(tr_fresh - trained / fresh) < 0.01 and abs(tr_rebuilt - trained / rebuilt) < 0.01
+
+
+def test_time_to_accuracy_trains_both_implementations_side_by_side(tmp_path: Path):
+    from tests.datafiles import write_tensors
+
+    data = write_tensors(tmp_path / "c.npz", n_train=64, n_test=32, size=32, classes=10)
+    text = run_script(
+        "time_to_accuracy.py",
+        "--data",
+        str(data),
+        "--test",
+        "test",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--tta",
+        "none",
+    )
+    engine = float(re.search(r"^engine\s+(\d+) img/s\s+accuracy ([\d.]+)", text, re.M).group(1))
+    plain = float(re.search(r"^plain\s+(\d+) img/s\s+accuracy ([\d.]+)", text, re.M).group(1))
+    ratio = float(re.search(r"^ratio\s+([\d.]+)x", text, re.M).group(1))
+    assert engine > 0 and plain > 0 and abs(ratio - engine / plain) < 0.02 + 0.01 * ratio

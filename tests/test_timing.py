@@ -172,3 +172,49 @@ def test_one_seed_makes_no_claim():
     assert "no difference can be told from seed noise: run seed=0,1,2" in text[0]
     assert not any("Significantly worse" in t for t in text)
     assert "each run's own timing" in text[-1]  # no interleaved figures: said so
+
+
+# -- learned exponents: recorded, and set in the models `poolbench time` rebuilds ------------
+
+
+def test_learned_exponents_round_trip_into_a_rebuilt_model():
+    from poolbench.config import PoolSpec
+    from poolbench.models import create_model, learned_exponents, set_learned_exponents
+
+    def gem_net() -> nn.Module:
+        return create_model("vgg", 10, 1, PoolSpec("gem"), PoolSpec("global_gem"), widths=[4, 8])
+
+    trained = gem_net()
+    with torch.no_grad():
+        for i, (name, param) in enumerate(trained.named_parameters()):
+            if name.endswith(".p"):
+                param.fill_(2.5 + i / 100)
+    learned = learned_exponents(trained)
+    assert learned is not None and len(learned) == 3  # two stage pools and the head
+    assert all(v != 3.0 for v in learned.values())
+    fresh = gem_net()
+    assert learned_exponents(fresh) != learned
+    assert set_learned_exponents(fresh, json.loads(json.dumps(learned))) == 3  # via a record
+    assert learned_exponents(fresh) == learned
+    # paths the model lacks, values of another size or type, and no record are left alone
+    assert set_learned_exponents(fresh, {"nowhere": 1.0, next(iter(learned)): [1.0, 2.0]}) == 0
+    assert set_learned_exponents(fresh, {next(iter(learned)): "x"}) == 0
+    assert set_learned_exponents(fresh, None) == 0
+    plain = create_model("vgg", 10, 1, PoolSpec("max"), PoolSpec("global_avg"), widths=[4])
+    assert learned_exponents(plain) is None
+
+
+def test_poolbench_time_rebuilds_gem_with_the_exponents_it_learned(workdir: Path):
+    from poolbench.models import learned_exponents
+    from poolbench.timing import targets_from_records
+
+    result = runner.invoke(app, ["run", "pool=gem", "latency_interleaved=false", *FAST])
+    assert result.exit_code == 0, result.output
+    path = next((workdir / "results" / "runs").rglob("result.json"))
+    record = json.loads(path.read_text())
+    learned = record["learned_p"]
+    assert learned and all(v != 3.0 for v in learned.values())  # trained away from the init
+    (target,) = targets_from_records([path])
+    assert learned_exponents(target.model) == learned
+    frame = records_frame([record])  # the report keeps them as one JSON text column
+    assert json.loads(frame.loc[0, "learned_p"]) == learned

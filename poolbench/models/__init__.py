@@ -236,6 +236,44 @@ def pool_settings(model: nn.Module, pool: str) -> dict[str, Any]:
     return {k: v[0] if len(v) == 1 else "/".join(map(str, v)) for k, v in values.items()}
 
 
+def learned_exponents(model: nn.Module) -> dict[str, float | list[float]] | None:
+    """Every learned pooling exponent of ``model`` (a trainable parameter named ``p``: GeM's,
+    or Lp's with ``learnable_p``) by module path, a list where there is one per channel; None
+    when it has none. The record keeps them as ``learned_p``: inference cost depends on them
+    (torch's power has fast paths for p = 2 and 3, so a trained GeM with p = 2.99 runs slower
+    than a fresh one at 3), and ``poolbench time`` sets them in the models it rebuilds."""
+    found: dict[str, float | list[float]] = {}
+    for name, param in model.named_parameters():
+        if name != "p" and not name.endswith(".p"):
+            continue
+        values = [round(float(v), 6) for v in param.detach().float().flatten().tolist()]
+        found[name.removesuffix("p").removesuffix(".")] = (
+            values[0] if param.numel() == 1 else values
+        )
+    return found or None
+
+
+def set_learned_exponents(model: nn.Module, learned: dict[str, Any] | None) -> int:
+    """Set the exponents :func:`learned_exponents` recorded into ``model`` (the same
+    configuration, rebuilt); returns how many were set. A path ``model`` lacks, or a value of
+    another size, is left alone."""
+    if not isinstance(learned, dict):
+        return 0
+    params = dict(model.named_parameters())
+    done = 0
+    for path, value in learned.items():
+        param = params.get(f"{path}.p" if path else "p")
+        values = value if isinstance(value, list) else [value]
+        if param is None or param.numel() != len(values):
+            continue
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            continue
+        with torch.no_grad():
+            param.copy_(torch.tensor(values, dtype=param.dtype).reshape(param.shape))
+        done += 1
+    return done
+
+
 def describe_pool(pool: str, settings: dict[str, Any]) -> str:
     """``max(F=3, S=2, padding=0)``: a pool with its parameters as built."""
     return f"{pool}({', '.join(f'{k}={v}' for k, v in settings.items())})"
@@ -255,7 +293,9 @@ __all__ = [
     "describe_pool",
     "dry_run",
     "eval_mode",
+    "learned_exponents",
     "list_models",
     "pool_settings",
+    "set_learned_exponents",
     "summarize_model",
 ]
