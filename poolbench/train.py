@@ -23,6 +23,7 @@ from poolbench.device import Precision, synchronize
 from poolbench.errors import ConfigError, TrainingDiverged
 from poolbench.models import eval_mode
 from poolbench.optim import SGD, AdamW
+from poolbench.pooling.base import GlobalPool, LocalPool
 from poolbench.progress import RunProgress
 
 
@@ -45,8 +46,10 @@ def learning_rates(cfg: TrainConfig) -> tuple[float, float]:
     Plain: ``cfg.lr`` and ``cfg.weight_decay`` as given. ``cfg.decoupled`` (airbench): both are
     per 1024 examples and decoupled from the momentum, so that the optimiser's are
     ``lr * batch / k`` and ``weight_decay / lr`` with ``k = 1024 (1 + 1 / (1 - momentum))``,
-    the steady-state step of Nesterov momentum per unit gradient (torch's SGD multiplies the
-    decay by the learning rate, so the decay per step is ``weight_decay * batch / k``).
+    airbench94's normalisation (1024 examples times the gradient's own step plus the
+    1 / (1 - momentum) that momentum accumulates; it is applied with or without Nesterov).
+    torch's SGD multiplies the decay by the learning rate, so the decay per step is
+    ``weight_decay * batch / k``.
     """
     if not cfg.decoupled:
         return cfg.lr, cfg.weight_decay
@@ -55,14 +58,24 @@ def learning_rates(cfg: TrainConfig) -> tuple[float, float]:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Weight decay on weights; none on biases, BatchNorm and pooling parameters (GeM's p),
-    unless ``cfg.decay_all``; BatchNorm biases at ``cfg.bn_bias_lr`` times the learning rate
-    (with the decay per step unchanged)."""
+    """Weight decay on weights; none on biases and BatchNorm unless ``cfg.decay_all``; never on
+    a pooling layer's scalars and vectors (GeM's and Lp's learned p, mixing weights): decay
+    would pull an exponent towards 0 (under airbench's recipe GeM's p fell from 3 to 2.1 in 200
+    steps with no gradient from the loss) and so bias the comparison against learned pools.
+    BatchNorm biases at ``cfg.bn_bias_lr`` times the learning rate (with the decay per step
+    unchanged)."""
     lr, decay_rate = learning_rates(cfg)
     norm_biases = {
         id(m.bias)
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }
+    pool_scalars = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, (LocalPool, GlobalPool))
+        for p in m.parameters()
+        if p.ndim <= 1
     }
     decay, no_decay, scaled = [], [], []
     for p in model.parameters():
@@ -70,6 +83,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
             continue
         if cfg.bn_bias_lr != 1 and id(p) in norm_biases:
             scaled.append(p)
+        elif id(p) in pool_scalars:
+            no_decay.append(p)
         else:
             (decay if p.ndim > 1 or cfg.decay_all else no_decay).append(p)
     groups = [

@@ -21,7 +21,14 @@ from poolbench.data import create_dataset
 from poolbench.data.memory import Augmentation, augment, resolve_augmentation
 from poolbench.errors import ConfigError, DataError
 from poolbench.models import create_model
-from poolbench.train import Lookahead, learning_rates, make_optimizer, make_schedule, tta_logits
+from poolbench.train import (
+    Lookahead,
+    learning_rates,
+    make_optimizer,
+    make_schedule,
+    param_groups,
+    tta_logits,
+)
 from tests.conftest import FAST
 
 runner = CliRunner()
@@ -157,6 +164,24 @@ def test_decoupled_learning_rate_and_decay_are_airbenchs():
     assert bias_group["lr"] * bias_group["weight_decay"] == pytest.approx(lr * wd)
     with pytest.raises(ConfigError, match="decoupled=true is SGD"):
         TrainConfig(decoupled=True, optimizer="adamw")
+
+
+def test_learned_pool_exponents_never_decay_even_with_decay_all():
+    from poolbench.pooling import create_pool
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), create_pool("gem", 4), create_pool("lip", 4))
+    groups = param_groups(net, TrainConfig(decoupled=True, bn_bias_lr=64, decay_all=True))
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(net[1].p) not in decayed  # GeM's exponent
+    assert id(net[0].bias) in decayed  # decay_all: every other parameter decays
+    assert any(id(p) in decayed for p in net[2].parameters() if p.ndim > 1)  # lip's conv weights
+    # airbench's recipe with no gradient from the loss: p stays where it is
+    opt = make_optimizer(net, TrainConfig(decoupled=True, bn_bias_lr=64, decay_all=True))
+    for _ in range(50):
+        opt.zero_grad()
+        (net[1].p * 0).sum().backward()
+        opt.step()
+    assert float(net[1].p) == pytest.approx(3.0)
 
 
 def test_triangular_onecycle_runs_from_start_to_peak_to_end():
