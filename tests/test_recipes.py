@@ -285,3 +285,18 @@ def test_every_run_writes_its_per_epoch_history(workdir: Path):
         assert float(row["val_acc"]) == pytest.approx(h["val_acc"], rel=1e-5)
         assert float(row["img_s"]) > 0 and math.isfinite(float(row["lr"]))
     assert record["history"][-1]["train_loss"] == pytest.approx(record["train_loss"])
+
+
+def test_cifar10_airbench_experiment_is_the_published_recipe(tmp_path: Path):
+    from poolbench.hydra_app import plan
+
+    data = write_tensors(tmp_path / "c.npz", size=32, classes=10)
+    common = ["data=tensors", f"data.path={data}", "hydra.sweeper.params.pool=max"]
+    runs = plan(["experiment=cifar10_airbench", *common]).runs
+    assert [r.seed for r in runs] == [0, 1, 2]
+    first = runs[0]
+    assert (first.model.name, first.train.batch_size, first.train.lr) == ("airbench", 1024, 11.5)
+    assert first.train.decoupled and first.eval.tta == "flip_translate"
+    # the CPU-sized recipe on its own keeps batch 256 at lr 45
+    alone = plan(["model=airbench", "train=airbench", *common[:2]]).runs
+    assert (alone[0].train.batch_size, alone[0].train.lr) == (256, 45.0)
