@@ -105,6 +105,7 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     statement of the test, and the sentences the statistics support."""
     from poolbench.report import (
         Significance,
+        comparable_latency,
         conclusions,
         key_text,
         records_frame,
@@ -118,12 +119,7 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     significance = Significance()
     summary = summarize(df, significance)
     keys = shown_keys(summary, "pool")
-    latency = (
-        "latency_interleaved_ms"
-        if "latency_interleaved_ms_mean" in summary
-        and summary["latency_interleaved_ms_mean"].notna().all()
-        else "latency_ms"
-    )
+    latency = comparable_latency(summary) or "latency_ms"
     columns = [
         ("test_acc", "test_acc ± ci95"),
         ("tied_with_best", "tied"),
@@ -168,8 +164,9 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     console.print(significance.legend(summary["n"], marker="tied"), highlight=False, soft_wrap=True)
     if latency == "latency_ms":
         console.print(
-            "latency: each run's own timing (latency_interleaved=false or not timed): not "
-            "comparable on a busy machine",
+            "latency: each run's own timing (not every config was timed interleaved in one "
+            "session: latency_interleaved=false, or `poolbench time` them): not comparable on a "
+            "busy machine",
             highlight=False,
             soft_wrap=True,
         )
@@ -263,7 +260,7 @@ def print_bench(console: Console, rows: list[Any]) -> None:
 
 def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) -> None:
     """The matched pairs (B - A, p, differs), then every group that has no partner."""
-    from poolbench.report import compare_legend, row_labels
+    from poolbench.report import compare_legend, key_text, row_labels
 
     info = metrics.get(comparison.metric)
     diff = comparison.table
@@ -276,7 +273,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
         table.add_column(c, justify="right")
     for _, row in matched.iterrows():
         table.add_row(
-            *(str(row[c]) for c in (*comparison.keys, *told)),
+            *(key_text(row[c]) for c in (*comparison.keys, *told)),
             _fmt(row[f"{info.name}_mean_a"], info.fmt),
             _fmt(row[f"{info.name}_mean_b"], info.fmt),
             _fmt(row[f"{info.name}_diff"], "+" + info.fmt),

@@ -38,6 +38,7 @@ from poolbench.report import (
     MIN_N,
     Significance,
     Written,
+    comparable_latency,
     key_text,
     n_text,
     pareto_front,
@@ -265,19 +266,6 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
     numbers = [str(n) for n in range(1, len(ok) + 1)]
     place_labels(ax, ok[f"{x}_mean"].tolist(), ok["test_acc_mean"].tolist(), numbers)
     return fig
-
-
-def comparable_latency(summary: pd.DataFrame) -> str | None:
-    """The latency column to plot: the interleaved figure when every group has one from the
-    same session, else the runs' own (None: no latency at all)."""
-    interleaved = "latency_interleaved_ms_mean"
-    if interleaved in summary.columns and summary[interleaved].notna().all():
-        sessions = summary.get("latency_session")
-        if sessions is None or sessions.nunique(dropna=True) <= 1:
-            return "latency_interleaved_ms"
-    if "latency_ms_mean" in summary.columns and summary["latency_ms_mean"].notna().any():
-        return "latency_ms"
-    return None
 
 
 # Offsets (points) tried for a label, nearest first: 8 directions on growing rings.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,15 @@ from poolbench.record import (
     atomic_write_text,
     read_record,
 )
-from poolbench.significance import MIN_N, PAIRED, WELCH, against_best, holm, pair_test
+from poolbench.significance import (
+    MIN_N,
+    PAIRED,
+    SIGN,
+    WELCH,
+    against_best,
+    holm,
+    pair_test,
+)
 
 # Record fields that describe a run's setup, shown before the metrics in tables, and the config
 # key each one repeats.
@@ -93,7 +102,8 @@ class Significance:
                 f"{marker}: the best mean of each comparison of {self.compare_by} values "
                 f"(groups equal in everything else) and every one not significantly worse "
                 f"({self.info.direction}): two-sided {PAIRED} by seed where the seeds "
-                f"match, {WELCH} otherwise, Holm-corrected within each comparison, "
+                f"match ({SIGN} where the differences do not vary), {WELCH} otherwise, "
+                f"Holm-corrected within each comparison, "
                 f"alpha {self.alpha:g}"
             )
             if sizes and sizes[0] < MIN_N:
@@ -376,8 +386,19 @@ def subtree(key: str, names: Iterable[str]) -> list[str]:
     ]
 
 
+def _placed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """Rows with at least one of ``keys``: a job that failed before its run started (a config
+    a sweeper composed) has no identity, and must not make every key look as if it varied."""
+    if not keys:
+        return pd.Series(True, index=frame.index)
+    return frame[list(keys)].notna().any(axis=1)
+
+
 def varying_keys(frame: pd.DataFrame, keys: Iterable[str]) -> list[str]:
-    return [k for k in keys if frame[k].nunique(dropna=False) > 1]
+    """Those of ``keys`` whose value differs between rows (a missing value counts as one),
+    rows without any identity left out."""
+    placed = frame[_placed(frame, summary_keys(frame))]
+    return [k for k in keys if placed[k].nunique(dropna=False) > 1]
 
 
 def unique_index(
@@ -454,13 +475,18 @@ def run_groups(df: pd.DataFrame) -> Iterable[tuple[dict[str, Any], pd.DataFrame]
         yield {name: group[col].iloc[0] for name, col in keys.items()}, group
 
 
+_UNPAIRED = itertools.count()
+
+
 def _samples(good: pd.DataFrame, metric: str) -> dict[object, float]:
-    """seed -> value (a seed that occurs twice, e.g. copied records, keeps both: no pairing)."""
+    """seed -> value. A group in which a seed occurs twice (e.g. copied records) keeps every
+    value under keys no other group has, so that it is never paired by seed (Welch's test)."""
     values = pd.to_numeric(good[metric], errors="coerce")
     seeds = good["seed"].tolist()
     unique = len(set(seeds)) == len(seeds)
+    group = next(_UNPAIRED)
     return {
-        (s if unique else f"{s}#{i}"): float(v)
+        (s if unique else ("unpaired", group, i)): float(v)
         for i, (s, v) in enumerate(zip(seeds, values, strict=True))
         if pd.notna(v)
     }
@@ -498,10 +524,11 @@ def _summarize(
         rows.append(row)
         samples.append(_samples(good, metric))
     out = pd.DataFrame(rows)
+    placed = out[_placed(out, list(_key_columns(df)))]
     constant = [
         k
         for k in _key_columns(df)
-        if k not in LABELS and k not in keys and out[k].nunique(dropna=False) <= 1
+        if k not in LABELS and k not in keys and placed[k].nunique(dropna=False) <= 1
     ]
     return _judge(out.drop(columns=constant), samples, significance)
 
@@ -698,14 +725,19 @@ def ranking(summary: pd.DataFrame, significance: Significance) -> tuple[Pivot, p
     """``significance.compare_by`` values ranked within each setting (every combination of the
     other keys that vary: data, model, ...; 1 = best, direction from the metric registry), and
     the mean rank over the settings a row ran in. Returns the pivot of rows x settings and the
-    ranks (``mean_rank`` last), best rows first."""
+    ranks (``settings``: how many settings the row ran in, then ``mean_rank``), best rows
+    first: rows that ran in every setting before rows that ran in fewer (a mean over fewer
+    settings is not comparable), each part by mean rank."""
     names = summary_keys(summary)
     by = resolve_key(significance.compare_by, names)
     settings = [k for k in varying_keys(summary, names) if k not in subtree(by, names)]
     table = pivot(summary, significance.metric, by, settings)
     ranks = table.mean.rank(ascending=not significance.info.higher_is_better, method="min")
+    counts = ranks.notna().sum(axis=1)
     ranks["mean_rank"] = ranks.mean(axis=1)
-    return table, ranks.sort_values("mean_rank")
+    ranks.insert(len(ranks.columns) - 1, "settings", counts)
+    order = sorted(range(len(ranks)), key=lambda i: (-counts.iloc[i], ranks["mean_rank"].iloc[i]))
+    return table, ranks.iloc[order]
 
 
 def _latex_escape(text: str) -> str:
@@ -748,7 +780,11 @@ def table_text(
             if pd.notna(tied) and bool(tied):
                 text = f"**{text}**" if style == "markdown" else f"\\textbf{{{text}}}"
             cells.append(text)
-        rank = [] if mean_rank is None else [f"{mean_rank.loc[key]:.2f}"]
+        rank = []
+        if mean_rank is not None:
+            ran = int(table.mean.loc[key].notna().sum())
+            part = f" ({ran} of {len(table.mean.columns)})" if ran < len(table.mean.columns) else ""
+            rank = [f"{mean_rank.loc[key]:.2f}{part}"]
         rows.append([*(str(k) for k in keys), *cells, *rank])
     legend = [
         "cells: mean ± std over seeds" + (", (n=k) the group's size" if uneven else ""),
@@ -757,7 +793,9 @@ def table_text(
     ]
     if mean_rank is not None:
         legend.append(
-            f"mean rank: mean over the columns (settings) of the rank in each ({info.direction})"
+            f"mean rank: mean over the columns (settings) of the rank in each, 1 the best "
+            f"({table.metric}: {info.direction}), so a lower mean rank is better; (k of m): the "
+            f"row ran in k of the m settings and is listed after the rows that ran in all"
         )
     if style == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -818,14 +856,22 @@ def compare(
     a: pd.DataFrame, b: pd.DataFrame, metric: str = "test_acc", alpha: float = 0.05
 ) -> Comparison:
     """Pair each group of A with the groups of B whose identity is equal apart from the keys
-    that tell A from B (those whose values in A and in B have none in common, e.g. ``train.lr``
-    when A ran 0.05 and B 0.005); groups without such a partner are listed, never paired."""
+    that tell A from B (each one value throughout A and another throughout B, e.g. ``train.lr``
+    when A ran 0.05 and B 0.005); groups without such a partner are listed, never paired. A key
+    whose values differ within a side (A ran max and avg, B gem and lp) tells nothing apart:
+    its groups pair only with equal values, so none pair there."""
     significance = Significance(metric, alpha)
     info = significance.info
     keys = list(dict.fromkeys([*valid_keys(a), *valid_keys(b)]))
     sa, samples_a = _summarize(a, significance, keys)
     sb, samples_b = _summarize(b, significance, keys)
-    distinguishing = [k for k in keys if not set(map(_norm, sa[k])) & set(map(_norm, sb[k]))]
+    distinguishing = [
+        k
+        for k in keys
+        if len(set(map(_norm, sa[k]))) == 1
+        and len(set(map(_norm, sb[k]))) == 1
+        and not set(map(_norm, sa[k])) & set(map(_norm, sb[k]))
+    ]
     match = [k for k in keys if k not in distinguishing]
     partners: dict[tuple, list[int]] = {}
     for j, row in enumerate(sb[match].itertuples(index=False)):
@@ -992,68 +1038,73 @@ def write_report(
 
 def conclusions(df: pd.DataFrame, alpha: float = 0.05, compare_by: str = "pool") -> list[str]:
     """Two to four plain sentences drawn from the statistics of ``df``'s records (one
-    comparison of ``compare_by`` values; with several, the first and a pointer to the report):
-    the best test accuracy and the groups tied with it, the ones significantly worse, the most
-    shift-consistent, and the fastest by comparable latency."""
+    comparison of ``compare_by`` values; with several, the first that has finished runs and a
+    pointer to the report): the best test accuracy and the groups tied with it, the ones
+    significantly worse, the most shift-consistent, and the fastest by comparable latency."""
     if df.empty or not df["status"].eq("ok").any():
         return ["No run finished: nothing to conclude."]
     acc = Significance("test_acc", alpha, compare_by)
     summary = summarize(df, acc)
     names = summary_keys(summary)
     by = resolve_key(compare_by, names)
-    sets = [k for k in names if k not in subtree(by, names) and summary[k].nunique() > 1]
+    sets = [k for k in varying_keys(summary, names) if k not in subtree(by, names)]
     note = []
     if sets:
-        first = summary[sets].iloc[0]
-        mask = (summary[sets] == first).all(axis=1)
-        summary = summary[mask]
+        texts = summary[sets].apply(lambda column: column.map(key_text))
+        first = texts[summary["n"] > 0].iloc[0]
+        summary = summary[texts.eq(first).all(axis=1)]
         df = df[df.index.isin(_rows_of(df, summary))]
-        where = ", ".join(f"{k}={key_text(first[k])}" for k in sets)
+        where = ", ".join(f"{k}={first[k]}" for k in sets)
         note = [f"(For {where}; `poolbench report` compares every setting.)"]
     labels = dict(
         zip(summary.index, row_labels(summary, shown_keys(summary, compare_by)), strict=True)
     )
     ok = summary[summary["n"] > 0]
-    if ok.empty:
-        return ["No run finished: nothing to conclude."]
     best = ok.iloc[0]
-    text = [f"Best test accuracy: {labels[best.name]} {_interval(best, 'test_acc')}"]
-    if ok["n"].max() < 2:
-        text[0] += (
-            f"; with one seed per {by} no difference can be told from seed noise: "
-            f"run seed=0,1,2 for a claim."
+    sentences = [f"Best test accuracy: {labels[best.name]} {_interval(best, 'test_acc')}"]
+    others = ok.iloc[1:]
+    if best["n"] < MIN_N:
+        seeds = "one seed" if ok["n"].max() < MIN_N else f"one seed for {labels[best.name]}"
+        sentences[0] += (
+            f"; with {seeds} no difference can be told from seed noise: run seed=0,1,2 for a claim."
         )
-        sentences = text
     else:
-        tied = [labels[i] for i, r in ok.iloc[1:].iterrows() if r["tied_with_best"] is True]
-        worse = ok[ok["tied_with_best"].eq(False).fillna(False)]
-        test = "paired t-test by seed" if ok["test_vs_best"].eq(PAIRED).any() else WELCH
-        tie_text = ", ".join(tied) if tied else "none"
-        text[0] += (
+        tied = [labels[i] for i, r in others.iterrows() if r["tied_with_best"] is True]
+        worse = others[others["tied_with_best"].eq(False).fillna(False)]
+        untested = [labels[i] for i, r in others.iterrows() if pd.isna(r["tied_with_best"])]
+        used = sorted({t for t in others["test_vs_best"] if t})
+        test = " or ".join(f"{t} by seed" if t == PAIRED else t for t in used) or "no test"
+        tested = len(others) - len(untested)
+        sentences[0] += (
             f"; not significantly worse ({test}, Holm-corrected, alpha {alpha:g}): "
-            f"{tie_text} ({len(tied)} of {len(ok) - 1})."
+            f"{', '.join(tied) if tied else 'none'} ({len(tied)} of {tested})"
         )
+        if untested:
+            sentences[0] += f"; one seed, no claim: {', '.join(untested)}"
+        sentences[0] += "."
         if len(worse):
             listed = ", ".join(
                 f"{labels[i]} (p={r['p_vs_best']:.2g})" for i, r in worse.head(8).iterrows()
             )
             more = f" and {len(worse) - 8} more" if len(worse) > 8 else ""
-            text.append(f"Significantly worse than {labels[best.name]}: {listed}{more}.")
-        else:
-            text.append(f"No {by} is significantly worse than {labels[best.name]}.")
-        sentences = text
+            sentences.append(f"Significantly worse than {labels[best.name]}: {listed}{more}.")
+        elif tested:
+            sentences.append(f"No {by} is significantly worse than {labels[best.name]}.")
     if "shift_consistency" in df.columns and df["shift_consistency"].notna().any():
         shift = summarize(df, Significance("shift_consistency", alpha, compare_by))
-        shift = shift[shift["n"] > 0]
+        shift = shift[(shift["n"] > 0) & shift["shift_consistency_mean"].notna()]
         top = shift.iloc[0]
         top_label = row_labels(shift.iloc[:1], shown_keys(shift, compare_by))[0]
         sentence = f"Most shift-consistent: {top_label} {_interval(top, 'shift_consistency')}"
-        if shift["n"].max() >= 2:
-            others = row_labels(
-                shift.iloc[1:][shift.iloc[1:]["tied_with_best"].eq(True).fillna(False)],
-                shown_keys(shift, compare_by),
+        if top["n"] >= MIN_N:
+            rest = shift.iloc[1:]
+            others_tied = row_labels(
+                rest[rest["tied_with_best"].eq(True).fillna(False)], shown_keys(shift, compare_by)
             )
-            sentence += f", tied with {', '.join(others)}" if others else ", ahead of all others"
+            if others_tied:
+                sentence += f", tied with {', '.join(others_tied)}"
+            elif rest["tied_with_best"].notna().any():
+                sentence += ", ahead of all others"
         sentences.append(sentence + ".")
     sentences += _fastest(summary, labels)
     return sentences[:4] + note
@@ -1082,17 +1133,36 @@ def _interval(row: pd.Series, metric: str) -> str:
     return f"{mean} ± {info.format(half)} (95% CI, n={int(row['n'])})"
 
 
+def comparable_latency(summary: pd.DataFrame) -> str | None:
+    """The latency to compare across ``summary``'s groups with finished runs (one rule for
+    tables, sentences and plots): ``latency_interleaved_ms`` when every such group has that
+    figure and all of them come from one timing session, else ``latency_ms``, each run's own
+    (None: no latency at all)."""
+    ok = summary[summary["n"] > 0] if "n" in summary.columns else summary
+    interleaved = "latency_interleaved_ms_mean"
+    if len(ok) and interleaved in ok.columns and ok[interleaved].notna().all():
+        sessions = ok["latency_session"] if "latency_session" in ok.columns else None
+        if sessions is None or (
+            sessions.nunique(dropna=True) <= 1 and not sessions.astype(str).str.contains(", ").any()
+        ):
+            return "latency_interleaved_ms"
+    if "latency_ms_mean" in ok.columns and ok["latency_ms_mean"].notna().any():
+        return "latency_ms"
+    return None
+
+
 def _fastest(summary: pd.DataFrame, labels: dict[Any, str]) -> list[str]:
-    column = "latency_interleaved_ms_mean"
-    source = "timed interleaved in one process"
-    if column not in summary.columns or summary[column].isna().all():
-        column, source = (
-            "latency_ms_mean",
-            "each run's own timing, not comparable on a busy machine",
-        )
-    if column not in summary.columns or summary[column].isna().all():
+    name = comparable_latency(summary)
+    if name is None:
         return []
-    timed = summary[summary[column].notna()].sort_values(column)
+    column = f"{name}_mean"
+    source = (
+        "timed interleaved in one process"
+        if name == "latency_interleaved_ms"
+        else "each run's own timing, not comparable on a busy machine"
+    )
+    ok = summary[summary["n"] > 0]
+    timed = ok[ok[column].notna()].sort_values(column)
     fast, slow = timed.iloc[0], timed.iloc[-1]
     unstable = int(timed["latency_unstable"].eq(True).sum()) if "latency_unstable" in timed else 0
     flag = f"; {unstable} figure(s) unstable (IQR > 15% of the median)" if unstable else ""

@@ -3,7 +3,8 @@
 Within one comparison (runs that agree on everything but the compared key, usually the pool),
 every group is tested against the group with the best mean: a two-sided paired t-test
 (:func:`scipy.stats.ttest_rel`) when both groups ran the same seeds (each seed is one pair),
-Welch's t-test (:func:`scipy.stats.ttest_ind` with ``equal_var=False``) otherwise. The p-values
+Welch's t-test (:func:`scipy.stats.ttest_ind` with ``equal_var=False``) otherwise; the sign
+test where the paired differences have no spread (:func:`pair_test`). The p-values
 of one comparison are Holm-corrected together (:func:`holm`), and a group is *tied with the
 best* when its corrected p-value is at least ``alpha``; the best is tied with itself. A group
 with fewer than two values (or a best with fewer than two) gets no test and no claim.
@@ -20,6 +21,7 @@ from scipy import stats
 
 PAIRED = "paired t-test"
 WELCH = "Welch's t-test"
+SIGN = "sign test"  # paired differences without spread: the t statistic is x/0
 MIN_N = 2  # a t-test needs a variance: two values per group at least
 
 
@@ -54,8 +56,14 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 def pair_test(a: Mapping[object, float], b: Mapping[object, float]) -> tuple[float, str]:
     """Two-sided p-value that ``a`` and ``b`` (seed -> value) have the same mean, and the test:
     paired by seed when both have the same seeds, Welch's otherwise. NaN when a side has fewer
-    than two values. Values without spread (e.g. FLOPs, equal for every seed) give 1.0 when the
-    means are equal and 0.0 when they differ, where the t statistic is 0/0 or x/0."""
+    than two values.
+
+    Where the t statistic is 0/0 or x/0: values without spread on both sides (e.g. FLOPs, equal
+    for every seed) give 1.0 when they are equal and 0.0 when they differ (the difference is
+    exact); paired differences that are all equal while the values themselves vary (accuracy
+    one test image apart on every seed) get the two-sided sign test
+    (:func:`scipy.stats.binomtest`: p = 2^(1-n) for n seeds), which claims nothing for n < 6
+    at alpha 0.05, where a t-test would claim p = 0."""
     if len(a) < MIN_N or len(b) < MIN_N:
         return math.nan, ""
     paired = set(a) == set(b)
@@ -63,7 +71,11 @@ def pair_test(a: Mapping[object, float], b: Mapping[object, float]) -> tuple[flo
         seeds = sorted(a, key=str)
         x, y = [a[s] for s in seeds], [b[s] for s in seeds]
         if len({xi - yi for xi, yi in zip(x, y, strict=True)}) == 1:  # no spread of differences
-            return (1.0 if x[0] == y[0] else 0.0), PAIRED
+            if x[0] == y[0]:
+                return 1.0, PAIRED
+            if len(set(x)) == 1 and len(set(y)) == 1:
+                return 0.0, PAIRED
+            return float(stats.binomtest(len(x), len(x), 0.5).pvalue), SIGN
     else:
         x, y = list(a.values()), list(b.values())
         if len(set(x)) == 1 and len(set(y)) == 1:

@@ -21,6 +21,7 @@ and writes into each record ``latency_interleaved_ms``, ``latency_interleaved_iq
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -136,6 +137,7 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
     from poolbench.runner import build_model
 
     groups: dict[str, Target] = {}
+    flat: dict[str, dict[str, str]] = {}
     for path in paths:
         record = read_record(path)
         if record.get("status") != "ok" or not isinstance(record.get("config"), dict):
@@ -153,6 +155,7 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
         model.to(device)
         dtype = record.get("dtype") or "fp32"
         label = f"{record.get('pool')}/{record.get('model')}/{record.get('head')}"
+        flat[key] = _flatten(record["config"])
         groups[key] = Target(
             key,
             label,
@@ -163,7 +166,33 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
             bool(record.get("channels_last")),
             [path],
         )
+    _tell_apart(list(groups.values()), flat)
     return list(groups.values())
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        elif f"{prefix}{key}" != "seed":
+            out[f"{prefix}{key}"] = json.dumps(value)
+    return out
+
+
+def _tell_apart(targets: list[Target], flat: dict[str, dict[str, str]]) -> None:
+    """Targets whose pool/model/head label repeats get the config keys that differ between
+    them (``max/vgg/global_avg train.lr=0.05``), so that no two rows of a table look alike."""
+    by_label: dict[str, list[Target]] = {}
+    for t in targets:
+        by_label.setdefault(t.label, []).append(t)
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        keys = sorted({k for t in same for k in flat[t.key]})
+        differ = [k for k in keys if len({flat[t.key].get(k) for t in same}) > 1]
+        for t in same:
+            t.label += "".join(f" {k}={flat[t.key].get(k, 'null').strip(chr(34))}" for k in differ)
 
 
 @dataclass(frozen=True)

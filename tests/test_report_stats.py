@@ -235,7 +235,9 @@ def test_compare_two_sweep_directories_of_one_results_dir(workdir: Path):
     assert sorted(diff["pool"]) == ["avg", "max"]
     assert (diff["pair"] == "matched").all()
     assert diff["test_acc_diff"].tolist() == pytest.approx([0.005 - 0.05] * 2)
-    assert (diff["test"] == PAIRED).all() and diff["differs"].all()
+    # the same difference on each of 3 seeds: the sign test (p = 0.25 each), no claim at 0.05
+    assert (diff["test"] == "sign test").all() and not diff["differs"].any()
+    assert diff["p"].tolist() == pytest.approx([0.5, 0.5])  # Holm over the two pairs
     assert "train.lr_a" in diff.columns and "train.lr_a" in result.output
 
 
@@ -524,3 +526,128 @@ def test_scatter_labels_do_not_overlap(tmp_path: Path):
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]), name
         low, high = fig.axes[0].get_xlim()
         assert low >= 0 and high - low >= 0.25 * largest - 1e-9  # the axis rule for costs
+
+
+# --- Edges the review found: each with a known answer ----------------------------------------
+
+
+def test_paired_differences_without_spread_get_the_sign_test():
+    from poolbench.significance import SIGN, pair_test
+
+    # one test image apart on every seed: the t statistic is x/0, the sign test claims nothing
+    a = {0: 324 / 360, 1: 330 / 360}
+    b = {0: 323 / 360, 1: 329 / 360}
+    p, test = pair_test(a, b)
+    assert test == SIGN and p == pytest.approx(stats.binomtest(2, 2).pvalue) and p == 0.5
+    six = {s: 0.9 + s / 100 for s in range(6)}
+    p6, _ = pair_test(six, {s: v - 0.01 for s, v in six.items()})
+    assert p6 == pytest.approx(2 / 2**6)  # 0.031: six seeds of one sign can be told apart
+    # deterministic values (FLOPs, equal for every seed) are exact either way
+    assert pair_test({0: 5.0, 1: 5.0}, {0: 6.0, 1: 6.0}) == (0.0, PAIRED)
+    assert pair_test({0: 5.0, 1: 6.0}, {0: 5.0, 1: 6.0}) == (1.0, PAIRED)
+
+
+def test_a_seed_recorded_twice_is_never_paired(tmp_path: Path):
+    recs = [record("max", s, a) for s, a in ((0, 0.90), (0, 0.91), (1, 0.92))]
+    recs += [
+        record("avg", s, a, run_name=f"avg-{i}")
+        for i, (s, a) in enumerate(((0, 0.80), (0, 0.81), (1, 0.82)))
+    ]
+    for i, r in enumerate(recs[:3]):
+        r["run_name"] = f"max-{i}"
+    s = by_pool(summarize(frame(recs, tmp_path)))
+    assert s.loc["avg", "test_vs_best"] == WELCH
+
+
+def test_a_best_with_one_seed_makes_no_claim_in_the_sentences():
+    from poolbench.report import conclusions, records_frame
+
+    recs = [record("max", 0, 0.99)]
+    recs += [record(p, s, 0.9 + s / 100) for p in ("avg", "lp") for s in range(3)]
+    text = " ".join(conclusions(records_frame(recs)))
+    assert "one seed for max" in text and "no difference can be told" in text
+    assert "not significantly worse" not in text and "significantly worse" not in text
+
+
+def test_sentences_conclude_on_a_setting_that_finished(tmp_path: Path):
+    from poolbench.report import conclusions, records_frame
+
+    failed = [
+        record(
+            p,
+            s,
+            None,
+            status="failed",
+            config={"model": {"name": "alexnet_small"}},
+            model="alexnet_small",
+        )
+        for p in ("max", "avg")
+        for s in range(2)
+    ]
+    done = [record(p, s, a) for p, accs in APART.items() for s, a in enumerate(accs)]
+    text = conclusions(records_frame(failed + done))
+    assert text[0].startswith("Best test accuracy: max") and "model=vgg" in text[-1]
+
+
+def test_a_job_without_a_config_does_not_make_keys_vary():
+    from poolbench.report import records_frame, shown_keys
+
+    done = [record(p, s, a) for p, accs in APART.items() for s, a in enumerate(accs)]
+    phantom = {"run_name": "x", "status": "failed", "error": "boom", "seed": None}
+    summary = summarize(records_frame([*done, phantom]))
+    assert shown_keys(summary) == ["pool"]
+    assert summary["failed"].sum() == 1  # counted, not dropped
+
+
+def test_one_latency_rule_for_table_sentences_and_plots():
+    from poolbench.report import comparable_latency, conclusions, records_frame
+
+    def recs(latency: dict, session: dict) -> list[dict]:
+        return [
+            record(p, s, a, latency_interleaved_ms=latency.get(p), latency_session=session.get(p))
+            for p, accs in APART.items()
+            for s, a in enumerate(accs)
+        ]
+
+    one = recs({"max": 2.0, "avg": 1.0}, {"max": "S1", "avg": "S1"})
+    assert comparable_latency(summarize(records_frame(one))) == "latency_interleaved_ms"
+    # two sessions, or a group not timed: each run's own figure, and the sentence says so
+    for bad in (
+        recs({"max": 2.0, "avg": 1.0}, {"max": "S1", "avg": "S2"}),
+        recs({"max": 2.0}, {"max": "S1"}),
+    ):
+        assert comparable_latency(summarize(records_frame(bad))) == "latency_ms"
+        assert "each run's own timing" in conclusions(records_frame(bad))[-1]
+    # a group with no finished run does not need a figure
+    failed = [record("lp", s, None, status="failed") for s in range(2)]
+    assert comparable_latency(summarize(records_frame(one + failed))) == "latency_interleaved_ms"
+
+
+def test_compare_does_not_pair_across_a_key_that_varies_within_a_side(tmp_path: Path):
+    a = frame(lr_sweep(0.05, ("max", "avg")), tmp_path / "a")
+    b = frame(lr_sweep(0.05, ("gem", "lp")), tmp_path / "b")
+    result = compare(a, b)
+    assert result.distinguishing == []
+    assert not result.table["pair"].eq("matched").any()
+    assert sorted(result.table["pair"]) == ["only in A"] * 2 + ["only in B"] * 2
+
+
+def test_ranking_lists_rows_that_ran_everywhere_first(tmp_path: Path):
+    from poolbench.report import ranking, table_text
+
+    recs = [
+        record(p, s, acc, config={"model": {"name": m}}, model=m)
+        for m, accs in (("vgg", {"max": 0.9, "avg": 0.8}), ("resnet18", {"max": 0.7, "avg": 0.6}))
+        for p, acc in accs.items()
+        for s in range(2)
+    ]
+    recs += [
+        record("lp", s, 0.99, config={"model": {"name": "resnet18"}}, model="resnet18")
+        for s in range(2)
+    ]
+    significance = Significance()
+    table, ranks = ranking(summarize(frame(recs, tmp_path)), significance)
+    assert list(ranks.index) == ["max", "avg", "lp"]  # lp ranks 1 in one setting only
+    assert ranks.loc["lp", "settings"] == 1 and ranks.loc["max", "settings"] == 2
+    text = table_text(table, "markdown", significance, mean_rank=ranks["mean_rank"])
+    assert "1.00 (1 of 2)" in text and "a lower mean rank is better" in text

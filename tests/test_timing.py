@@ -218,3 +218,15 @@ def test_poolbench_time_rebuilds_gem_with_the_exponents_it_learned(workdir: Path
     assert learned_exponents(target.model) == learned
     frame = records_frame([record])  # the report keeps them as one JSON text column
     assert json.loads(frame.loc[0, "learned_p"]) == learned
+
+
+def test_poolbench_time_labels_tell_apart_configs_of_one_pool(tmp_path: Path):
+    from poolbench.timing import targets_from_records
+    from tests.fake_records import record, write_runs
+
+    paths = write_runs(
+        tmp_path, [record("max", 0, 0.9, {"train": {"lr": lr}}) for lr in (0.05, 0.005)]
+    )
+    labels = sorted(t.label for t in targets_from_records(paths))
+    assert labels[0] != labels[1]
+    assert labels[0].endswith("train.lr=0.005") and labels[1].endswith("train.lr=0.05")
