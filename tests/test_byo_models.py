@@ -184,3 +184,55 @@ def test_custom_run_from_the_command_line(workdir: Path):
     record = json.loads(record_path.read_text())
     assert record["status"] == "ok" and record["pool"] == "lp" and record["F"] == 2
     assert record["config"]["model"]["factory"] == "tests.custom_nets:tiny"
+
+
+class TutorialNet(nn.Module):
+    """The PyTorch tutorial's CIFAR net: one ``self.pool`` called twice, at 6 and 16
+    channels; and a pool module that forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 5), nn.Conv2d(6, 16, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.unused = nn.MaxPool2d(2, 2)
+        self.fc = nn.Linear(16 * 5 * 5, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        return self.fc(x.flatten(1))
+
+
+def test_replace_pools_at_every_place_a_shared_module_sits():
+    from poolbench import replace_pools
+
+    shared = nn.MaxPool2d(2)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), shared, nn.Conv2d(4, 8, 3, padding=1), shared
+    )
+    replace_pools(net, pool="lip", head=None)
+    assert isinstance(net[1], LocalPool) and isinstance(net[3], LocalPool)
+    assert net[1] is not net[3] and len(net.replacements) == 2
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 8, 4, 4)  # lip per-channel at 4 and 8
+
+
+def test_replace_pools_on_a_module_reused_in_forward():
+    from poolbench import replace_pools
+
+    net = replace_pools(TutorialNet(), pool="lp", head=None, probe_size=32)
+    assert isinstance(net.pool, LocalPool) and isinstance(net.unused, LocalPool)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)  # one lp serves 6 and 16 channels
+    with pytest.raises(ConfigError, match=r"pool module pool is called with 6 and 16 channels"):
+        replace_pools(TutorialNet(), pool="lip", head=None, probe_size=32)
+
+
+def test_replace_pools_names_a_pool_module_the_forward_pass_never_ran():
+    from poolbench import replace_pools
+
+    class Once(TutorialNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.pool(F.relu(self.conv1(x)))
+            return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv2(x)), 5).flatten(1))
+
+    with pytest.raises(ConfigError, match=r"pool module unused did not run in a forward pass"):
+        replace_pools(Once(), pool="lip", head=None, probe_size=32)

@@ -95,17 +95,33 @@ def replace_pools(
         )
     replacements: list[str] = []
     if pool_spec is not None:
-        for name, module in list(model.named_modules()):
+        # every place a pool sits: one module registered twice (Sequential(conv, p, conv, p))
+        # is replaced at each
+        for name, module in list(model.named_modules(remove_duplicate=False)):
             if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
                 _set(model, name, _Deferred(f"{type(module).__name__} {name}", module))
 
     candidates = [n for n, m in model.named_modules() if _is_global(m)]
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     channels, order = _probe_channels(model, probe_size, in_channels, candidates + linears, what)
-    for name, deferred in list(model.named_modules()):
+    for name, deferred in list(model.named_modules(remove_duplicate=False)):
         if isinstance(deferred, _Deferred):
             assert pool_spec is not None
-            layer = _pool_for(pool_spec, deferred.original, channels[name], keep_geometry)
+            seen = channels.get(name, set())
+            layer = _pool_for(pool_spec, deferred.original, min(seen, default=1), keep_geometry)
+            if len(seen) != 1 and not _channel_free(pool_spec, deferred.original, keep_geometry):
+                where = (
+                    f"is called with {' and '.join(map(str, sorted(seen)))} channels in forward()"
+                    if seen
+                    else f"did not run in a forward pass at {probe_size}x{probe_size}, so its "
+                    f"channel count is unknown"
+                )
+                raise ConfigError(
+                    f"{what}: pool module {name} {where}; pool={pool_spec.name} has "
+                    f"parameters per channel and needs one module per place it is used "
+                    f"(give each call its own nn.MaxPool2d), or use a pool without them "
+                    f"(max, avg, lp, ...)"
+                )
             _set(model, name, layer)
             replacements.append(f"{deferred.what} -> {_describe(layer)}")
 
@@ -119,7 +135,7 @@ def replace_pools(
             )
         if ran:
             name = ran[-1]
-            old, c = model.get_submodule(name), channels[name]
+            old, c = model.get_submodule(name), max(channels[name])
             new_head = build_head(head_spec, c, [c])
             d = new_head.out_features
             project = None
@@ -149,6 +165,17 @@ def _pool_for(pool: PoolSpec, original: nn.Module, channels: int, keep: bool) ->
     layer.slot = FIXED
     layer.stand_in = f"{pool.name} has no window and cannot keep a stride-1 layer's size"
     return layer
+
+
+def _channel_free(pool: PoolSpec, original: nn.Module, keep: bool) -> bool:
+    """Whether ``pool`` built for this place is the same layer at any channel count (no
+    parameters or buffers per channel), so that one module may serve calls of several."""
+
+    def shapes(c: int) -> list[tuple[str, tuple[int, ...]]]:
+        layer = _pool_for(pool, original, c, keep)
+        return [(k, tuple(v.shape)) for k, v in layer.state_dict().items()]
+
+    return shapes(3) == shapes(5)
 
 
 def _describe(layer: nn.Module) -> str:
@@ -194,18 +221,19 @@ class _Deferred(nn.Module):
 def _probe_channels(
     model: nn.Module, size: int, in_channels: int, global_names: list[str], what: str
 ) -> tuple[dict[str, int], list[str]]:
-    """Channels entering every placeholder and every module of ``global_names`` (global pools,
-    linear layers), from one eval-mode forward pass, and the order they ran in."""
+    """The channel counts entering every placeholder and every module of ``global_names``
+    (global pools, linear layers; a set: a module called twice in ``forward`` may see two),
+    from one eval-mode forward pass, and the order they ran in."""
     from poolbench.models import dry_run
 
-    channels: dict[str, int] = {}
+    seen: dict[str, set[int]] = {}
     order: list[str] = []
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, _Deferred) or name in global_names:
 
             def hook(mod: nn.Module, args: tuple, _name: str = name) -> None:
-                channels[_name] = int(args[0].shape[1])
+                seen.setdefault(_name, set()).add(int(args[0].shape[1]))
                 order.append(_name)
 
             handles.append(module.register_forward_pre_hook(hook))
@@ -216,7 +244,7 @@ def _probe_channels(
             f"{what}: probing channel counts at {size}x{size} failed "
             f"({str(err).splitlines()[0]}); set model.probe_size to an input size it takes"
         ) from None
-    return channels, order
+    return seen, order
 
 
 def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
