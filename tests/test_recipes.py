@@ -253,6 +253,31 @@ def test_airbench_whitening_filters_whiten_the_patches():
     assert not net.whiten.bias.requires_grad
 
 
+def test_airbench_narrower_whitening_keeps_the_leading_directions():
+    def net(width: int | None) -> nn.Module:
+        return create_model(
+            "airbench",
+            10,
+            3,
+            PoolSpec("max"),
+            PoolSpec("global_max"),
+            widths=[8, 8, 8],
+            whiten_width=width,
+        )
+
+    images = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 3.0, 0.3]).view(1, 3, 1, 1)
+    full, narrow = net(None), net(8)
+    full.init_from_data(images)
+    narrow.init_from_data(images)
+    w = narrow.whiten.weight  # 4 leading directions and their negatives
+    assert w.shape == (8, 3, 2, 2) and torch.allclose(w[:4], full.whiten.weight[:4])
+    assert torch.allclose(w[:4], -w[4:])
+    assert narrow(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    for bad, message in ((7, "even"), (26, "whiten_width")):
+        with pytest.raises(ConfigError, match=message):
+            net(bad)
+
+
 def test_airbench_layers_follow_the_published_design():
     net = create_model("airbench", 10, 3, PoolSpec("max"), PoolSpec("global_max"))
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)][1:]

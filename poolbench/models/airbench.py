@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from poolbench.checks import check_int, check_number
 from poolbench.config import PoolSpec
+from poolbench.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_widths, make_pool
 
@@ -94,8 +95,9 @@ class AirbenchNet(StagedNet):
     @torch.no_grad()
     def init_from_data(self, images: Tensor) -> None:
         """Whitening filters from the 2x2 patches of ``images`` (normalised training images,
-        (N, C, H, W)): the eigenvectors of their covariance over sqrt(eigenvalue + eps), and
-        the negatives of those."""
+        (N, C, H, W)): the eigenvectors of their covariance over sqrt(eigenvalue + eps), the
+        ``whiten_width / 2`` of largest eigenvalue (all C * 4 by default), and the negatives of
+        those."""
         k = self.whiten.kernel_size[0]
         x = images.float()
         patches = x.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
@@ -104,7 +106,7 @@ class AirbenchNet(StagedNet):
         values, vectors = torch.linalg.eigh(covariance)  # ascending
         values, vectors = values.flip(0), vectors.flip(1)  # the largest first
         filters = (vectors.T / torch.sqrt(values.clamp_min(0) + WHITEN_EPS)[:, None]).float()
-        filters = filters.view(-1, x.shape[1], k, k)
+        filters = filters.view(-1, x.shape[1], k, k)[: self.whiten.out_channels // 2]
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
 
     def start_epoch(self, epoch: int) -> None:
@@ -128,10 +130,18 @@ def airbench(
     batchnorm_momentum: float = 0.6,
     scale: float = 1 / 9,
 ) -> AirbenchNet:
-    """airbench94's network; ``whiten_width`` defaults to 2 * in_channels * 2 * 2 filters."""
+    """airbench94's network; ``whiten_width`` defaults to 2 * in_channels * 2 * 2 filters (each
+    2x2 patch direction and its negative) and may be any even number up to that (the leading
+    principal directions)."""
     widths = check_widths("airbench", widths)
-    whiten_width = 2 * in_channels * 4 if whiten_width is None else whiten_width
-    check_int("whiten_width", whiten_width, 2, where="airbench")
+    most = 2 * in_channels * 4
+    whiten_width = most if whiten_width is None else whiten_width
+    check_int("whiten_width", whiten_width, 2, most, where="airbench")
+    if whiten_width % 2:
+        raise ConfigError(
+            f"airbench: expected whiten_width to be even (each filter and its negative), "
+            f"got {whiten_width}"
+        )
     check_int("whiten_bias_epochs", whiten_bias_epochs, 0, where="airbench")
     momentum = check_number(
         "batchnorm_momentum", batchnorm_momentum, 0, 1, high_open=True, where="airbench"
