@@ -90,6 +90,22 @@ def test_tensors_bad_files_are_one_line_errors(tmp_path: Path):
         create_dataset("tensors", path="???")
 
 
+def test_tensors_refuse_an_ambiguous_layout_and_labels_training_never_saw(tmp_path: Path):
+    def save(name: str, shape: tuple, y_test: list[int]) -> str:
+        path = tmp_path / name
+        x = np.zeros(shape, np.uint8)
+        np.savez(path, x_train=x, y_train=np.arange(len(x)) % 2, x_test=x[:2], y_test=y_test)
+        return str(path)
+
+    tiny = save("tiny.npz", (6, 3, 3, 3), [0, 1])  # 3x3 RGB images read either way
+    with pytest.raises(DataError, match="read as NCHW or as NHWC; set data.layout"):
+        create_dataset("tensors", path=tiny)
+    assert create_dataset("tensors", path=tiny, layout="nhwc").train_x.shape == (6, 3, 3, 3)
+    unseen = save("unseen.npz", (6, 3, 8, 8), [0, 5])
+    with pytest.raises(DataError, match=r"\(test\) has label 5, which the training labels"):
+        create_dataset("tensors", path=unseen)
+
+
 def test_a_file_with_its_own_val_split_refuses_a_second_one(tmp_path: Path, workdir: Path):
     path = write_tensors(tmp_path / "d.npz", n_val=6)
     result = runner.invoke(app, ["run", "data=tensors", f"data.path={path}", *FAST])

@@ -99,7 +99,13 @@ def _nchw(images: Tensor, layout: str, where: str) -> Tensor:
             f"{images.dtype} {tuple(images.shape)}"
         )
     if layout == "auto":
-        layout = "nchw" if images.shape[1] in (1, 3) else "nhwc"
+        nchw, nhwc = images.shape[1] in (1, 3), images.shape[3] in (1, 3)
+        if nchw and nhwc:
+            raise DataError(
+                f"tensors: the images in {where}, {tuple(images.shape)}, read as NCHW or as "
+                f"NHWC; set data.layout=nchw or data.layout=nhwc"
+            )
+        layout = "nchw" if nchw else "nhwc"
     out = images if layout == "nchw" else images.permute(0, 3, 1, 2)
     if out.shape[1] not in (1, 3) or out.shape[2] != out.shape[3]:
         raise DataError(
@@ -182,7 +188,14 @@ def tensors(
     if len(shapes) != 1:
         raise DataError(f"tensors: the splits of {where} differ in image shape: {sorted(shapes)}")
     train_x, train_y = splits["train"]
-    num_classes = max(int(y.max()) for _, y in splits.values() if len(y)) + 1
+    num_classes = int(train_y.max()) + 1  # as describe_tensors says: the training labels
+    for split, (_, y) in splits.items():
+        if len(y) and int(y.max()) >= num_classes:
+            raise DataError(
+                f"tensors: {where} ({split}) has label {int(y.max())}, which the training "
+                f"labels (0-{num_classes - 1}) never use: a model trained on them has no "
+                f"output for it"
+            )
     channel = train_x.float().transpose(0, 1).flatten(1)  # (C, N*H*W)
     val = splits.get("val") if test != "val" else None
     return InMemoryDataset(
