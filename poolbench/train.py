@@ -195,12 +195,15 @@ def evaluate(
     split: str = "test",
     channels_last: bool = False,
     tta: str = "none",
+    flip: bool | None = None,
 ) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (0-1) on the ``test`` (or ``val``) split, with test-time
-    augmentation ``tta`` (:func:`tta_logits`)."""
+    augmentation ``tta`` (:func:`tta_logits`), mirroring only where ``flip`` (None: where the
+    data flips; training passes whether its recipe flipped)."""
     correct1 = correct5 = total = 0
     batches = data.val_batches(batch_size) if split == "val" else data.test_batches(batch_size)
-    flip = bool(getattr(data, "flip", False))
+    if flip is None:
+        flip = bool(getattr(data, "flip", False))
     with eval_mode(model):
         for x, y in batches:
             if channels_last:
@@ -401,8 +404,10 @@ def train(
             final_val, _ = evaluate(
                 model, data, device, precision, split="val", channels_last=channels_last
             )
+    # a network trained without mirror images is not scored on them (train.flip=none)
+    flipped = cfg.flip != "none" and bool(getattr(data, "flip", False))
     test_acc, test_top5 = evaluate(
-        model, data, device, precision, channels_last=channels_last, tta=tta
+        model, data, device, precision, channels_last=channels_last, tta=tta, flip=flipped
     )
     return TrainResult(
         train_loss=epoch_loss,

@@ -129,3 +129,23 @@ def test_same_config_and_seed_repeat_exactly_on_cpu():
     for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert a.train_loss != c.train_loss
+
+
+@pytest.mark.parametrize(("flip", "mirrored"), [("none", False), ("auto", True)])
+def test_test_time_mirrors_only_what_training_mirrored(monkeypatch, flip: str, mirrored: bool):
+    import poolbench.train as engine
+
+    seen = []
+    real = engine.tta_logits
+
+    def spy(model, x, tta, flip_ok):
+        seen.append(flip_ok)
+        return real(model, x, tta, flip_ok)
+
+    monkeypatch.setattr(engine, "tta_logits", spy)
+    data = small_digits()
+    data.flip = True  # as if the data could be mirrored (digits cannot)
+    model = create_model("vgg", 10, 1, PoolSpec("max"), PoolSpec("global_avg"), widths=[8, 8, 8])
+    cfg = TrainConfig(epochs=1, flip=flip, val_fraction=0.0)
+    train(model, data, cfg, CPU, FP32, seed=0, live=False, tta="flip")
+    assert seen and set(seen) == {mirrored}
