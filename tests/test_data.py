@@ -292,3 +292,18 @@ def test_a_run_end_to_end_from_fixture_files(
     record = execute(run, workdir / "run", live=False)
     assert record["status"] == "ok", record["error"]
     assert 0 <= record["test_acc"] <= 1 and record["val_acc"] is not None
+
+
+@pytest.mark.parametrize("name", ["digits", "shapes", "tensors"])
+def test_normalisation_is_measured_without_the_validation_images(name: str, tmp_path: Path):
+    from poolbench.data.memory import channel_stats
+    from tests.datafiles import write_tensors
+
+    params = (
+        {"path": str(write_tensors(tmp_path / "t.npz", n_train=60))} if name == "tensors" else {}
+    )
+    data = create_dataset(name, **params)
+    before = data.mean
+    data.split_validation(0.3, seed=0)
+    assert (data.mean, data.std) == channel_stats(data.train_x)
+    assert data.mean != before  # the held-out images no longer count

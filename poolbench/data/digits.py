@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from poolbench.cache import cached_tensors
 from poolbench.checks import check_int, check_number
 from poolbench.data import register_dataset
-from poolbench.data.memory import InMemoryDataset
+from poolbench.data.memory import InMemoryDataset, channel_stats
 
 
 @register_dataset(
@@ -46,8 +46,7 @@ def digits(
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     labels, train_idx, test_idx = raw["labels"], raw["train_idx"], raw["test_idx"]
     train_x = images[train_idx]
-    mean = float(train_x.float().mean())
-    std = float(train_x.float().std())
+    mean, std = channel_stats(train_x)
     return InMemoryDataset(
         name="digits",
         train_x=train_x,
@@ -55,8 +54,9 @@ def digits(
         test_x=images[test_idx],
         test_y=labels[test_idx],
         num_classes=10,
-        mean=(mean,),
-        std=(std,),
+        mean=mean,
+        std=std,
+        stats_from_train=True,
         flip=False,  # digits are not mirror-symmetric
         crop_pad=crop_pad,
     )

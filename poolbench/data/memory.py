@@ -111,6 +111,14 @@ def resolve_augmentation(
     return Augmentation(mode, data_pad if translate is None else translate, pad_mode, seed)
 
 
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 ``images (N, C, H, W)``, 0-255 scale."""
+    x = images.float()
+    mean = tuple(float(m) for m in x.mean(dim=(0, 2, 3)))
+    std = tuple(float(s) for s in x.std(dim=(0, 2, 3)))
+    return mean, std
+
+
 @dataclass
 class InMemoryDataset:
     """Train and test images as uint8 ``(N, C, H, W)`` with int64 labels.
@@ -132,6 +140,9 @@ class InMemoryDataset:
     val_x: Tensor | None = None
     val_y: Tensor | None = None
     own_val: bool = False  # the source came with its validation split
+    # mean/std were measured on train_x (not published constants): a validation split held
+    # out of it measures them again on what remains, so no validation image informs training
+    stats_from_train: bool = False
     augmentation: Augmentation | None = field(default=None, repr=False)
 
     @property
@@ -193,6 +204,8 @@ class InMemoryDataset:
         val, keep = val.to(self.train_y.device), keep.to(self.train_y.device)
         self.val_x, self.val_y = self.train_x[val], self.train_y[val]
         self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
+        if self.stats_from_train:
+            self.mean, self.std = channel_stats(self.train_x)
 
     def train_batches(
         self, batch_size: int, generator: torch.Generator, augment: bool = True, epoch: int = 1

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from poolbench.checks import check_int, check_number
 from poolbench.data import register_dataset
-from poolbench.data.memory import InMemoryDataset
+from poolbench.data.memory import InMemoryDataset, channel_stats
 from poolbench.errors import ConfigError
 
 CLASSES = ("disc", "square", "triangle", "cross", "ring", "bar")
@@ -130,8 +130,7 @@ def shapes(
     test_x, test_y = render(
         test_size, image_size, torch.Generator().manual_seed(2 * seed + 1), min_scale, max_scale
     )
-    mean = tuple(float(m) for m in train_x.float().mean(dim=(0, 2, 3)))
-    std = tuple(float(s) for s in train_x.float().std(dim=(0, 2, 3)))
+    mean, std = channel_stats(train_x)
     return InMemoryDataset(
         name="shapes",
         train_x=train_x,
@@ -141,6 +140,7 @@ def shapes(
         num_classes=len(CLASSES),
         mean=mean,
         std=std,
+        stats_from_train=True,
         flip=True,  # every silhouette's class survives a mirror image
         crop_pad=crop_pad,
     )

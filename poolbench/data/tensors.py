@@ -29,7 +29,7 @@ from torch import Tensor
 
 from poolbench.checks import check_bool, check_choice, check_int
 from poolbench.data import register_dataset
-from poolbench.data.memory import InMemoryDataset
+from poolbench.data.memory import InMemoryDataset, channel_stats
 from poolbench.errors import ConfigError, DataError
 
 LAYOUTS = ("auto", "nchw", "nhwc")
@@ -196,7 +196,7 @@ def tensors(
                 f"labels (0-{num_classes - 1}) never use: a model trained on them has no "
                 f"output for it"
             )
-    channel = train_x.float().transpose(0, 1).flatten(1)  # (C, N*H*W)
+    mean, std = channel_stats(train_x)
     val = splits.get("val") if test != "val" else None
     return InMemoryDataset(
         name="tensors",
@@ -205,8 +205,9 @@ def tensors(
         test_x=splits[test][0],
         test_y=splits[test][1],
         num_classes=num_classes,
-        mean=tuple(float(m) for m in channel.mean(dim=1)),
-        std=tuple(float(s) for s in channel.std(dim=1)),
+        mean=mean,
+        std=std,
+        stats_from_train=True,
         flip=flip,
         crop_pad=crop_pad,
         val_x=None if val is None else val[0],
