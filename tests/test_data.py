@@ -307,3 +307,13 @@ def test_normalisation_is_measured_without_the_validation_images(name: str, tmp_
     data.split_validation(0.3, seed=0)
     assert (data.mean, data.std) == channel_stats(data.train_x)
     assert data.mean != before  # the held-out images no longer count
+
+
+def test_reflect_padding_wider_than_the_image_is_refused_not_zero_filled():
+    from poolbench.errors import ConfigError
+
+    data = create_dataset("digits", image_size=8)
+    assert data.configure_augmentation(translate=7, pad_mode="reflect").translate == 7
+    with pytest.raises(ConfigError, match="pad_mode=reflect needs a translation under"):
+        data.configure_augmentation(translate=8, pad_mode="reflect")
+    assert data.configure_augmentation(translate=8, pad_mode="zeros").translate == 8

@@ -173,11 +173,18 @@ class InMemoryDataset:
         pad_mode: str = "zeros",
         seed: int = 0,
     ) -> Augmentation:
-        """The recipe's augmentation (see :func:`resolve_augmentation`)."""
-        self.augmentation = resolve_augmentation(
-            self.flip, self.crop_pad, flip, translate, pad_mode, seed
-        )
-        return self.augmentation
+        """The recipe's augmentation (see :func:`resolve_augmentation`); reflect padding must
+        be narrower than the images (torch's rule), which is checked here, before training."""
+        aug = resolve_augmentation(self.flip, self.crop_pad, flip, translate, pad_mode, seed)
+        side = min(self.input_shape[1:])
+        if aug.pad_mode == "reflect" and aug.translate >= side:
+            raise ConfigError(
+                f"{self.name}: train.pad_mode=reflect needs a translation under the image side "
+                f"({side} px), got {aug.translate} px; lower train.translate or set "
+                f"train.pad_mode=zeros"
+            )
+        self.augmentation = aug
+        return aug
 
     def augment(
         self, x: Tensor, generator: torch.Generator, idx: Tensor | None = None, epoch: int = 1
