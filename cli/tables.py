@@ -106,6 +106,7 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     from poolbench.report import (
         Significance,
         comparable_latency,
+        compared_key,
         conclusions,
         key_text,
         records_frame,
@@ -116,9 +117,10 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     df = records_frame(outcome.records)
     if not df["status"].eq("ok").any():
         return
-    significance = Significance()
+    by = compared_key(summarize(df))
+    significance = Significance(compare_by=by)
     summary = summarize(df, significance)
-    keys = shown_keys(summary, "pool")
+    keys = shown_keys(summary, by)
     latency = comparable_latency(summary) or "latency_ms"
     columns = [
         ("test_acc", "test_acc ± ci95"),
@@ -172,7 +174,7 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
         )
     elif "latency_unstable" in summary and summary["latency_unstable"].eq(True).any():
         console.print("!: IQR above 15% of the median", highlight=False)
-    for sentence in conclusions(df):
+    for sentence in conclusions(df, compare_by=by):
         console.print(sentence, highlight=False, soft_wrap=True)
 
 

@@ -428,13 +428,30 @@ def unique_index(
 
 def shown_keys(summary: pd.DataFrame, compare_by: str = "pool") -> list[str]:
     """The key columns a compact table of ``summary`` shows: ``compare_by``, every key outside
-    its subtree that varies, and the keys below it needed to tell rows apart."""
+    its subtree that varies, and the keys below it needed to tell rows apart. Another registry
+    choice that varies (``model``, ``head``, ``data``) stands for its own parameters as the
+    compared one does: ``model.widths`` joins ``model`` only where two rows of one model differ
+    in it (a sweep over models would otherwise show every model's every parameter)."""
     names = summary_keys(summary)
     compare_by = resolve_key(compare_by, names)
     below = subtree(compare_by, names)
     varying = varying_keys(summary, names)
-    first = [compare_by, *(k for k in varying if k not in below)]
-    return unique_index(summary, first, [k for k in varying if k in below])
+    outside = [k for k in varying if k not in below]
+    roots = [k for k in outside if config_key(k).endswith(".name")]
+    owned = {k for r in roots for k in subtree(r, names) if k != r}
+    first = [compare_by, *(k for k in outside if k not in owned)]
+    return unique_index(summary, first, [k for k in varying if k in below or k in owned])
+
+
+def compared_key(summary: pd.DataFrame) -> str:
+    """What a sweep compares: ``pool`` when it varies, else the first registry choice that
+    does (``model`` in ``-m model=vgg,resnet18``), else the first key that varies."""
+    names = summary_keys(summary)
+    varying = varying_keys(summary, names)
+    for key in ("pool", *(k for k in varying if config_key(k).endswith(".name")), *varying):
+        if key in varying:
+            return key
+    return "pool"
 
 
 def key_text(value: Any) -> str:

@@ -651,3 +651,26 @@ def test_ranking_lists_rows_that_ran_everywhere_first(tmp_path: Path):
     assert ranks.loc["lp", "settings"] == 1 and ranks.loc["max", "settings"] == 2
     text = table_text(table, "markdown", significance, mean_rank=ranks["mean_rank"])
     assert "1.00 (1 of 2)" in text and "a lower mean rank is better" in text
+
+
+def test_a_sweep_over_models_compares_models_in_80_columns():
+    from rich.console import Console
+
+    from cli.tables import print_sweep_summary
+    from poolbench.sweep import SweepOutcome
+
+    params = {"vgg": {"widths": [8, 16]}, "airbench": {"whiten_width": 24, "scale": 0.11}}
+    accs = {"vgg": [0.90, 0.91, 0.92], "airbench": [0.80, 0.81, 0.83], "nin": [0.89, 0.915, 0.9]}
+    recs = [
+        record("max", s, a, config={"model": {"name": m, **params.get(m, {})}}, model=m)
+        for m, values in accs.items()
+        for s, a in enumerate(values)
+    ]
+    console = Console(width=80, record=True, color_system=None)
+    print_sweep_summary(console, SweepOutcome(recs, set(), 1.0, None))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "test_acc" in line)
+    assert "model" in header and "widths" not in header and "whiten" not in header
+    assert all(len(line) <= 80 for line in text.splitlines() if line.startswith(("┃", "│")))
+    assert "Best test accuracy: vgg" in text and "airbench" in text
+    assert "comparison of model values" in text  # what the test compared, said
