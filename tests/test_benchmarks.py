@@ -101,3 +101,14 @@ def test_time_to_accuracy_trains_both_implementations_side_by_side(tmp_path: Pat
     plain = float(re.search(r"^plain\s+(\d+) img/s\s+accuracy ([\d.]+)", text, re.M).group(1))
     ratio = float(re.search(r"^ratio\s+([\d.]+)x", text, re.M).group(1))
     assert engine > 0 and plain > 0 and abs(ratio - engine / plain) < 0.02 + 0.01 * ratio
+
+
+def test_plain_loop_cifar_trains_and_scores(tmp_path: Path):
+    from tests.datafiles import write_tensors
+
+    data = write_tensors(tmp_path / "c.npz", n_train=32, n_test=16, n_val=16, size=16, classes=4)
+    text = run_script(
+        "plain_loop_cifar.py", "--data", str(data), "--epochs", "1", "--widths", "8,16"
+    )
+    match = re.search(r"val accuracy ([\d.]+), training \d+ s \((\d+) images/s\)", text)
+    assert match and 0 <= float(match.group(1)) <= 1 and int(match.group(2)) > 0
