@@ -688,9 +688,9 @@ def pivot(
     """Every group of ``summary`` in one cell, ``rows`` down and ``columns`` (one key, or
     several: a column per combination) across; columns are named by the value of a registry
     name (``vgg``), by ``key=value`` otherwise (``train.lr=0.05``). Keys that vary and
-    are in neither join the rows (a pool's own parameters only where two rows of one pool
-    differ in them), so no cell holds two groups and no group is left out (a key a group
-    lacks, e.g. ``p`` for max pooling, shows as ``-``)."""
+    are in neither join the rows (a pool's or another registry choice's own parameters only
+    where two rows of one pool, head, ... differ in them), so no cell holds two groups and no
+    group is left out (a key a group lacks, e.g. ``p`` for max pooling, shows as ``-``)."""
     names = summary_keys(summary)
     rows = resolve_key(rows, names)
     across = [resolve_key(c, names) for c in ([columns] if isinstance(columns, str) else columns)]
@@ -699,8 +699,14 @@ def pivot(
         raise ConfigError(f"--metric {metric}: no record has it")
     attached = {k for key in (rows, *across) for k in subtree(key, names)}
     varying = varying_keys(summary, names)
-    first = [rows, *(k for k in varying if k not in attached and k not in across)]
-    index = unique_index(summary, first, [k for k in varying if k in attached], across)
+    others = [k for k in varying if k not in attached and k not in across]
+    # another registry choice that varies (head) stands for its own parameters (head.levels)
+    roots = [k for k in others if config_key(k).endswith(".name")]
+    owned = {k for r in roots for k in subtree(r, names) if k != r}
+    first = [rows, *(k for k in others if k not in owned)]
+    index = unique_index(
+        summary, first, [k for k in varying if k in attached or k in owned], across
+    )
     row_keys = [tuple(key_text(v) for v in r) for r in summary[index].itertuples(index=False)]
     col_keys = [
         " ".join(_column_part(k, v) for k, v in zip(across, r, strict=True)) or metric

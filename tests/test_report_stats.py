@@ -674,3 +674,29 @@ def test_a_sweep_over_models_compares_models_in_80_columns():
     assert all(len(line) <= 80 for line in text.splitlines() if line.startswith(("┃", "│")))
     assert "Best test accuracy: vgg" in text and "airbench" in text
     assert "comparison of model values" in text  # what the test compared, said
+
+
+def test_pivot_rows_show_a_heads_parameters_only_where_they_tell_rows_apart(tmp_path: Path):
+    def recs(spp_levels: list[list[int]]) -> list[dict]:
+        out = [record("max", s, 0.9 + s / 100) for s in range(2)]
+        for levels in spp_levels:
+            head = {"name": "spp", "levels": levels, "mode": "max"}
+            out += [
+                record(
+                    "max",
+                    s,
+                    0.8 + s / 100,
+                    config={"model": {"name": "spp_net"}, "head": head},
+                    model="spp_net",
+                    head="spp",
+                )
+                for s in range(2)
+            ]
+        return out
+
+    one = pivot(summarize(frame(recs([[1, 2, 4]]), tmp_path / "one")), rows="model", columns="pool")
+    assert list(one.mean.index.names) == ["model", "head"]
+    two = pivot(
+        summarize(frame(recs([[1, 2, 4], [1, 2]]), tmp_path / "two")), rows="model", columns="pool"
+    )
+    assert "head.levels" in two.mean.index.names and len(two.mean) == 3
