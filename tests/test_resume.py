@@ -152,15 +152,18 @@ def test_ctrl_c_says_what_it_kept(workdir: Path, monkeypatch):
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_mod, "launch", interrupted)
-    result = CliRunner().invoke(app, args)
+    # (monkeypatch.context, not undo: undo would also undo workdir's chdir, and the runs below
+    # would land in the checkout's results/)
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_mod, "launch", interrupted)
+        result = CliRunner().invoke(app, args)
     assert result.exit_code == 130
     assert "checkpoint kept" not in result.output
     assert (
         "interrupted: 0 finished runs kept; no unfinished run had saved a checkpoint yet "
         "(they start afresh); run the same command again to go on" in result.output
     )
-    monkeypatch.undo()
+    assert Path.cwd() == workdir
     assert CliRunner().invoke(app, [*args, "keep_checkpoint=true"]).exit_code == 0
     (first, _) = sorted(Path("results/runs").iterdir())
     (first / "result.json").unlink()
