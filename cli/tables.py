@@ -117,9 +117,11 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     df = records_frame(outcome.records)
     if not df["status"].eq("ok").any():
         return
-    by = compared_key(summarize(df))
+    summary = summarize(df)  # compared by pool; again only when the sweep varied something else
+    by = compared_key(summary)
     significance = Significance(compare_by=by)
-    summary = summarize(df, significance)
+    if by != "pool":
+        summary = summarize(df, significance)
     keys = shown_keys(summary, by)
     latency = comparable_latency(summary) or "latency_ms"
     columns = [
