@@ -20,15 +20,20 @@ import sys
 
 import torch
 
-from poolbench.config import RunConfig
+from poolbench.core.config import RunConfig
+from poolbench.core.errors import PoolbenchError
 from poolbench.data import create_dataset
-from poolbench.device import cpu_name, resolve_channels_last, resolve_device, resolve_precision
-from poolbench.errors import PoolbenchError
-from poolbench.hydra_app import plan
+from poolbench.engine.loop import train
+from poolbench.measure.device import (
+    cpu_name,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
 from poolbench.models import learned_exponents, set_learned_exponents
-from poolbench.runner import build_model
-from poolbench.timing import Target, time_interleaved
-from poolbench.train import train
+from poolbench.run.runner import build_model
+from poolbench.run.timing import Target, time_interleaved
+from poolbench.sweep.plan import plan
 
 DEFAULT = "max,median,stochastic,softpool,fractional,gem,lp"
 

@@ -8,7 +8,7 @@ memory orders, under ``--precision`` (``auto``: bf16 autocast where the CPU has 
 is timed ``--repeats`` times, alternating, over one epoch of steps after five warm-up steps;
 the best of each is printed with the NHWC/NCHW ratio. Pools whose NHWC step took over 5% longer
 than NCHW are listed at the end: ``channels_last=auto`` keeps those in NCHW on the CPU
-(``poolbench.device.CPU_NCHW_POOLS``).
+(``poolbench.measure.device.CPU_NCHW_POOLS``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from poolbench.config import PoolSpec, TrainConfig
+from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.device import CPU_NCHW_POOLS, cpu_name, resolve_precision
+from poolbench.engine.loop import make_optimizer
+from poolbench.measure.device import CPU_NCHW_POOLS, cpu_name, resolve_precision
 from poolbench.models import create_model
 from poolbench.pooling import list_pools
-from poolbench.train import make_optimizer
 
 CFG = TrainConfig(batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poolbench.config import PoolSpec
-from poolbench.device import cpu_name
+from poolbench.core.config import PoolSpec
+from poolbench.measure.device import cpu_name
 from poolbench.models import create_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"

@@ -5,7 +5,7 @@
 1. **Time to the first training step.** Starts ``poolbench run train.epochs=1`` ``--starts``
    times, each in a fresh Python process, and reports the seconds from just before the process
    is started to the end of its first optimizer step (the step is timed by wrapping
-   ``poolbench.optim.SGD.step``; nothing else changes), and to the end of the process. The
+   ``poolbench.engine.optim.SGD.step``; nothing else changes), and to the end of the process. The
    first start also fills the data cache, so it is reported but left out of the median.
 2. **Per-run overhead in a multirun.** Runs one ``poolbench run -m`` sweep of ``--runs`` pooling
    layers (2 epochs each) and reads the records: ``overhead_s`` (the run's wall time that was
@@ -28,24 +28,24 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from poolbench.device import cpu_name
-from poolbench.record import RECORD_NAME, read_record
+from poolbench.core.record import RECORD_NAME, read_record
+from poolbench.measure.device import cpu_name
 
 POOLS = ["max", "avg", "gem", "lp", "softpool", "stochastic", "median", "blur", "mixed", "tree"]
 
 # Runs the real CLI in this process, printing when the first optimizer step has ended.
 _FIRST_STEP = """
 import sys, time
-import poolbench.optim
-step = poolbench.optim.SGD.step
+import poolbench.engine.optim
+step = poolbench.engine.optim.SGD.step
 def timed(self, *args, **kwargs):
     out = step(self, *args, **kwargs)
     if not getattr(timed, "done", False):
         timed.done = True
         print(f"FIRST_STEP {time.time():.6f}", file=sys.stderr, flush=True)
     return out
-poolbench.optim.SGD.step = timed
-from cli.main import app
+poolbench.engine.optim.SGD.step = timed
+from poolbench.cli.main import app
 app(args=sys.argv[1:])
 """
 
@@ -66,7 +66,7 @@ def time_to_first_step(results: Path) -> tuple[float, float]:
 def per_run_overhead(results: Path, pools: list[str]) -> list[dict]:
     args = ["run", "-m", f"pool={','.join(pools)}", "train.epochs=2", "progress=false"]
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, f"results_dir={results}"],
+        [sys.executable, "-m", "poolbench.cli.main", *args, f"results_dir={results}"],
         capture_output=True,
         text=True,
         check=False,

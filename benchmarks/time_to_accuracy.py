@@ -7,7 +7,7 @@ same recipe, on the same data, side by side.
 Both sides train ``model=airbench`` (the same module, the same initial weights, whitening
 filters from the same images) with ``train=airbench`` at ``--batch``:
 
-- **engine**: ``poolbench.train.train``, as ``poolbench run model=airbench train=airbench``
+- **engine**: ``poolbench.engine.loop.train``, as ``poolbench run model=airbench train=airbench``
   runs it (``precision=auto``, ``channels_last=auto``, poolbench's SGD, its batches,
   augmentation, schedule and Lookahead average), then the test score with ``eval.tta``;
 - **plain**: the recipe written out as one loop in this file, from the published description
@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from poolbench.config import PoolSpec, TrainConfig
+from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.errors import PoolbenchError
 from poolbench.data import create_dataset
-from poolbench.device import cpu_name, resolve_channels_last, resolve_precision
-from poolbench.errors import PoolbenchError
-from poolbench.hydra_app import plan
+from poolbench.engine.loop import evaluate, train
+from poolbench.measure.device import cpu_name, resolve_channels_last, resolve_precision
 from poolbench.models import create_model
-from poolbench.train import evaluate, train
+from poolbench.sweep.plan import plan
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
 

@@ -10,9 +10,10 @@ same initial weights:
   list of ready-made batch tensors (the same shuffled, augmented, normalised batches poolbench
   draws, precomputed outside the timed region, so the plain loop is not charged for data
   preparation; no DataLoader, whose per-sample overhead would only flatter poolbench);
-- **poolbench**: ``poolbench.train.train`` with ``precision=auto`` (bf16 autocast where the CPU
-  has it), ``channels_last=auto`` and poolbench's own SGD (``poolbench.optim``), drawing and
-  augmenting its batches on the device inside the timed loop (optionally ``torch.compile``).
+- **poolbench**: ``poolbench.engine.loop.train`` with ``precision=auto`` (bf16 autocast where
+  the CPU has it), ``channels_last=auto`` and poolbench's own SGD (``poolbench.engine.optim``),
+  drawing and augmenting its batches on the device inside the timed loop (optionally
+  ``torch.compile``).
 
 The two alternate (plain, poolbench, plain, ...) ``--repeats`` times so that a busy machine
 slows both alike; the median images/s of each is reported with the ratio, and the test accuracy
@@ -30,11 +31,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from poolbench.config import PoolSpec, TrainConfig
+from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.device import Precision, cpu_name, resolve_channels_last, resolve_precision
+from poolbench.engine.loop import evaluate, make_schedule, param_groups, train
+from poolbench.measure.device import Precision, cpu_name, resolve_channels_last, resolve_precision
 from poolbench.models import create_model
-from poolbench.train import evaluate, make_schedule, param_groups, train
 
 RECIPE = TrainConfig(
     epochs=8, batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4

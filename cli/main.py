@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from cli import tables
-from poolbench.errors import ConfigError, PoolbenchError
+from poolbench.cli import tables
+from poolbench.core.errors import ConfigError, PoolbenchError
 
 
 class _FlagsAsFlags:
@@ -140,8 +140,8 @@ def run(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    from poolbench.hydra_app import launch, plan
-    from poolbench.sweep import run_plan
+    from poolbench.sweep.outcome import run_plan
+    from poolbench.sweep.plan import launch, plan
 
     overrides = list(overrides or [])
     if hydra_help or info:  # Hydra's own output; it reports its own errors
@@ -168,7 +168,7 @@ def run(
     except SystemExit as exc:  # Hydra reports its own errors and exits
         raise typer.Exit(exc.code if isinstance(exc.code, int) else 1) from None
     except KeyboardInterrupt:
-        from poolbench.sweep import interrupted
+        from poolbench.sweep.outcome import interrupted
 
         err_console.print(interrupted(the_plan), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -264,9 +264,9 @@ def time_(
     warmup: int = typer.Option(3, "--warmup", help="Untimed calls per config first."),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    from poolbench.checks import check_int
-    from poolbench.report import find_records
-    from poolbench.timing import time_records
+    from poolbench.core.checks import check_int
+    from poolbench.report.summary import find_records
+    from poolbench.run.timing import time_records
 
     for key, value, minimum in (
         ("--batch", batch, 1),
@@ -330,7 +330,7 @@ def bench(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
-    from poolbench.bench import default_csv_path, make_spec, run_bench, write_csv
+    from poolbench.measure.bench import default_csv_path, make_spec, run_bench, write_csv
 
     spec = make_spec(pools, shape, dtype, device, threads, warmup, repeats, allocator)
     rows = run_bench(spec)

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from poolbench import metrics
-from poolbench.record import SWEEP_SUMMARY_NAME, atomic_write_text
+from poolbench.core import metrics
+from poolbench.core.record import SWEEP_SUMMARY_NAME, atomic_write_text
 
 # Type names only: pandas (~0.5 s), torch (hydra_app, sweep: ~1.5 s) are imported by the commands
 # that need them, so that `poolbench --help` and shell completion stay fast.
 if TYPE_CHECKING:
     import pandas as pd
 
-    from poolbench.hydra_app import Plan
-    from poolbench.report import Comparison, Significance
-    from poolbench.sweep import SweepOutcome
+    from poolbench.report.summary import Comparison, Significance
+    from poolbench.sweep.outcome import SweepOutcome
+    from poolbench.sweep.plan import Plan
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -103,7 +103,7 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     """A sweep's closing table: one row per configuration over its seeds (mean ± 95% interval,
     tied with the best or not, shift consistency, comparable latency, parameters, FLOPs), the
     statement of the test, and the sentences the statistics support."""
-    from poolbench.report import (
+    from poolbench.report.summary import (
         Significance,
         comparable_latency,
         compared_key,
@@ -197,7 +197,7 @@ def _claim(value: Any) -> str:
 def print_summary(console: Console, summary: pd.DataFrame, significance: Significance) -> None:
     """One row per group: the keys that tell groups apart, the tested metric (mean ± std, 95%
     interval, p against the best, tied or not), accuracy, latency, parameters, n, failed."""
-    from poolbench.report import key_text, shown_keys
+    from poolbench.report.summary import key_text, shown_keys
 
     if summary.empty:
         console.print("no runs")
@@ -264,7 +264,7 @@ def print_bench(console: Console, rows: list[Any]) -> None:
 
 def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) -> None:
     """The matched pairs (B - A, p, differs), then every group that has no partner."""
-    from poolbench.report import compare_legend, key_text, row_labels
+    from poolbench.report.summary import compare_legend, key_text, row_labels
 
     info = metrics.get(comparison.metric)
     diff = comparison.table
@@ -302,7 +302,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
 
 def print_registry(console: Console, what: str) -> None:
     from poolbench.data import DATASETS
-    from poolbench.loggers import LOGGERS
+    from poolbench.engine.loggers import LOGGERS
     from poolbench.models import MODELS
     from poolbench.pooling import POOLS
 
@@ -363,7 +363,7 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
 
 def print_timings(console: Console, outcome: Any, batch: int, repeats: int) -> None:
     """``poolbench time``: one row per configuration, fastest first."""
-    from poolbench.device import cpu_name
+    from poolbench.measure.device import cpu_name
 
     table = Table(
         title=f"latency, interleaved: batch {batch}, median of {repeats} rounds, one process "

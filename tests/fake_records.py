@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from poolbench.config import config_hash, run_name
+from poolbench.core.config import config_hash, run_name
 
 CONFIG: dict[str, Any] = {
     "pool": {"name": "max", "F": 2, "S": 2, "padding": 0},

@@ -20,8 +20,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.bench import (
+from poolbench.cli.main import app
+from poolbench.core.errors import ConfigError, ShapeError, UnknownNameError
+from poolbench.measure.bench import (
     NATIVE,
     BenchRow,
     make_spec,
@@ -29,7 +30,6 @@ from poolbench.bench import (
     run_bench,
     write_csv,
 )
-from poolbench.errors import ConfigError, ShapeError, UnknownNameError
 from poolbench.pooling import list_pools, pooled_size
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], ex
 
 ALLOCATION_FAULTS = """
 import ctypes, resource, sys
-from poolbench.device import set_cpu_allocator
+from poolbench.measure.device import set_cpu_allocator
 print(set_cpu_allocator(sys.argv[1]))
 libc = ctypes.CDLL("libc.so.6")  # the allocator torch's CPU tensors come from
 libc.malloc.restype = ctypes.c_void_p

@@ -58,7 +58,7 @@ def test_startup_reports_first_step_and_per_run_overhead():
 
 
 def test_benchmarks_name_the_cpu_they_ran_on():
-    from poolbench.device import cpu_name
+    from poolbench.measure.device import cpu_name
 
     text = run_script("layout.py", "--pools", "max", "--repeats", "1", "--threads", "1")
     assert cpu_name() in text.splitlines()[0]

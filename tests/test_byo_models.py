@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.config import PoolSpec, TrainConfig
-from poolbench.errors import ConfigError
+from poolbench.cli.main import app
+from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.errors import ConfigError
+from poolbench.engine.loop import make_optimizer
 from poolbench.models import check_model, create_model
 from poolbench.pooling import GlobalPool, LocalPool
-from poolbench.train import make_optimizer
 from tests.conftest import FAST
 
 timm = pytest.importorskip("timm")

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from poolbench.checks import check_bool, check_choice, check_int, check_int_list, check_number
-from poolbench.errors import ConfigError
+from poolbench.core.checks import check_bool, check_choice, check_int, check_int_list, check_number
+from poolbench.core.errors import ConfigError
 
 
 def test_int_refuses_bool_float_and_out_of_range():

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.record import RECORD_FIELDS
+from poolbench.cli.main import app
+from poolbench.core.record import RECORD_FIELDS
 from tests.conftest import FAST, loads_dynamo
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def test_single_run_writes_complete_record(workdir: Path):
 
 
 def test_same_config_same_run_id_different_seed_different_id(workdir: Path):
-    from poolbench.hydra_app import plan
+    from poolbench.sweep.plan import plan
 
     a = plan(["pool=max", "seed=0"]).runs[0]
     b = plan(["seed=0", "pool=max"]).runs[0]
@@ -75,8 +75,8 @@ def test_multirun_sweep_prints_table_and_csv(workdir: Path):
 
 
 def test_no_arguments_is_the_quick_sweep_plan():
-    from poolbench.hydra_app import plan
     from poolbench.pooling import list_pools
+    from poolbench.sweep.plan import plan
 
     the_plan = plan(["experiment=quick"])
     assert the_plan.multirun
@@ -124,7 +124,7 @@ def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: list[str], expect
 
 
 def test_failing_run_is_recorded_and_sweep_continues(workdir: Path, monkeypatch):
-    import poolbench.runner as runner_mod
+    import poolbench.run.runner as runner_mod
 
     real_train = runner_mod.train
 
@@ -215,7 +215,7 @@ def test_a_run_never_imports_dynamo(workdir: Path):
     must not load it (torch.optim and dispatch modes would; see poolbench/optim.py)."""
     code = (
         "import sys\n"
-        "from cli.main import app\n"
+        "from poolbench.cli.main import app\n"
         "try:\n"
         "    app(args=sys.argv[1:])\n"
         "except SystemExit as end:\n"

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import poolbench
-from cli.main import app
+from poolbench.cli.main import app
 
 runner = CliRunner()
 EXE = str(Path(sys.executable).with_name("poolbench"))
@@ -43,7 +43,7 @@ def test_help_imports_neither_torch_nor_pandas_nor_hydra():
     code = (
         "import sys\n"
         "sys.argv = ['poolbench', '--help']\n"
-        "from cli.main import main\n"
+        "from poolbench.cli.main import main\n"
         "try:\n"
         "    main()\n"
         "except SystemExit:\n"

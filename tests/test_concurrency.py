@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.locks import LOCK_NAME, RunLock
-from poolbench.sweep import new_sweep_dir
+from poolbench.cli.main import app
+from poolbench.run.locks import LOCK_NAME, RunLock
+from poolbench.sweep.outcome import new_sweep_dir
 from tests.conftest import FAST, REPO
 
 runner = CliRunner()
@@ -40,7 +40,7 @@ def _python(code: str, *args: str) -> subprocess.Popen:
 
 HOLD = """
     import sys, time
-    from poolbench.locks import RunLock
+    from poolbench.run.locks import RunLock
     lock = RunLock(sys.argv[1])
     assert lock.try_acquire()
     print("held", flush=True)
@@ -162,7 +162,7 @@ def test_sweep_directories_of_the_same_second_are_distinct(tmp_path: Path):
 
 WORKER = """
     import os, sys, time
-    from poolbench.watchdog import stop_with_parent
+    from poolbench.run.watchdog import stop_with_parent
     stop_with_parent(os.getppid(), interval_s=0.1)
     print(os.getpid(), flush=True)
     time.sleep(60)

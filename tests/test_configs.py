@@ -8,12 +8,12 @@ import pytest
 import yaml
 from datafiles import write_cifar, write_imagefolder, write_imagenette, write_tensors
 
+from poolbench.core.paths import config_dir
 from poolbench.data import list_datasets
-from poolbench.hydra_app import plan
-from poolbench.loggers import list_loggers
+from poolbench.engine.loggers import list_loggers
 from poolbench.models import list_models
-from poolbench.paths import config_dir
 from poolbench.pooling import POOLS, list_pools
+from poolbench.sweep.plan import plan
 
 CONFIGS = config_dir()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.cost import model_cost
+from poolbench.core.config import PoolSpec
+from poolbench.measure.cost import model_cost
 from poolbench.models import create_model
 from poolbench.pooling import create_pool
 from poolbench.pooling.base import LocalPool
@@ -101,8 +101,8 @@ def test_counting_does_not_import_dynamo() -> None:
     """torch guards every dispatch mode with torch._dynamo (a second to import) unless the mode
     opts out; the counter does, so a run that compiles nothing never loads it."""
     code = (
-        "from poolbench.config import PoolSpec\n"
-        "from poolbench.cost import model_cost\n"
+        "from poolbench.core.config import PoolSpec\n"
+        "from poolbench.measure.cost import model_cost\n"
         "from poolbench.models import create_model\n"
         "m = create_model('vgg', 10, 1, PoolSpec('max'), PoolSpec('global_avg'))\n"
         "assert model_cost(m, (1, 16, 16)).pool_flops > 0\n"

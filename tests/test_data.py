@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 import poolbench.data.cifar as cifar
 import poolbench.data.loader as loader
-from cli.main import app
+from poolbench.cli.main import app
+from poolbench.core.errors import ConfigError, DataError
 from poolbench.data import ImageData, create_dataset
-from poolbench.errors import ConfigError, DataError
-from poolbench.hydra_app import plan
-from poolbench.runner import execute
+from poolbench.run.runner import execute
+from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 
 
@@ -254,10 +254,10 @@ def test_shapes_is_seeded_sized_and_balanced():
 
 @pytest.mark.slow
 def test_shapes_is_learnable_by_a_small_cnn():
-    from poolbench.config import PoolSpec, TrainConfig
-    from poolbench.device import resolve_precision
+    from poolbench.core.config import PoolSpec, TrainConfig
+    from poolbench.engine.loop import train
+    from poolbench.measure.device import resolve_precision
     from poolbench.models import create_model
-    from poolbench.train import train
 
     torch.manual_seed(0)
     # configs/train/shapes.yaml's recipe and the default vgg, on half the images.
@@ -310,7 +310,7 @@ def test_normalisation_is_measured_without_the_validation_images(name: str, tmp_
 
 
 def test_reflect_padding_wider_than_the_image_is_refused_not_zero_filled():
-    from poolbench.errors import ConfigError
+    from poolbench.core.errors import ConfigError
 
     data = create_dataset("digits", image_size=8)
     assert data.configure_augmentation(translate=7, pad_mode="reflect").translate == 7

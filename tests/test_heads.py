@@ -12,9 +12,9 @@ import torch.nn.functional as F_
 from torch.autograd import gradcheck
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.cli.main import app
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError, ShapeError
 from poolbench.models import check_model, create_model
 from poolbench.pooling import create_pool
 from poolbench.pooling.attention import resample_positions

@@ -72,7 +72,7 @@ def test_wheel_finds_its_configs_from_elsewhere(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     script = target / "bin" / "poolbench"
     where = subprocess.run(
-        [sys.executable, "-c", "import poolbench.paths as p; print(p.config_dir())"],
+        [sys.executable, "-c", "import poolbench.core.paths as p; print(p.config_dir())"],
         cwd=elsewhere,
         env=env,
         capture_output=True,

@@ -6,10 +6,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from poolbench.core.errors import ConfigError
 from poolbench.data.memory import InMemoryDataset
-from poolbench.device import Precision
-from poolbench.errors import ConfigError
-from poolbench.invariance import EvalConfig, invariance_metrics, metric_names, rotate, translate
+from poolbench.measure.device import Precision
+from poolbench.measure.invariance import (
+    EvalConfig,
+    invariance_metrics,
+    metric_names,
+    rotate,
+    translate,
+)
 from poolbench.pooling import create_pool
 
 FP32 = Precision("fp32", None)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.errors import ConfigError
-from poolbench.hydra_app import plan
-from poolbench.loggers import list_loggers
+from poolbench.cli.main import app
+from poolbench.core.errors import ConfigError
+from poolbench.engine.loggers import list_loggers
+from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 
 runner = CliRunner()
@@ -109,7 +109,7 @@ def test_mlflow_marks_a_failed_run_failed(workdir: Path):
 def interrupted_after_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C right after the checkpoint of epoch 2 is saved: the loggers heard of epoch 1,
     not of epoch 2, which the resumed run restores."""
-    from poolbench.checkpoint import Checkpoint
+    from poolbench.engine.checkpoint import Checkpoint
 
     save = Checkpoint.save
 
@@ -124,7 +124,7 @@ def interrupted_after_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("name", ["tensorboard", "mlflow"])
 def test_a_resumed_run_logs_every_epoch_once(name: str, workdir: Path, monkeypatch):
-    from poolbench.runner import execute
+    from poolbench.run.runner import execute
 
     cfg = plan([f"logger={name}", *TWO_EPOCHS, "train.epochs=3"]).runs[0]
     run_dir = workdir / "results" / "runs" / cfg.run_name
@@ -162,7 +162,7 @@ def test_a_missing_extra_is_one_line_naming_it(name: str, monkeypatch, workdir: 
 
 def test_the_library_imports_no_logger_package():
     code = (
-        "import sys, poolbench.runner, poolbench.loggers\n"
+        "import sys, poolbench.run.runner, poolbench.engine.loggers\n"
         "print(sorted(m for m in ('mlflow', 'tensorboard') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from poolbench.device import Precision
-from poolbench.measure import PeakMemory, inference_latency, median_iqr, time_repeats
+from poolbench.measure.device import Precision
+from poolbench.measure.latency import PeakMemory, inference_latency, median_iqr, time_repeats
 
 CPU = torch.device("cpu")
 

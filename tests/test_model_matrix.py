@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolbench.config import PoolSpec, TrainConfig
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.errors import ConfigError
+from poolbench.engine.loop import make_optimizer
 from poolbench.models import MODELS, check_model, create_model, list_models, pool_settings
 from poolbench.pooling import list_pools
-from poolbench.train import make_optimizer
 
 # Small widths: the whole matrix in well under a minute on 2 cores.
 SMALL: dict[str, dict] = {

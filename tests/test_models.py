@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError, ShapeError
 from poolbench.models import (
     check_model,
     count_pool_params,

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from poolbench.optim import SGD, AdamW
+from poolbench.engine.optim import SGD, AdamW
 from tests.conftest import loads_dynamo
 
 
@@ -156,7 +156,7 @@ def test_training_with_poolbench_optimisers_never_imports_dynamo():
     """torch.optim imports torch._dynamo (about a second) on first use; these must not."""
     code = (
         "import torch\n"
-        "from poolbench.optim import SGD, AdamW\n"
+        "from poolbench.engine.optim import SGD, AdamW\n"
         "m = torch.nn.Linear(3, 2)\n"
         "for opt in (SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True),"
         " AdamW(m.parameters())):\n"

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.errors import ConfigError
-from poolbench.hydra_app import plan
+from poolbench.cli.main import app
+from poolbench.core.errors import ConfigError
+from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError, ShapeError
 from poolbench.models import check_model, create_model
 from poolbench.pooling import POOLS, create_pool, list_pools, pool_entry, pooled_size
 from poolbench.pooling.base import GlobalPool, LocalPool

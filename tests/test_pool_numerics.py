@@ -272,7 +272,7 @@ def test_gem_p_that_learning_pushes_out_of_range_is_held_at_the_bound(name):
 
 
 def test_gem_refuses_a_configured_p_outside_its_range():
-    from poolbench.errors import ConfigError
+    from poolbench.core.errors import ConfigError
 
     low, high = GEM_P_RANGE
     for name in ("gem", "global_gem"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F_
 
-from poolbench.errors import ConfigError
+from poolbench.core.errors import ConfigError
 from poolbench.pooling import create_pool, pooled_size
 from poolbench.pooling.antialias import blur_pool2d
 from poolbench.pooling.classic import center_pool2d, median_pool2d

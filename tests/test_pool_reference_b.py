@@ -225,7 +225,7 @@ def test_fractional_default_ratio_is_the_nearest_float_to_one_over_sqrt_2():
 
 
 def test_fractional_rejects_bad_ratio():
-    from poolbench.errors import ConfigError
+    from poolbench.core.errors import ConfigError
 
     for bad in (0.4, 1.0, 0, "a"):
         with pytest.raises(ConfigError, match="ratio"):

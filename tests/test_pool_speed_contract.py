@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poolbench.cost import model_cost
+from poolbench.measure.cost import model_cost
 from poolbench.pooling import create_pool, list_pools, takes_stages
 
 

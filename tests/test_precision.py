@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from poolbench.config import PoolSpec
-from poolbench.device import Precision, cpu_nchw_pools, resolve_channels_last
+from poolbench.core.config import PoolSpec
+from poolbench.measure.device import Precision, cpu_nchw_pools, resolve_channels_last
 from poolbench.models import create_model
 from poolbench.pooling import create_pool, list_pools
 

@@ -16,8 +16,8 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from poolbench.callbacks import JOBS_DIR
-from poolbench.progress import (
+from poolbench.sweep.callbacks import JOBS_DIR
+from poolbench.ui.progress import (
     NO_TIME,
     RunProgress,
     SweepProgress,
@@ -148,9 +148,9 @@ def test_phases_are_log_lines_without_a_terminal(caplog):
 
 
 def test_model_summary_fits_80_columns(caplog):
-    from poolbench.config import PoolSpec
+    from poolbench.core.config import PoolSpec
     from poolbench.models import create_model
-    from poolbench.runner import log_model_summary
+    from poolbench.run.runner import log_model_summary
 
     net = create_model(
         "torchvision", 10, 3, PoolSpec("gem"), PoolSpec("catavgmax"), arch="resnet18"

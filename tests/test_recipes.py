@@ -15,13 +15,12 @@ from datafiles import write_tensors
 from torch import nn
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.config import PoolSpec, TrainConfig
+from poolbench.cli.main import app
+from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.errors import ConfigError, DataError
 from poolbench.data import create_dataset
 from poolbench.data.memory import Augmentation, augment, resolve_augmentation
-from poolbench.errors import ConfigError, DataError
-from poolbench.models import create_model
-from poolbench.train import (
+from poolbench.engine.loop import (
     Lookahead,
     learning_rates,
     make_optimizer,
@@ -29,6 +28,7 @@ from poolbench.train import (
     param_groups,
     tta_logits,
 )
+from poolbench.models import create_model
 from tests.conftest import FAST
 
 runner = CliRunner()
@@ -329,7 +329,7 @@ def test_every_run_writes_its_per_epoch_history(workdir: Path):
 
 
 def test_cifar10_airbench_experiment_is_the_published_recipe(tmp_path: Path):
-    from poolbench.hydra_app import plan
+    from poolbench.sweep.plan import plan
 
     data = write_tensors(tmp_path / "c.npz", size=32, classes=10)
     common = ["data=tensors", f"data.path={data}", "hydra.sweeper.params.pool=max"]

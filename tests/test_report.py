@@ -16,8 +16,8 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.report import ci95_halfwidth, pareto_front
+from poolbench.cli.main import app
+from poolbench.report.summary import ci95_halfwidth, pareto_front
 from tests.conftest import FAST
 from tests.fake_records import record, write_runs
 

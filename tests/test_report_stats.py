@@ -13,12 +13,13 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench import metrics
-from poolbench.errors import ConfigError
-from poolbench.plots import make_figures
-from poolbench.record import RECORD_FIELDS
-from poolbench.report import (
+from poolbench.cli.main import app
+from poolbench.core import metrics
+from poolbench.core.errors import ConfigError
+from poolbench.core.record import RECORD_FIELDS
+from poolbench.report.plots import make_figures
+from poolbench.report.significance import PAIRED, WELCH, holm
+from poolbench.report.summary import (
     Significance,
     compare,
     load_records,
@@ -26,7 +27,6 @@ from poolbench.report import (
     summarize,
     summary_markdown,
 )
-from poolbench.significance import PAIRED, WELCH, holm
 from tests.fake_records import record, write_runs, write_sweep
 
 runner = CliRunner()
@@ -532,7 +532,7 @@ def test_scatter_labels_do_not_overlap(tmp_path: Path):
 
 
 def test_paired_differences_without_spread_get_the_sign_test():
-    from poolbench.significance import SIGN, pair_test
+    from poolbench.report.significance import SIGN, pair_test
 
     # one test image apart on every seed: the t statistic is x/0, the sign test claims nothing
     a = {0: 324 / 360, 1: 330 / 360}
@@ -560,7 +560,7 @@ def test_a_seed_recorded_twice_is_never_paired(tmp_path: Path):
 
 
 def test_a_best_with_one_seed_makes_no_claim_in_the_sentences():
-    from poolbench.report import conclusions, records_frame
+    from poolbench.report.summary import conclusions, records_frame
 
     recs = [record("max", 0, 0.99)]
     recs += [record(p, s, 0.9 + s / 100) for p in ("avg", "lp") for s in range(3)]
@@ -570,7 +570,7 @@ def test_a_best_with_one_seed_makes_no_claim_in_the_sentences():
 
 
 def test_sentences_conclude_on_a_setting_that_finished(tmp_path: Path):
-    from poolbench.report import conclusions, records_frame
+    from poolbench.report.summary import conclusions, records_frame
 
     failed = [
         record(
@@ -590,7 +590,7 @@ def test_sentences_conclude_on_a_setting_that_finished(tmp_path: Path):
 
 
 def test_a_job_without_a_config_does_not_make_keys_vary():
-    from poolbench.report import records_frame, shown_keys
+    from poolbench.report.summary import records_frame, shown_keys
 
     done = [record(p, s, a) for p, accs in APART.items() for s, a in enumerate(accs)]
     phantom = {"run_name": "x", "status": "failed", "error": "boom", "seed": None}
@@ -600,7 +600,7 @@ def test_a_job_without_a_config_does_not_make_keys_vary():
 
 
 def test_one_latency_rule_for_table_sentences_and_plots():
-    from poolbench.report import comparable_latency, conclusions, records_frame
+    from poolbench.report.summary import comparable_latency, conclusions, records_frame
 
     def recs(latency: dict, session: dict) -> list[dict]:
         return [
@@ -633,7 +633,7 @@ def test_compare_does_not_pair_across_a_key_that_varies_within_a_side(tmp_path: 
 
 
 def test_ranking_lists_rows_that_ran_everywhere_first(tmp_path: Path):
-    from poolbench.report import ranking, table_text
+    from poolbench.report.summary import ranking, table_text
 
     recs = [
         record(p, s, acc, config={"model": {"name": m}}, model=m)
@@ -656,8 +656,8 @@ def test_ranking_lists_rows_that_ran_everywhere_first(tmp_path: Path):
 def test_a_sweep_over_models_compares_models_in_80_columns():
     from rich.console import Console
 
-    from cli.tables import print_sweep_summary
-    from poolbench.sweep import SweepOutcome
+    from poolbench.cli.tables import print_sweep_summary
+    from poolbench.sweep.outcome import SweepOutcome
 
     params = {"vgg": {"widths": [8, 16]}, "airbench": {"whiten_width": 24, "scale": 0.11}}
     accs = {"vgg": [0.90, 0.91, 0.92], "airbench": [0.80, 0.81, 0.83], "nin": [0.89, 0.915, 0.9]}

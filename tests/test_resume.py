@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from poolbench.checkpoint import CHECKPOINT_NAME, Checkpoint
-from poolbench.hydra_app import plan
-from poolbench.runner import execute
+from poolbench.engine.checkpoint import CHECKPOINT_NAME, Checkpoint
+from poolbench.run.runner import execute
+from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 
 SAME = ("test_acc", "test_top5", "train_loss", "params")
@@ -144,8 +144,8 @@ def test_ctrl_c_says_what_it_kept(workdir: Path, monkeypatch):
     """The message names what is really there: no 'checkpoint kept' before the first one."""
     from typer.testing import CliRunner
 
-    import poolbench.sweep as sweep_mod
-    from cli.main import app
+    import poolbench.sweep.outcome as sweep_mod
+    from poolbench.cli.main import app
 
     args = ["run", "-m", "pool=max,avg", *FAST]
 
@@ -174,7 +174,7 @@ def test_ctrl_c_says_what_it_kept(workdir: Path, monkeypatch):
 
 
 def test_interrupted_run_before_its_first_checkpoint_says_so(workdir: Path, monkeypatch, caplog):
-    import poolbench.runner as runner_mod
+    import poolbench.run.runner as runner_mod
 
     def interrupt(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -188,14 +188,14 @@ def test_interrupted_run_before_its_first_checkpoint_says_so(workdir: Path, monk
 
 
 def test_a_dataloader_worker_traceback_is_one_line_in_the_record():
-    from poolbench.runner import one_line
+    from poolbench.run.runner import one_line
 
     wrapped = RuntimeError(
         "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-        'last):\n  File "x.py", line 1, in f\n    g()\npoolbench.errors.DataError: cannot decode '
+        'last):\n  File "x.py", line 1, in f\n    g()\npoolbench.core.errors.DataError: cannot decode '
         "image a.png: image file is truncated\n"
     )
     assert one_line(wrapped) == (
-        "poolbench.errors.DataError: cannot decode image a.png: image file is truncated"
+        "poolbench.core.errors.DataError: cannot decode image a.png: image file is truncated"
     )
     assert one_line(ValueError("one line")) == "one line"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.config import PoolSpec
-from poolbench.cost import model_cost
+from poolbench.cli.main import app
+from poolbench.core.config import PoolSpec
+from poolbench.measure.cost import model_cost
 from poolbench.models import create_model
 from tests.conftest import FAST
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from poolbench.hydra_app import plan
 from poolbench.models import list_models
-from poolbench.runner import _train_and_measure
+from poolbench.run.runner import _train_and_measure
+from poolbench.sweep.plan import plan
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
 needs_dev = pytest.mark.skipif(not DEV.is_file(), reason=f"no development data at {DEV}")

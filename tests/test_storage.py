@@ -16,8 +16,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.checkpoint import CHECKPOINT_NAME
+from poolbench.cli.main import app
+from poolbench.engine.checkpoint import CHECKPOINT_NAME
 from tests.conftest import FAST
 
 runner = CliRunner()

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.device import available_cpus
+from poolbench.cli.main import app
+from poolbench.measure.device import available_cpus
 from tests.conftest import FAST
 
 runner = CliRunner()
@@ -118,8 +118,8 @@ def test_killed_sweep_rerun_finishes_every_run_exactly_once(workdir: Path):
 
 
 def test_joblib_defaults_to_one_job_per_gpu_or_two_cpus():
-    from poolbench.device import default_parallel_jobs
-    from poolbench.hydra_app import plan
+    from poolbench.measure.device import default_parallel_jobs
+    from poolbench.sweep.plan import plan
 
     default = plan(["hydra/launcher=joblib", "pool=max,avg"]).launcher_overrides
     assert default == (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
@@ -134,7 +134,7 @@ def test_joblib_defaults_to_one_job_per_gpu_or_two_cpus():
 def test_launcher_presets_extend_the_plugin_configs(preset: str, gpus, cpus):
     from hydra import compose, initialize_config_dir
 
-    from poolbench.paths import config_dir
+    from poolbench.core.paths import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         launcher = compose(

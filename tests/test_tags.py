@@ -11,11 +11,11 @@ import pytest
 from fake_records import record
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.config import check_tags
-from poolbench.errors import ConfigError
-from poolbench.hydra_app import plan
-from poolbench.report import records_frame, summarize, with_tags, write_report
+from poolbench.cli.main import app
+from poolbench.core.config import check_tags
+from poolbench.core.errors import ConfigError
+from poolbench.report.summary import records_frame, summarize, with_tags, write_report
+from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 
 runner = CliRunner()

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from cli.main import app
-from poolbench.device import Precision
-from poolbench.report import conclusions, records_frame, summarize
-from poolbench.timing import Target, time_interleaved
+from poolbench.cli.main import app
+from poolbench.measure.device import Precision
+from poolbench.report.summary import conclusions, records_frame, summarize
+from poolbench.run.timing import Target, time_interleaved
 from tests.conftest import FAST
 
 runner = CliRunner()
@@ -178,7 +178,7 @@ def test_one_seed_makes_no_claim():
 
 
 def test_learned_exponents_round_trip_into_a_rebuilt_model():
-    from poolbench.config import PoolSpec
+    from poolbench.core.config import PoolSpec
     from poolbench.models import create_model, learned_exponents, set_learned_exponents
 
     def gem_net() -> nn.Module:
@@ -206,7 +206,7 @@ def test_learned_exponents_round_trip_into_a_rebuilt_model():
 
 def test_poolbench_time_rebuilds_gem_with_the_exponents_it_learned(workdir: Path):
     from poolbench.models import learned_exponents
-    from poolbench.timing import targets_from_records
+    from poolbench.run.timing import targets_from_records
 
     result = runner.invoke(app, ["run", "pool=gem", "latency_interleaved=false", *FAST])
     assert result.exit_code == 0, result.output
@@ -221,7 +221,7 @@ def test_poolbench_time_rebuilds_gem_with_the_exponents_it_learned(workdir: Path
 
 
 def test_poolbench_time_labels_tell_apart_configs_of_one_pool(tmp_path: Path):
-    from poolbench.timing import targets_from_records
+    from poolbench.run.timing import targets_from_records
     from tests.fake_records import record, write_runs
 
     paths = write_runs(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poolbench.config import PoolSpec, TrainConfig
+from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.errors import ConfigError
 from poolbench.data import create_dataset
-from poolbench.device import resolve_precision
-from poolbench.errors import ConfigError
+from poolbench.engine.loop import check_validation, make_optimizer, make_schedule, train
+from poolbench.engine.optim import AdamW
+from poolbench.measure.device import resolve_precision
 from poolbench.models import create_model
-from poolbench.optim import AdamW
-from poolbench.train import check_validation, make_optimizer, make_schedule, train
 
 CPU = torch.device("cpu")
 FP32 = resolve_precision("fp32", CPU)
@@ -103,7 +103,7 @@ def test_validation_split_is_carved_from_train_only():
 
 
 def test_eval_reads_validation_and_best_val_restores_the_best_epoch(monkeypatch):
-    import poolbench.train as train_module
+    import poolbench.engine.loop as train_module
 
     splits = []
     real = train_module.evaluate
@@ -133,7 +133,7 @@ def test_same_config_and_seed_repeat_exactly_on_cpu():
 
 @pytest.mark.parametrize(("flip", "mirrored"), [("none", False), ("auto", True)])
 def test_test_time_mirrors_only_what_training_mirrored(monkeypatch, flip: str, mirrored: bool):
-    import poolbench.train as engine
+    import poolbench.engine.loop as engine
 
     seen = []
     real = engine.tta_logits

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolbench.checks import check_int
+from poolbench.core.checks import check_int
+from poolbench.core.registry import Registry, import_submodules
 from poolbench.data.base import ImageData
 from poolbench.data.memory import InMemoryDataset
-from poolbench.registry import Registry, import_submodules
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
@@ -59,7 +59,7 @@ def dataset_input_shape(name: str, params: dict[str, Any]) -> tuple[int, int, in
 
 
 def check_dataset(name: str, params: dict[str, Any]) -> None:
-    """Raise :class:`~poolbench.errors.DataError` now if ``name``'s files are missing or do
+    """Raise :class:`~poolbench.core.errors.DataError` now if ``name``'s files are missing or do
     not read (see the module docstring)."""
     entry = DATASETS.get(name)
     check = entry.meta.get("check")

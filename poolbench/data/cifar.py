@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poolbench.checks import check_bool, check_int
+from poolbench.core.checks import check_bool, check_int
+from poolbench.core.errors import DataError
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
-from poolbench.errors import DataError
 
 # Per-channel statistics of the training images (0-1 scale), the values the literature uses.
 STATS = {

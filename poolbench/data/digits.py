@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poolbench.cache import cached_tensors
-from poolbench.checks import check_int, check_number
+from poolbench.core.checks import check_int, check_number
 from poolbench.data import register_dataset
+from poolbench.data.cache import cached_tensors
 from poolbench.data.memory import InMemoryDataset, channel_stats
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from poolbench.checks import check_bool, check_choice, check_int
+from poolbench.core.checks import check_bool, check_choice, check_int
+from poolbench.core.errors import DataError
 from poolbench.data import register_dataset
 from poolbench.data.loader import DecodedImages, LoaderDataset, decoded_images
-from poolbench.errors import DataError
 
 log = logging.getLogger("poolbench")
 

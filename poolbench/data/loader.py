@@ -12,7 +12,7 @@ memory; flip, pad-crop and normalisation run on the device, as for
 that a file that does not decode fails the check that runs before anything starts, naming the
 file, instead of a DataLoader worker mid-epoch. It keeps what it decoded for the life of the
 process, keyed by the file list (paths, sizes, modification times) and the image size: the
-command's check (``poolbench.runner.validate``) and the run it then starts in the same process
+command's check (``poolbench.run.runner.validate``) and the run it then starts in the same process
 share one decoding, as do the runs of a sweep over one dataset. With ``cache=false`` the check
 still decodes every file once (and keeps nothing), and training decodes as it goes.
 """
@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from poolbench.checks import check_int
+from poolbench.core.checks import check_int
+from poolbench.core.errors import ConfigError, DataError
 from poolbench.data.memory import Augmentation, normalize, resolve_augmentation, validation_split
 from poolbench.data.memory import augment as augment_batch
-from poolbench.errors import ConfigError, DataError
 
 
 def _shared_uint8(numel: int) -> Tensor:

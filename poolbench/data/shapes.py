@@ -18,10 +18,10 @@ import math
 import torch
 from torch import Tensor
 
-from poolbench.checks import check_int, check_number
+from poolbench.core.checks import check_int, check_number
+from poolbench.core.errors import ConfigError
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset, channel_stats
-from poolbench.errors import ConfigError
 
 CLASSES = ("disc", "square", "triangle", "cross", "ring", "bar")
 

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from poolbench.checks import check_bool, check_choice, check_int
+from poolbench.core.checks import check_bool, check_choice, check_int
+from poolbench.core.errors import ConfigError, DataError
 from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset, channel_stats
-from poolbench.errors import ConfigError, DataError
 
 LAYOUTS = ("auto", "nchw", "nhwc")
 

@@ -2,7 +2,7 @@
 
 ``create_model(name, num_classes, in_channels, pool, head, **params)`` builds a network whose
 downsampling stages are built from ``pool`` and whose global pooling is ``head`` (both
-:class:`poolbench.config.PoolSpec`). ``check_model`` runs a dry forward pass that checks
+:class:`poolbench.core.config.PoolSpec`). ``check_model`` runs a dry forward pass that checks
 every pooling stage against the feature map it receives, before any training.
 """
 
@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ShapeError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ShapeError
+from poolbench.core.registry import Registry, import_submodules
 from poolbench.pooling.base import GlobalPool, LocalPool
-from poolbench.registry import Registry, import_submodules
 
 MODELS = Registry("model", internal=("num_classes", "in_channels", "pool", "head"))
 register_model = MODELS.register

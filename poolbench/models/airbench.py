@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from poolbench.checks import check_int, check_number
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.checks import check_int, check_number
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_widths, make_pool
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from poolbench.checks import check_choice, check_int
-from poolbench.config import PoolSpec
+from poolbench.core.checks import check_choice, check_int
+from poolbench.core.config import PoolSpec
 from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_dropout, conv_norm_act, make_pool
 

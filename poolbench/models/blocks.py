@@ -24,9 +24,9 @@ from typing import Any
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_int_list, check_number
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.checks import check_int_list, check_number
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.pooling import create_for_slot, pool_entry, takes_stages
 from poolbench.pooling.base import LocalPool, pooled_size
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.blocks import build_head, conv_norm_act, make_pool
 from poolbench.models.replace import replace_pools

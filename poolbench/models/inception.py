@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from poolbench.checks import check_int
-from poolbench.config import PoolSpec
+from poolbench.core.checks import check_int
+from poolbench.core.config import PoolSpec
 from poolbench.models import register_model
 from poolbench.models.blocks import (
     FIXED,

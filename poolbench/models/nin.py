@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from poolbench.config import PoolSpec
+from poolbench.core.config import PoolSpec
 from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,

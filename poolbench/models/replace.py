@@ -38,8 +38,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models.blocks import (
     FIXED,
     build_head,

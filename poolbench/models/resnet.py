@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from poolbench.checks import check_choice
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError, ShapeError
+from poolbench.core.checks import check_choice
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError, ShapeError
 from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,

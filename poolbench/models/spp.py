@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,

@@ -20,8 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.replace import replace_pools
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from poolbench.config import PoolSpec
-from poolbench.errors import ConfigError
+from poolbench.core.config import PoolSpec
+from poolbench.core.errors import ConfigError
 from poolbench.models import register_model
 from poolbench.models.replace import adapt_first_conv, replace_pools
 

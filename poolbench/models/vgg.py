@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from poolbench.checks import check_int, check_int_list
-from poolbench.config import PoolSpec
+from poolbench.core.checks import check_int, check_int_list
+from poolbench.core.config import PoolSpec
 from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,

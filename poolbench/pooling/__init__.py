@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from torch import nn
 
-from poolbench.errors import ConfigError
+from poolbench.core.errors import ConfigError
+from poolbench.core.registry import Entry, Registry, import_submodules
 from poolbench.pooling.base import GlobalPool, LocalPool, pooled_size
-from poolbench.registry import Entry, Registry, import_submodules
 
 POOLS = Registry("pool", internal=("channels", "stage_channels"))
 
@@ -37,7 +37,7 @@ def register_pool(
     ``cpu_layout="nchw"`` marks a layer measured slower in NHWC than in NCHW on the CPU
     under bf16 autocast (its kernels work on NCHW, and the copies NHWC costs it outweigh the
     faster NHWC convolutions): ``channels_last=auto`` then keeps the model in NCHW there (see
-    :func:`poolbench.device.resolve_channels_last`). ``any``: the layer follows the general
+    :func:`poolbench.measure.device.resolve_channels_last`). ``any``: the layer follows the general
     rule.
     """
     if kind not in ("local", "global"):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.checks import check_int
+from poolbench.core.checks import check_int
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_int, check_number
-from poolbench.errors import ConfigError
+from poolbench.core.checks import check_int, check_number
+from poolbench.core.errors import ConfigError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool
 from poolbench.pooling.ops import compute_dtype

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from poolbench.checks import check_bool, check_int, check_number
-from poolbench.errors import ShapeError
+from poolbench.core.checks import check_bool, check_int, check_number
+from poolbench.core.errors import ShapeError
 
 
 def register_power(module: nn.Module, p: float, learnable: bool) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from poolbench.checks import check_bool, check_number
+from poolbench.core.checks import check_bool, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import crop_to_blocks, per_block, tiles_into_blocks, window_view

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from poolbench.checks import check_bool, check_int
+from poolbench.core.checks import check_bool, check_int
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 

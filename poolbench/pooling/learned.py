@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_bool, check_int, check_number
+from poolbench.core.checks import check_bool, check_int, check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import (

@@ -24,7 +24,7 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from poolbench.checks import check_number
+from poolbench.core.checks import check_number
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, gem_exponent, init_gem
 from poolbench.pooling.ops import (

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_choice, check_int, check_int_list
-from poolbench.errors import ShapeError
+from poolbench.core.checks import check_choice, check_int, check_int_list
+from poolbench.core.errors import ShapeError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool
 from poolbench.pooling.global_ import parse_grid

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_bool, check_int, check_number
-from poolbench.errors import ShapeError
+from poolbench.core.checks import check_bool, check_int, check_number
+from poolbench.core.errors import ShapeError
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import block_view, float32_at_least

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor, nn
 
-from poolbench.checks import check_int
+from poolbench.core.checks import check_int
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.checks import check_choice
+from poolbench.core.checks import check_choice
 from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d

@@ -1,0 +1,154 @@
+"""What each job of a sweep hands back, and how the sweep hears of it.
+
+- :class:`JobResult` is what the task function returns: a ``float``, the run's objective
+  (config key ``objective``, default ``test_acc``; what Optuna and other sweepers optimise, in
+  the direction :mod:`poolbench.core.metrics` gives it), carrying the run's record. A run that
+  failed returns the objective's worst value (``-inf`` for a metric where higher is better,
+  ``+inf`` otherwise), so that a sweep goes on and the sampler learns to avoid the region;
+  the record says ``failed`` and the closing table counts it.
+- :class:`JobReports` is a Hydra callback (``hydra.callbacks.poolbench`` in
+  ``configs/config.yaml``): after every job of a multirun, the process that ran it (this one,
+  a joblib worker, a submitit node) writes a small report, ``<sweep dir>/jobs/<job>.json``,
+  atomically. The live display (:class:`poolbench.ui.progress.SweepProgress`) and the sweep's
+  closing table read those reports, so they need no list of jobs beforehand: a sweeper that
+  picks its jobs as it goes (Optuna) is followed like the basic one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from poolbench.core import metrics
+from poolbench.core.record import atomic_write_text
+
+JOBS_DIR = "jobs"
+# Who in this process wants each report as it is written (the sweep's display: at once, rather
+# than at its next look at the directory); jobs in other processes are seen there.
+LISTENERS: list[Callable[[Path, dict[str, Any]], None]] = []
+
+
+def worst(objective: str) -> float:
+    """The value a failed run hands the sweeper: the worst there is for ``objective``."""
+    return -math.inf if metrics.get(objective, option="objective").higher_is_better else math.inf
+
+
+def objective_value(record: dict[str, Any], objective: str) -> float:
+    """``record[objective]`` for an ok run that has it, else the worst value."""
+    value = record.get(objective)
+    ok = record.get("status") == "ok"
+    if not ok or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return worst(objective)
+    return float(value) if math.isfinite(value) else worst(objective)
+
+
+class JobResult(float):
+    """A job's objective value, with the run's ``record`` (None when the job could not be
+    configured: ``error`` says why), whether it was ``skipped`` (already ok) and the name of
+    the ``objective``."""
+
+    record: dict[str, Any] | None
+    objective: str
+    skipped: bool
+    error: str | None
+
+    def __new__(
+        cls,
+        value: float,
+        record: dict[str, Any] | None,
+        objective: str,
+        skipped: bool = False,
+        error: str | None = None,
+    ) -> JobResult:
+        self = super().__new__(cls, value)
+        self.record, self.objective, self.skipped, self.error = record, objective, skipped, error
+        return self
+
+    @classmethod
+    def of(cls, record: dict[str, Any], objective: str, skipped: bool = False) -> JobResult:
+        return cls(objective_value(record, objective), record, objective, skipped)
+
+    @classmethod
+    def failed(cls, objective: str, error: str) -> JobResult:
+        return cls(worst(objective), None, objective, error=error)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # across processes (joblib, submitit)
+        return (JobResult, (float(self), self.record, self.objective, self.skipped, self.error))
+
+
+def job_report(job_return: JobReturn, job: int) -> dict[str, Any]:
+    """The few facts of a finished job the sweep's display and closing table need."""
+    output_dir = str(job_return.hydra_cfg.hydra.runtime.output_dir)
+    report: dict[str, Any] = {
+        "job": job,
+        "run_dir": output_dir,
+        "run_name": Path(output_dir).name,
+        "status": "failed",
+        "skipped": False,
+        "wall_s": None,
+        "objective": None,
+        "error": None,
+        "overrides": list(job_return.overrides or []),
+    }
+    if job_return.status != JobStatus.COMPLETED:
+        # Hydra keeps what the task raised here (reading .return_value would raise it again)
+        error = getattr(job_return, "_return_value", None)
+        report["error"] = f"{type(error).__name__}: {error}"
+        return report
+    result = job_return.return_value
+    if isinstance(result, JobResult):
+        record = result.record or {}
+        report.update(
+            run_name=record.get("run_name", report["run_name"]),
+            status=record.get("status", "failed"),
+            skipped=result.skipped,
+            wall_s=None if result.skipped else record.get("wall_s"),
+            objective=float(result),
+            error=record.get("error", result.error),
+        )
+    return report
+
+
+class JobReports(Callback):
+    """Writes every multirun job's report to ``<sweep dir>/jobs/<job>.json``."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        job = int(config.hydra.job.num)
+        report = job_report(job_return, job)
+        path = Path(str(config.hydra.sweep.dir)) / JOBS_DIR / f"{job:06d}.json"
+        atomic_write_text(path, json.dumps(report, default=str) + "\n")
+        for listener in list(LISTENERS):
+            listener(path, report)
+
+
+def read_reports(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job report of a sweep, in job order."""
+    return new_events(sweep_dir, set())
+
+
+def new_events(sweep_dir: Path, read: set[str]) -> list[dict[str, Any]]:
+    """The reports in ``sweep_dir`` whose file names are not in ``read`` (which gains them),
+    in job order. Reports are written by atomic rename, so a listed one is complete."""
+    folder = Path(sweep_dir) / JOBS_DIR
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name in read:
+            continue
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # vanished (a directory cleaned up meanwhile)
+            continue
+        read.add(path.name)
+    return out

@@ -1,0 +1,262 @@
+"""Running what a command line planned: skip finished runs, follow progress, gather records.
+
+``run_plan`` hands the command line to Hydra (``hydra_app.launch``, so any launcher or sweeper
+plugin works), shows the sweep's progress, and returns the record of every run its jobs
+reported (``poolbench.sweep.callbacks``). Each run decides for itself whether it is already done
+(``runner.execute`` reads its ``result.json`` under the run's lock); where the plan lists the
+jobs beforehand this module counts those runs up front, so the display and the final table can
+say "skipped", and afterwards tells the runs this command trained (their records carry its
+``command_id``) from those another process trained meanwhile (an overlapping sweep).
+
+Every sweep gets a directory of its own, ``<results_dir>/sweeps/<time>`` (``<time>-2``, ... when
+another sweep took that name in the same second: directories are created exclusively).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poolbench.core.errors import StopCommand
+from poolbench.core.record import RECORD_NAME, read_ok_record, read_record
+from poolbench.core.storage import is_no_space, storage_error
+from poolbench.engine.checkpoint import CHECKPOINT_NAME
+from poolbench.run.runner import COMMAND_ENV
+from poolbench.sweep.callbacks import read_reports
+from poolbench.sweep.plan import LAUNCH_CWD_ENV, Plan, launch, quoted
+from poolbench.ui.progress import SweepProgress
+
+
+@dataclass
+class SweepOutcome:
+    """Every planned run's record; which of them were skipped (ok before the command began),
+    which this command trained (``ran``) and which another process trained meanwhile
+    (``elsewhere``: this command waited for it, or found it done); where the sweep wrote; and
+    the interleaved timing session (or why there was none)."""
+
+    records: list[dict[str, Any]]
+    skipped: set[str]
+    seconds: float
+    sweep_dir: Path | None
+    timing: str = ""
+    ran: set[str] = field(default_factory=set)
+    elsewhere: set[str] = field(default_factory=set)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("status") != "ok"]
+
+
+def already_ok(plan: Plan) -> set[str]:
+    """Names of the planned runs that will be skipped: record says ok and ``rerun`` is off
+    (none known beforehand when the sweeper picks its jobs as it goes)."""
+    if not plan.expanded:
+        return set()
+    return {
+        run.run_name
+        for run in plan.runs
+        if not run.rerun and read_ok_record(plan.run_dir(run) / RECORD_NAME) is not None
+    }
+
+
+def _record_at(path: Path, missing: dict[str, Any]) -> dict[str, Any]:
+    """The record at ``path``, or ``missing`` with the reason (no file, or an unreadable
+    one)."""
+    error = f"no {RECORD_NAME} in {path.parent}"
+    if path.is_file():
+        try:
+            record = read_record(path)
+        except (OSError, json.JSONDecodeError) as err:
+            error = f"unreadable {path}: {err}"
+        else:
+            if isinstance(record, dict):
+                return record
+            error = f"unreadable {path}: not a JSON object"
+    return {**missing, "status": "missing", "error": error}
+
+
+def collect(plan: Plan, runs: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The record of every planned run, or of ``runs`` (a run that left none, or an
+    unreadable one, is reported as ``missing``)."""
+    return [
+        _record_at(
+            plan.run_dir(run) / RECORD_NAME,
+            {
+                "run_name": run.run_name,
+                "pool": run.pool.name,
+                "head": run.head.name,
+                "model": run.model.name,
+                "seed": run.seed,
+            },
+        )
+        for run in (plan.runs if runs is None else runs)
+    ]
+
+
+def reported(plan: Plan, sweep_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """The record of every run the sweep's jobs reported, once per run (a sweeper may pick
+    a config twice), then, where the plan lists them, the planned runs that reported nothing
+    (``missing``); and the names of the runs their jobs found already ok."""
+    records, seen, skipped = [], set(), set()
+    for report in read_reports(sweep_dir):
+        name = report["run_name"]
+        if name in seen:
+            continue
+        seen.add(name)
+        if report["skipped"]:
+            skipped.add(name)
+        path = Path(report["run_dir"]) / RECORD_NAME
+        if path.is_file():
+            records.append(_record_at(path, {"run_name": name}))
+        else:  # the job failed before its run started (a config the sweeper composed)
+            records.append(
+                {"run_name": name, "status": "failed", "error": report["error"], "seed": None}
+            )
+    if plan.expanded:
+        records += collect(plan, [r for r in plan.runs if r.run_name not in seen])
+    return records, skipped
+
+
+def new_sweep_dir(results_dir: Path) -> Path:
+    """``<results_dir>/sweeps/<time>``, created here and now; ``<time>-2``, ``-3``, ... when a
+    sweep started in the same second took the name (mkdir is atomic, so two never share)."""
+    parent = Path(results_dir) / "sweeps"
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return path
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables while the block runs."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> SweepOutcome:
+    """Launch ``overrides`` (already planned as ``plan``) and gather the records.
+
+    KeyboardInterrupt propagates: finished records and the current run's checkpoint stay, and
+    running the same command again resumes (:func:`interrupted` says what was kept). A full
+    disk raises :class:`~poolbench.core.errors.StorageError`.
+    """
+    skipped = already_ok(plan)
+    start = time.time()
+    command_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+    sweep_dir = None
+    extra = list(plan.output_overrides)  # hydra.run.dir as planned
+    display: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if plan.multirun:
+        sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
+        extra = [f"hydra.sweep.dir={quoted(sweep_dir)}"]
+        display = SweepProgress(sweep_dir, plan.size, skipped, live=live)
+    # The command's id and working directory travel in each job's config (Hydra sets them in
+    # the job's environment): joblib workers reused from an earlier command in this process
+    # started with that one's environment, and may sit in another directory.
+    extra.append(f"++hydra.job.env_set.{COMMAND_ENV}={command_id}")
+    extra.append(f"++hydra.job.env_set.{LAUNCH_CWD_ENV}={quoted(os.getcwd())}")
+    # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
+    # reaches the command as itself, to be said in one line, not as Hydra's traceback.
+    with display, _environment({"HYDRA_FULL_ERROR": "1"}):
+        try:
+            launch(
+                [*overrides, *plan.hydra_overrides, *extra],
+                plan.multirun,
+                sweep_size=plan.size or len(plan.runs),
+            )
+        except StopCommand as stop:  # a job's full disk
+            raise stop.error from None
+        except OSError as err:  # Hydra's own files (.hydra/, multirun.yaml) on a full disk
+            if not is_no_space(err):
+                raise
+            raise storage_error(err, Path(err.filename or plan.results_dir)) from None
+    if sweep_dir is None:
+        timing, records = "", collect(plan)
+    else:
+        run_dirs = [Path(r["run_dir"]) for r in read_reports(sweep_dir)]
+        timing = interleaved_latency(plan, run_dirs)  # first: it writes into the records
+        records, found_done = reported(plan, sweep_dir)
+        skipped |= found_done - {
+            r["run_name"] for r in records if r.get("command_id") == command_id
+        }
+    ran = {r["run_name"] for r in records if r.get("command_id") == command_id}
+    elsewhere = {
+        r["run_name"]
+        for r in records
+        if r.get("status") != "missing" and r["run_name"] not in ran | skipped
+    }
+    return SweepOutcome(
+        records, skipped, time.time() - start, sweep_dir, timing, ran=ran, elsewhere=elsewhere
+    )
+
+
+def interrupted(plan: Plan) -> str:
+    """What an interrupted command leaves, in one line: finished runs, and the checkpoints
+    of the unfinished ones (or that none had saved one yet)."""
+    unfinished = [r for r in plan.runs if read_ok_record(plan.run_dir(r) / RECORD_NAME) is None]
+    kept = [r for r in unfinished if (plan.run_dir(r) / CHECKPOINT_NAME).is_file()]
+    finished = len(plan.runs) - len(unfinished)
+    text = f"interrupted: {finished} finished run{'s' * (finished != 1)} kept; "
+    if kept:
+        text += (
+            f"{len(kept)} unfinished run{'s' * (len(kept) != 1)} kept a checkpoint and "
+            "resume from it"
+        )
+    elif unfinished:
+        text += "no unfinished run had saved a checkpoint yet (they start afresh)"
+    else:
+        text += "nothing was left unfinished"
+    return text + "; run the same command again to go on"
+
+
+def interleaved_latency(plan: Plan, run_dirs: list[Path]) -> str:
+    """Time every ok run of a sweep (in ``run_dirs``) interleaved (see
+    :mod:`poolbench.run.timing`) and write the figures into their records; returns what happened,
+    in one line."""
+    first = plan.runs[0]
+    if not plan.multirun or not first.latency_interleaved:
+        return ""
+    if plan.on_cluster:
+        return (
+            "latency: not timed here (the runs ran on cluster nodes); on one of them run "
+            "`poolbench time <results>/runs` for comparable figures"
+        )
+    from poolbench.core.errors import DataError
+    from poolbench.run.timing import time_records
+
+    paths = [d / RECORD_NAME for d in dict.fromkeys(run_dirs)]
+    paths = [p for p in paths if p.is_file()]
+    print(f"sweep: timing {len(paths)} runs' models interleaved ...", flush=True)
+    try:
+        outcome = time_records(paths, first.latency_batch, max(first.latency_repeats, 10), warmup=3)
+    except DataError as err:
+        return f"latency: not timed ({err})"
+    unstable = sum(t.unstable for t in outcome.timings)
+    flag = f", {unstable} unstable (IQR > 15% of the median)" if unstable else ""
+    return (
+        f"latency: {len(outcome.timings)} configs timed interleaved in one process "
+        f"(session {outcome.session}){flag}"
+    )
