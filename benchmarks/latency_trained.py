@@ -23,15 +23,15 @@ import torch
 from poolbench.core.config import RunConfig
 from poolbench.core.errors import PoolbenchError
 from poolbench.data import create_dataset
-from poolbench.engine.loop import train
+from poolbench.engine.loop import Compute, train
 from poolbench.measure.device import (
     cpu_name,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
 )
-from poolbench.models import learned_exponents, set_learned_exponents
-from poolbench.run.runner import build_model
+from poolbench.models.inspect import learned_exponents, set_learned_exponents
+from poolbench.models.registry import build_model
 from poolbench.run.timing import Target, time_interleaved
 from poolbench.sweep.plan import plan
 
@@ -47,9 +47,7 @@ def trained_and_fresh(cfg: RunConfig) -> list[Target]:
     model = build_model(cfg, data.num_classes, data.in_channels).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train(
-        model, data, cfg.train, device, precision, cfg.seed, live=False, channels_last=channels_last
-    )
+    train(model, data, cfg.train, Compute(device, precision, channels_last), cfg.seed)
     torch.manual_seed(cfg.seed + 1)
     fresh = build_model(cfg, data.num_classes, data.in_channels).to(device)
     # as `poolbench time` rebuilds it: fresh weights, the record's learned exponents

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.engine.loop import make_optimizer
+from poolbench.engine.recipe import make_optimizer
 from poolbench.measure.device import CPU_NCHW_POOLS, cpu_name, resolve_precision
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import list_pools
 
 CFG = TrainConfig(batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec
 from poolbench.measure.device import cpu_name
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
 

@@ -40,9 +40,9 @@ from torch import nn
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import PoolbenchError
 from poolbench.data import create_dataset
-from poolbench.engine.loop import evaluate, train
+from poolbench.engine.loop import Compute, evaluate, train
 from poolbench.measure.device import cpu_name, resolve_channels_last, resolve_precision
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from poolbench.sweep.plan import plan
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
@@ -178,11 +178,8 @@ def main() -> None:
             model,
             data,
             cfg,
-            device,
-            precision,
+            Compute(device, precision, channels_last),
             seed=repeat,
-            live=False,
-            channels_last=channels_last,
             tta=args.tta,
         )
         rates["engine"].append(result.throughput_img_s)

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.data import create_dataset
-from poolbench.engine.loop import evaluate, make_schedule, param_groups, train
+from poolbench.engine.loop import Compute, evaluate, train
+from poolbench.engine.recipe import make_schedule, param_groups
 from poolbench.measure.device import Precision, cpu_name, resolve_channels_last, resolve_precision
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 
 RECIPE = TrainConfig(
     epochs=8, batch_size=64, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
@@ -105,9 +106,7 @@ def main() -> None:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         fast = torch.compile(model) if args.compile else model
-        result = train(
-            fast, data, cfg, device, precision, seed=0, live=False, channels_last=channels_last
-        )
+        result = train(fast, data, cfg, Compute(device, precision, channels_last), seed=0)
         rates["poolbench"].append(result.throughput_img_s)
         accs["poolbench"].append(result.test_acc)
         print(

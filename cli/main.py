@@ -20,6 +20,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from poolbench.cli import tables
+from poolbench.core import defaults
 from poolbench.core.errors import ConfigError, PoolbenchError
 
 
@@ -140,8 +141,9 @@ def run(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
+    from poolbench.sweep.launch import launch
     from poolbench.sweep.outcome import run_plan
-    from poolbench.sweep.plan import launch, plan
+    from poolbench.sweep.plan import plan
 
     overrides = list(overrides or [])
     if hydra_help or info:  # Hydra's own output; it reports its own errors
@@ -200,16 +202,16 @@ def report(
         ReportFormat.csv, "--format", help="Per-run table as csv or parquet (needs pyarrow)."
     ),
     pivot: str = typer.Option(
-        "pool,model",
+        f"{defaults.COMPARE_BY},model",
         "--pivot",
         help="ROWS,COLUMNS of the pivot table: any config key or label (pool,train.lr). "
         "ROWS is also what the significance tests compare.",
     ),
     metric: str = typer.Option(
-        "test_acc", "--metric", help="Metric of the pivot, ranking and significance tests."
+        defaults.METRIC, "--metric", help="Metric of the pivot, ranking and significance tests."
     ),
     alpha: float = typer.Option(
-        0.05, "--alpha", help="Significance level of the tests against the best (Holm)."
+        defaults.ALPHA, "--alpha", help="Significance level of the tests against the best (Holm)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     tags: list[str] = typer.Option(
@@ -265,7 +267,7 @@ def time_(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.core.checks import check_int
-    from poolbench.report.summary import find_records
+    from poolbench.report.records import find_records
     from poolbench.run.timing import time_records
 
     for key, value, minimum in (

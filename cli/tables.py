@@ -10,14 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from poolbench.core import metrics
-from poolbench.core.record import SWEEP_SUMMARY_NAME, atomic_write_text
+from poolbench.core.defaults import UNSTABLE_TEXT
 
 # Type names only: pandas (~0.5 s), torch (hydra_app, sweep: ~1.5 s) are imported by the commands
 # that need them, so that `poolbench --help` and shell completion stay fast.
 if TYPE_CHECKING:
     import pandas as pd
 
-    from poolbench.report.summary import Comparison, Significance
+    from poolbench.report.compare import Comparison
+    from poolbench.report.summary import Significance
     from poolbench.sweep.outcome import SweepOutcome
     from poolbench.sweep.plan import Plan
 
@@ -68,17 +69,12 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
     print_sweep_summary(console, outcome)
     if outcome.timing:
         console.print(outcome.timing, highlight=False, soft_wrap=True)
-    import pandas as pd
-
-    assert outcome.sweep_dir is not None
-    csv_path = outcome.sweep_dir / SWEEP_SUMMARY_NAME
-    atomic_write_text(csv_path, pd.json_normalize(records).to_csv(index=False))
     ok = len(records) - len(failed)
     elsewhere = len(outcome.elsewhere)
     by_others = f", {elsewhere} trained by another process meanwhile" if elsewhere else ""
     summary = (
         f"{ok} ok, {len(failed)} failed ({len(outcome.ran)} ran, "
-        f"{len(outcome.skipped)} skipped: already ok{by_others}); table: {csv_path}"
+        f"{len(outcome.skipped)} skipped: already ok{by_others}); table: {outcome.table}"
     )
     console.print(summary, highlight=False, soft_wrap=True)
     for r in failed:
@@ -103,27 +99,18 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     """A sweep's closing table: one row per configuration over its seeds (mean ± 95% interval,
     tied with the best or not, shift consistency, comparable latency, parameters, FLOPs), the
     statement of the test, and the sentences the statistics support."""
-    from poolbench.report.summary import (
-        Significance,
-        comparable_latency,
-        compared_key,
-        conclusions,
-        key_text,
-        records_frame,
-        shown_keys,
-        summarize,
-    )
+    from poolbench.report.conclusions import sweep_summary
+    from poolbench.report.keys import key_text
 
-    df = records_frame(outcome.records)
-    if not df["status"].eq("ok").any():
+    found = sweep_summary(outcome.records)
+    if found is None:
         return
-    summary = summarize(df)  # compared by pool; again only when the sweep varied something else
-    by = compared_key(summary)
-    significance = Significance(compare_by=by)
-    if by != "pool":
-        summary = summarize(df, significance)
-    keys = shown_keys(summary, by)
-    latency = comparable_latency(summary) or "latency_ms"
+    summary, significance, keys, latency = (
+        found.summary,
+        found.significance,
+        found.keys,
+        found.latency,
+    )
     columns = [
         ("test_acc", "test_acc ± ci95"),
         ("tied_with_best", "tied"),
@@ -175,8 +162,8 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
             soft_wrap=True,
         )
     elif "latency_unstable" in summary and summary["latency_unstable"].eq(True).any():
-        console.print("!: IQR above 15% of the median", highlight=False)
-    for sentence in conclusions(df, compare_by=by):
+        console.print(f"!: {UNSTABLE_TEXT}", highlight=False)
+    for sentence in found.sentences:
         console.print(sentence, highlight=False, soft_wrap=True)
 
 
@@ -197,7 +184,7 @@ def _claim(value: Any) -> str:
 def print_summary(console: Console, summary: pd.DataFrame, significance: Significance) -> None:
     """One row per group: the keys that tell groups apart, the tested metric (mean ± std, 95%
     interval, p against the best, tied or not), accuracy, latency, parameters, n, failed."""
-    from poolbench.report.summary import key_text, shown_keys
+    from poolbench.report.keys import key_text, shown_keys
 
     if summary.empty:
         console.print("no runs")
@@ -264,7 +251,8 @@ def print_bench(console: Console, rows: list[Any]) -> None:
 
 def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) -> None:
     """The matched pairs (B - A, p, differs), then every group that has no partner."""
-    from poolbench.report.summary import compare_legend, key_text, row_labels
+    from poolbench.report.compare import compare_legend
+    from poolbench.report.keys import key_text, row_labels
 
     info = metrics.get(comparison.metric)
     diff = comparison.table
@@ -303,7 +291,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
 def print_registry(console: Console, what: str) -> None:
     from poolbench.data import DATASETS
     from poolbench.engine.loggers import LOGGERS
-    from poolbench.models import MODELS
+    from poolbench.models.registry import MODELS
     from poolbench.pooling import POOLS
 
     if what in ("pools", "heads"):
@@ -376,7 +364,7 @@ def print_timings(console: Console, outcome: Any, batch: int, repeats: int) -> N
             t.label,
             f"{t.median_ms:.3f}",
             f"{t.iqr_ms:.3f}",
-            "no (IQR > 15%)" if t.unstable else "yes",
+            f"no ({UNSTABLE_TEXT})" if t.unstable else "yes",
             str(len(t.records)),
         )
     console.print(table)

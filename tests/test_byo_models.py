@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from poolbench.cli.main import app
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import ConfigError
-from poolbench.engine.loop import make_optimizer
-from poolbench.models import check_model, create_model
+from poolbench.engine.recipe import make_optimizer
+from poolbench.models.inspect import check_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import GlobalPool, LocalPool
 from tests.conftest import FAST
 

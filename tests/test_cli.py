@@ -128,10 +128,10 @@ def test_failing_run_is_recorded_and_sweep_continues(workdir: Path, monkeypatch)
 
     real_train = runner_mod.train
 
-    def flaky_train(model, data, cfg, device, precision, seed, **kw):
+    def flaky_train(model, data, cfg, compute, seed, **kw):
         if seed == 1:
             raise FloatingPointError("boom")
-        return real_train(model, data, cfg, device, precision, seed, **kw)
+        return real_train(model, data, cfg, compute, seed, **kw)
 
     monkeypatch.setattr(runner_mod, "train", flaky_train)
     result = runner.invoke(app, ["run", "-m", "seed=0,1", *FAST])
@@ -155,7 +155,9 @@ def test_report_summary_over_seeds(workdir: Path):
     result = invoke("report", "results", "-o", "out/report.csv")
     assert result.exit_code == 0, result.output
     runs = pd.read_csv(workdir / "out" / "report.csv")
-    assert len(runs) == 4 and set(RECORD_FIELDS) <= set(runs.columns)
+    # every field a column; the config identity as one column per key (config.<key>)
+    assert len(runs) == 4 and set(RECORD_FIELDS) - {"config"} <= set(runs.columns)
+    assert "config.pool.name" in runs.columns
     summary = pd.read_csv(workdir / "out" / "report_summary.csv")
     assert sorted(summary["pool"]) == ["avg", "max"]
     assert (summary["n"] == 2).all()

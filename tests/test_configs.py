@@ -11,7 +11,7 @@ from datafiles import write_cifar, write_imagefolder, write_imagenette, write_te
 from poolbench.core.paths import config_dir
 from poolbench.data import list_datasets
 from poolbench.engine.loggers import list_loggers
-from poolbench.models import list_models
+from poolbench.models.registry import list_models
 from poolbench.pooling import POOLS, list_pools
 from poolbench.sweep.plan import plan
 
@@ -112,3 +112,45 @@ def test_every_pool_parameter_is_set_without_plus():
         for o in overrides[1:]:
             key, value = o.removeprefix("pool.").split("=")
             assert str(run.pool.params[key]).lower() == value
+
+
+def _primary() -> dict:
+    return yaml.safe_load((CONFIGS / "config.yaml").read_text())
+
+
+def test_the_recipe_defaults_in_config_yaml_are_train_configs():
+    from dataclasses import fields
+
+    from poolbench.core.config import TrainConfig
+
+    node = _primary()["train"]
+    python = {f.name: f.default for f in fields(TrainConfig)}
+    python["milestones"] = list(python["milestones"])
+    assert node == python
+
+
+def test_the_eval_and_top_level_defaults_in_config_yaml_are_the_run_configs():
+    from dataclasses import MISSING, fields
+
+    from poolbench.core.config import EvalConfig, RunConfig
+
+    primary = _primary()
+    python = {f.name: f.default for f in fields(EvalConfig)}
+    python = {k: list(v) if isinstance(v, tuple) else v for k, v in python.items()}
+    assert primary["eval"] == python
+    groups = {"pool", "head", "model", "data", "train", "eval", "logger", "tags", "overrides"}
+    for f in fields(RunConfig):
+        if f.name in groups or f.name == "identity":
+            continue
+        assert f.default is not MISSING, f.name
+        assert primary[f.name] == f.default, f.name
+
+
+@pytest.mark.parametrize("recipe", options("train"))
+def test_a_recipe_lists_only_what_differs_from_the_defaults(recipe: str):
+    text = (CONFIGS / "train" / f"{recipe}.yaml").read_text()
+    config = yaml.safe_load(text) or {}
+    node = config.get("train", {}) if "@package _global_" in text else config
+    defaults = _primary()["train"]
+    same = [k for k, v in node.items() if k != "defaults" and defaults.get(k) == v]
+    assert not same, f"train/{recipe}.yaml repeats the defaults of {same}"

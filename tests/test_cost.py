@@ -7,7 +7,7 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.measure.cost import model_cost
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import create_pool
 from poolbench.pooling.base import LocalPool
 from tests.conftest import loads_dynamo

@@ -255,9 +255,9 @@ def test_shapes_is_seeded_sized_and_balanced():
 @pytest.mark.slow
 def test_shapes_is_learnable_by_a_small_cnn():
     from poolbench.core.config import PoolSpec, TrainConfig
-    from poolbench.engine.loop import train
+    from poolbench.engine.loop import Compute, train
     from poolbench.measure.device import resolve_precision
-    from poolbench.models import create_model
+    from poolbench.models.registry import create_model
 
     torch.manual_seed(0)
     # configs/train/shapes.yaml's recipe and the default vgg, on half the images.
@@ -265,7 +265,7 @@ def test_shapes_is_learnable_by_a_small_cnn():
     model = create_model("vgg", 6, 3, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"))
     cfg = TrainConfig(epochs=10, batch_size=128, lr=0.1)
     cpu = torch.device("cpu")
-    result = train(model, data, cfg, cpu, resolve_precision("fp32", cpu), seed=0, live=False)
+    result = train(model, data, cfg, Compute(cpu, resolve_precision("fp32", cpu)), seed=0)
     assert result.test_acc > 0.5  # chance is 1/6
 
 
@@ -289,7 +289,7 @@ def test_a_run_end_to_end_from_fixture_files(
             *extra,
         ]
     ).runs[0]
-    record = execute(run, workdir / "run", live=False)
+    record = execute(run, workdir / "run")
     assert record["status"] == "ok", record["error"]
     assert 0 <= record["test_acc"] <= 1 and record["val_acc"] is not None
 

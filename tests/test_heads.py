@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from poolbench.cli.main import app
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError, ShapeError
-from poolbench.models import check_model, create_model
+from poolbench.models.inspect import check_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import create_pool
 from poolbench.pooling.attention import resample_positions
 from poolbench.pooling.pyramid import spatial_pyramid_pool

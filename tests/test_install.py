@@ -67,6 +67,11 @@ def test_wheel_finds_its_configs_from_elsewhere(tmp_path: Path):
         timeout=300,
     )
     assert (target / "poolbench" / "configs" / "config.yaml").is_file()
+    # the command line installs inside poolbench's namespace: no top-level "cli" of its own
+    assert (target / "poolbench" / "cli" / "main.py").is_file()
+    packages = {p.name for p in target.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {"poolbench"}, packages
+    assert not (target / "cli").exists()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -12,7 +12,6 @@ from poolbench.measure.device import Precision
 from poolbench.measure.invariance import (
     EvalConfig,
     invariance_metrics,
-    metric_names,
     rotate,
     translate,
 )
@@ -76,7 +75,7 @@ def test_one_pixel_model_scores_low() -> None:
     assert out["shift_consistency"] < 0.3
     assert out["acc_shift_1"] < 0.3
     assert out["acc_res_12"] is None  # no global head: other sizes are not measurable
-    assert set(out) == set(metric_names(cfg))
+    assert set(out) == set(cfg.metric_names())
 
 
 def test_resolution_accuracy_for_a_global_head_and_too_small_sizes() -> None:

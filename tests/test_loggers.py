@@ -130,8 +130,8 @@ def test_a_resumed_run_logs_every_epoch_once(name: str, workdir: Path, monkeypat
     run_dir = workdir / "results" / "runs" / cfg.run_name
     interrupted_after_epoch_2(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        execute(cfg, run_dir, live=False)
-    record = execute(cfg, run_dir, live=False)  # resumes after epoch 2
+        execute(cfg, run_dir)
+    record = execute(cfg, run_dir)  # resumes after epoch 2
     assert record["status"] == "ok" and len(record["history"]) == 3
     losses = [h["train_loss"] for h in record["history"]]
     if name == "mlflow":

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import ConfigError
-from poolbench.engine.loop import make_optimizer
-from poolbench.models import MODELS, check_model, create_model, list_models, pool_settings
+from poolbench.engine.recipe import make_optimizer
+from poolbench.models.inspect import check_model, pool_settings
+from poolbench.models.registry import MODELS, create_model, list_models
 from poolbench.pooling import list_pools
 
 # Small widths: the whole matrix in well under a minute on 2 cores.

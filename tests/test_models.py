@@ -10,14 +10,9 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError, ShapeError
-from poolbench.models import (
-    check_model,
-    count_pool_params,
-    create_model,
-    list_models,
-    summarize_model,
-)
 from poolbench.models.blocks import PaddedPool
+from poolbench.models.inspect import check_model, count_pool_params, summarize_model
+from poolbench.models.registry import create_model, list_models
 from poolbench.pooling import POOLS, GlobalPool, LocalPool, list_pools, register_pool
 from poolbench.pooling.classic import AvgPool
 

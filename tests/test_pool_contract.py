@@ -7,7 +7,8 @@ import torch
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError, ShapeError
-from poolbench.models import check_model, create_model
+from poolbench.models.inspect import check_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import POOLS, create_pool, list_pools, pool_entry, pooled_size
 from poolbench.pooling.base import GlobalPool, LocalPool
 

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from poolbench.core.config import PoolSpec
 from poolbench.measure.device import Precision, cpu_nchw_pools, resolve_channels_last
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from poolbench.pooling import create_pool, list_pools
 
 BF16 = Precision("bf16", torch.bfloat16)

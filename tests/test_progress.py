@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from rich.cells import cell_len
 from rich.console import Console
 
-from poolbench.sweep.callbacks import JOBS_DIR
+from poolbench.engine.callbacks import Loop, LoopState
+from poolbench.run.jobs import JOBS_DIR
 from poolbench.ui.progress import (
     NO_TIME,
     RunProgress,
@@ -80,16 +82,19 @@ def test_every_row_fits_with_whole_counts_bars_and_times(width: int, tmp_path: P
         assert re.search(
             rf"sweep ━+ +1/24 0 ok,? 0 fail(ed)?,? 1 skip(ped)? {TIME} ETA -:--:--$", row
         )
-        with RunProgress(NAME, 10, 1200, live=True, console=console, clock_s=t) as run:
-            run.step(1, 1, 2.30258, 12345.6)
-            t.t += 1
-            run.step(1, 2, 2.2, 12000.4)
-            sweep_row, run_row = frame(width)
-            assert re.search(r" ━+ (epoch|ep) +1/10 (batch|b) +2/1200 loss 2\.200", run_row), (
-                run_row
-            )
-            assert re.search(rf"12,000 img/s ETA {TIME}$", run_row), run_row
-            run.epoch_end(1, 2.1, 0.5, 12000.0)
+        run = RunProgress(NAME, live=True, console=console, clock_s=t)
+        loop = Loop(LoopState(), 10, 1200, {}, torch.Generator(), running=1)
+        run.on_train_start(loop)
+        run.on_progress(loop, 1, 2.30258, 12345.6)
+        t.t += 1
+        run.on_progress(loop, 2, 2.2, 12000.4)
+        sweep_row, run_row = frame(width)
+        assert re.search(r" ━+ (epoch|ep) +1/10 (batch|b) +2/1200 loss 2\.200", run_row), run_row
+        assert re.search(rf"12,000 img/s ETA {TIME}$", run_row), run_row
+        loop.state = LoopState(epoch=1, images=12000, train_seconds=1.0)
+        loop.state.history.append({"epoch": 1, "train_loss": 2.1, "val_acc": 0.5})
+        run.on_epoch_end(loop)
+        run.on_train_end(loop)
         report(tmp_path, 0, "r0", "ok", wall_s=120.0)
         assert sweep.poll()
         with phase(NAME, "evaluating: invariance", live=True, console=console, clock_s=t):
@@ -149,7 +154,7 @@ def test_phases_are_log_lines_without_a_terminal(caplog):
 
 def test_model_summary_fits_80_columns(caplog):
     from poolbench.core.config import PoolSpec
-    from poolbench.models import create_model
+    from poolbench.models.registry import create_model
     from poolbench.run.runner import log_model_summary
 
     net = create_model(

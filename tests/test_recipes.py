@@ -20,15 +20,15 @@ from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import ConfigError, DataError
 from poolbench.data import create_dataset
 from poolbench.data.memory import Augmentation, augment, resolve_augmentation
-from poolbench.engine.loop import (
+from poolbench.engine.loop import tta_logits
+from poolbench.engine.recipe import (
     Lookahead,
     learning_rates,
     make_optimizer,
     make_schedule,
     param_groups,
-    tta_logits,
 )
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from tests.conftest import FAST
 
 runner = CliRunner()

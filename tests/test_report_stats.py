@@ -17,16 +17,12 @@ from poolbench.cli.main import app
 from poolbench.core import metrics
 from poolbench.core.errors import ConfigError
 from poolbench.core.record import RECORD_FIELDS
+from poolbench.report.compare import compare
 from poolbench.report.plots import make_figures
+from poolbench.report.records import load_records
 from poolbench.report.significance import PAIRED, WELCH, holm
-from poolbench.report.summary import (
-    Significance,
-    compare,
-    load_records,
-    pivot,
-    summarize,
-    summary_markdown,
-)
+from poolbench.report.summary import Significance, summarize
+from poolbench.report.tables import pivot, summary_markdown
 from tests.fake_records import record, write_runs, write_sweep
 
 runner = CliRunner()
@@ -560,7 +556,8 @@ def test_a_seed_recorded_twice_is_never_paired(tmp_path: Path):
 
 
 def test_a_best_with_one_seed_makes_no_claim_in_the_sentences():
-    from poolbench.report.summary import conclusions, records_frame
+    from poolbench.report.conclusions import conclusions
+    from poolbench.report.records import records_frame
 
     recs = [record("max", 0, 0.99)]
     recs += [record(p, s, 0.9 + s / 100) for p in ("avg", "lp") for s in range(3)]
@@ -570,7 +567,8 @@ def test_a_best_with_one_seed_makes_no_claim_in_the_sentences():
 
 
 def test_sentences_conclude_on_a_setting_that_finished(tmp_path: Path):
-    from poolbench.report.summary import conclusions, records_frame
+    from poolbench.report.conclusions import conclusions
+    from poolbench.report.records import records_frame
 
     failed = [
         record(
@@ -590,7 +588,8 @@ def test_sentences_conclude_on_a_setting_that_finished(tmp_path: Path):
 
 
 def test_a_job_without_a_config_does_not_make_keys_vary():
-    from poolbench.report.summary import records_frame, shown_keys
+    from poolbench.report.keys import shown_keys
+    from poolbench.report.records import records_frame
 
     done = [record(p, s, a) for p, accs in APART.items() for s, a in enumerate(accs)]
     phantom = {"run_name": "x", "status": "failed", "error": "boom", "seed": None}
@@ -600,7 +599,9 @@ def test_a_job_without_a_config_does_not_make_keys_vary():
 
 
 def test_one_latency_rule_for_table_sentences_and_plots():
-    from poolbench.report.summary import comparable_latency, conclusions, records_frame
+    from poolbench.report.conclusions import conclusions
+    from poolbench.report.records import records_frame
+    from poolbench.report.summary import comparable_latency
 
     def recs(latency: dict, session: dict) -> list[dict]:
         return [
@@ -633,7 +634,7 @@ def test_compare_does_not_pair_across_a_key_that_varies_within_a_side(tmp_path: 
 
 
 def test_ranking_lists_rows_that_ran_everywhere_first(tmp_path: Path):
-    from poolbench.report.summary import ranking, table_text
+    from poolbench.report.tables import ranking, table_text
 
     recs = [
         record(p, s, acc, config={"model": {"name": m}}, model=m)

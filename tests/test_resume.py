@@ -29,7 +29,7 @@ def _config(*extra: str):
 
 def test_interrupted_run_resumes_to_identical_metrics(workdir: Path, monkeypatch):
     cfg = _config()
-    reference = execute(cfg, workdir / "a", live=False)
+    reference = execute(cfg, workdir / "a")
     assert reference["status"] == "ok"
     assert not (workdir / "a" / CHECKPOINT_NAME).exists()  # removed after success
 
@@ -42,40 +42,40 @@ def test_interrupted_run_resumes_to_identical_metrics(workdir: Path, monkeypatch
 
     monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        execute(cfg, workdir / "b", live=False)
+        execute(cfg, workdir / "b")
     assert not (workdir / "b" / "result.json").exists()
     assert torch.load(workdir / "b" / CHECKPOINT_NAME, weights_only=False)["epoch"] == 1
     assert [p.name for p in (workdir / "b").iterdir()] == [CHECKPOINT_NAME]  # no temp files
 
     monkeypatch.setattr(Checkpoint, "save", save)
-    resumed = execute(cfg, workdir / "b", live=False)
+    resumed = execute(cfg, workdir / "b")
     assert resumed["status"] == "ok"
     assert {k: resumed[k] for k in SAME} == {k: reference[k] for k in SAME}
 
 
 def test_checkpoint_of_another_config_is_ignored(workdir: Path):
     cfg = _config()
-    execute(_config("seed=5", "keep_checkpoint=true"), workdir / "run", live=False)
+    execute(_config("seed=5", "keep_checkpoint=true"), workdir / "run")
     (workdir / "run" / "result.json").unlink()
     assert (workdir / "run" / CHECKPOINT_NAME).exists()
-    record = execute(cfg, workdir / "run", live=False)
-    clean = execute(cfg, workdir / "clean", live=False)
+    record = execute(cfg, workdir / "run")
+    clean = execute(cfg, workdir / "clean")
     assert {k: record[k] for k in SAME} == {k: clean[k] for k in SAME}
 
 
 def test_ok_record_is_skipped_unless_rerun(workdir: Path):
     cfg = _config()
-    first = execute(cfg, workdir, live=False)
+    first = execute(cfg, workdir)
     mtime = (workdir / "result.json").stat().st_mtime_ns
-    assert execute(cfg, workdir, live=False) == first
+    assert execute(cfg, workdir) == first
     assert (workdir / "result.json").stat().st_mtime_ns == mtime
-    again = execute(_config("rerun=true"), workdir, live=False)
+    again = execute(_config("rerun=true"), workdir)
     assert again["status"] == "ok" and again["run_id"] == first["run_id"]
     assert (workdir / "result.json").stat().st_mtime_ns > mtime
 
 
 def test_diverged_run_records_error_and_epoch(workdir: Path):
-    record = execute(_config("train.lr=1e12", "train.schedule=constant"), workdir, live=False)
+    record = execute(_config("train.lr=1e12", "train.schedule=constant"), workdir)
     assert record["status"] == "failed"
     assert record["error"].startswith("TrainingDiverged")
     assert record["failed_epoch"] == 1
@@ -181,14 +181,14 @@ def test_interrupted_run_before_its_first_checkpoint_says_so(workdir: Path, monk
 
     monkeypatch.setattr(runner_mod, "train", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        execute(_config(), workdir / "run", live=False)
+        execute(_config(), workdir / "run")
     assert not (workdir / "run" / CHECKPOINT_NAME).exists()
     assert "interrupted before its first checkpoint: it starts afresh" in caplog.text
     assert "checkpoint kept" not in caplog.text
 
 
 def test_a_dataloader_worker_traceback_is_one_line_in_the_record():
-    from poolbench.run.runner import one_line
+    from poolbench.core.errors import one_line
 
     wrapped = RuntimeError(
         "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from poolbench.cli.main import app
 from poolbench.core.config import PoolSpec
 from poolbench.measure.cost import model_cost
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 from tests.conftest import FAST
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbench.models import list_models
+from poolbench.models.registry import list_models
 from poolbench.run.runner import _train_and_measure
 from poolbench.sweep.plan import plan
 
@@ -23,7 +23,7 @@ NEEDS_INPUT = {"custom"}
 
 
 def train_once(*overrides: str) -> dict:
-    metrics, _ = _train_and_measure(plan([*overrides, *QUIET]).runs[0], live=False)
+    metrics, _ = _train_and_measure(plan([*overrides, *QUIET]).runs[0], None)
     return metrics
 
 

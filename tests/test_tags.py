@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from poolbench.cli.main import app
 from poolbench.core.config import check_tags
 from poolbench.core.errors import ConfigError
-from poolbench.report.summary import records_frame, summarize, with_tags, write_report
+from poolbench.report.records import records_frame, with_tags
+from poolbench.report.summary import summarize
+from poolbench.report.write import write_report
 from poolbench.sweep.plan import plan
 from tests.conftest import FAST
 

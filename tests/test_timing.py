@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from poolbench.cli.main import app
 from poolbench.measure.device import Precision
-from poolbench.report.summary import conclusions, records_frame, summarize
+from poolbench.report.conclusions import conclusions
+from poolbench.report.records import records_frame
+from poolbench.report.summary import summarize
 from poolbench.run.timing import Target, time_interleaved
 from tests.conftest import FAST
 
@@ -179,7 +181,8 @@ def test_one_seed_makes_no_claim():
 
 def test_learned_exponents_round_trip_into_a_rebuilt_model():
     from poolbench.core.config import PoolSpec
-    from poolbench.models import create_model, learned_exponents, set_learned_exponents
+    from poolbench.models.inspect import learned_exponents, set_learned_exponents
+    from poolbench.models.registry import create_model
 
     def gem_net() -> nn.Module:
         return create_model("vgg", 10, 1, PoolSpec("gem"), PoolSpec("global_gem"), widths=[4, 8])
@@ -205,7 +208,7 @@ def test_learned_exponents_round_trip_into_a_rebuilt_model():
 
 
 def test_poolbench_time_rebuilds_gem_with_the_exponents_it_learned(workdir: Path):
-    from poolbench.models import learned_exponents
+    from poolbench.models.inspect import learned_exponents
     from poolbench.run.timing import targets_from_records
 
     result = runner.invoke(app, ["run", "pool=gem", "latency_interleaved=false", *FAST])

@@ -9,10 +9,11 @@ import torch
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import ConfigError
 from poolbench.data import create_dataset
-from poolbench.engine.loop import check_validation, make_optimizer, make_schedule, train
+from poolbench.engine.loop import Compute, check_validation, train
 from poolbench.engine.optim import AdamW
+from poolbench.engine.recipe import make_optimizer, make_schedule
 from poolbench.measure.device import resolve_precision
-from poolbench.models import create_model
+from poolbench.models.registry import create_model
 
 CPU = torch.device("cpu")
 FP32 = resolve_precision("fp32", CPU)
@@ -31,7 +32,7 @@ def tiny_run(cfg: TrainConfig, seed: int = 0):
     model = create_model(
         "vgg", 10, 1, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"), widths=[8, 8, 8]
     )
-    return train(model, data, cfg, CPU, FP32, seed=seed, live=False), data, model
+    return train(model, data, cfg, Compute(CPU, FP32), seed=seed), data, model
 
 
 def lrs(cfg: TrainConfig, total: int) -> list[float]:
@@ -147,5 +148,5 @@ def test_test_time_mirrors_only_what_training_mirrored(monkeypatch, flip: str, m
     data.flip = True  # as if the data could be mirrored (digits cannot)
     model = create_model("vgg", 10, 1, PoolSpec("max"), PoolSpec("global_avg"), widths=[8, 8, 8])
     cfg = TrainConfig(epochs=1, flip=flip, val_fraction=0.0)
-    train(model, data, cfg, CPU, FP32, seed=0, live=False, tta="flip")
+    train(model, data, cfg, Compute(CPU, FP32), seed=0, tta="flip")
     assert seen and set(seen) == {mirrored}

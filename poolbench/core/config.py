@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from poolbench.core import metrics
+from poolbench.core import defaults, metrics
 from poolbench.core.checks import check_bool, check_choice, check_int, check_int_list, check_number
 from poolbench.core.errors import ConfigError
 
@@ -90,8 +90,8 @@ class TrainConfig:
     augmentation.
     """
 
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 8
+    batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
@@ -229,6 +229,15 @@ class EvalConfig:
                 _set(self, key, tuple(check_int_list(f"eval.{key}", values, 1)))
         _set(self, "max_rot", check_number("eval.max_rot", self.max_rot, 0, 180))
 
+    def metric_names(self) -> list[str]:
+        """The record fields the invariance tests fill (:mod:`poolbench.measure.invariance`)."""
+        if not self.enabled:
+            return []
+        names = ["shift_consistency", *(f"acc_shift_{k}" for k in self.shifts)]
+        if self.max_rot > 0:
+            names.append("acc_rot")
+        return names + [f"acc_res_{s}" for s in self.sizes]
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> EvalConfig:
         if d is not None and not isinstance(d, dict):
@@ -270,7 +279,7 @@ class RunConfig:
     threads: str | int = "auto"
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: ComponentSpec = field(default_factory=lambda: ComponentSpec("csv"))
-    objective: str = "test_acc"
+    objective: str = defaults.METRIC
     tags: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
     identity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -325,6 +334,17 @@ class RunConfig:
             identity=identity_of(d),
             **scalars,
         )
+
+    def value(self, key: str) -> Any:
+        """The value of the dotted config ``key`` in this run (``pool.F``, ``train.epochs``,
+        ``seed``); None for a pool's or model's parameter it does not set."""
+        head, _, rest = key.partition(".")
+        node = getattr(self, head)
+        if not rest:
+            return node
+        if isinstance(node, (PoolSpec, ComponentSpec)):
+            return node.name if rest == "name" else node.params.get(rest)
+        return getattr(node, rest)
 
     @property
     def run_id(self) -> str:

@@ -48,3 +48,17 @@ class StopCommand(BaseException):
     def __init__(self, error: PoolbenchError) -> None:
         super().__init__(error)
         self.error = error
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message as the one line a record and a table keep: a message that
+    carries a traceback (a DataLoader worker's: "Caught X in DataLoader worker process 0. /
+    Original Traceback ...") ends with the original exception's line, which is the one kept."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1 and any(
+        ln.startswith("Traceback") or "Traceback (most recent" in ln for ln in lines
+    ):
+        return lines[-1]
+    return lines[0] if len(lines) == 1 else " ".join(lines)

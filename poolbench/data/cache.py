@@ -1,28 +1,20 @@
 """A small on-disk cache for prepared datasets, so that a warm ``poolbench run`` skips slow
 imports and preprocessing (scikit-learn alone takes about a second to import).
 
-Location: ``$POOLBENCH_CACHE``, else ``$XDG_CACHE_HOME/poolbench``, else ``~/.cache/poolbench``.
+Location: :func:`poolbench.core.paths.cache_dir`.
 Entries are dicts of tensors saved with ``torch.save``; a key names everything the content
 depends on, and ``version`` is bumped when the way it is built changes.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from poolbench.core.record import atomic_file
-
-
-def cache_dir() -> Path:
-    if os.environ.get("POOLBENCH_CACHE"):
-        return Path(os.environ["POOLBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "poolbench"
+from poolbench.core.paths import cache_dir
+from poolbench.core.storage import atomic_file
 
 
 def cached_tensors(key: str, build: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:

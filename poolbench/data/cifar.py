@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from poolbench.core.checks import check_bool, check_int
 from poolbench.core.errors import DataError
-from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset
+from poolbench.data.registry import register_dataset
 
 # Per-channel statistics of the training images (0-1 scale), the values the literature uses.
 STATS = {

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.core.checks import check_int, check_number
-from poolbench.data import register_dataset
 from poolbench.data.cache import cached_tensors
 from poolbench.data.memory import InMemoryDataset, channel_stats
+from poolbench.data.registry import register_dataset
 
 
 @register_dataset(

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from poolbench.core.checks import check_bool, check_choice, check_int
 from poolbench.core.errors import DataError
-from poolbench.data import register_dataset
 from poolbench.data.loader import DecodedImages, LoaderDataset, decoded_images
+from poolbench.data.registry import register_dataset
 
 log = logging.getLogger("poolbench")
 

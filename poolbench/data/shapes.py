@@ -20,8 +20,8 @@ from torch import Tensor
 
 from poolbench.core.checks import check_int, check_number
 from poolbench.core.errors import ConfigError
-from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset, channel_stats
+from poolbench.data.registry import register_dataset
 
 CLASSES = ("disc", "square", "triangle", "cross", "ring", "bar")
 

@@ -29,8 +29,8 @@ from torch import Tensor
 
 from poolbench.core.checks import check_bool, check_choice, check_int
 from poolbench.core.errors import ConfigError, DataError
-from poolbench.data import register_dataset
 from poolbench.data.memory import InMemoryDataset, channel_stats
+from poolbench.data.registry import register_dataset
 
 LAYOUTS = ("auto", "nchw", "nhwc")
 

@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from poolbench.core.record import atomic_file
-from poolbench.core.storage import set_aside
+from poolbench.core.storage import atomic_file, set_aside
+from poolbench.engine.callbacks import Callback, Loop, LoopState, Stateful
 
 log = logging.getLogger("poolbench")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_KEYS = frozenset({"run_id", "epoch", "objects", "rng", "totals"})
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -147,4 +142,26 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-__all__ = ["CHECKPOINT_NAME", "Checkpoint"]
+class CheckpointCallback(Callback):
+    """Resumes a training run from ``checkpoint`` (when it holds one of this run) before the
+    first epoch, and saves after every epoch; the checkpoint's ``running`` follows the epoch
+    being trained, for a failure record."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+
+    def on_train_start(self, loop: Loop) -> None:
+        totals = self.checkpoint.restore(loop.stateful, loop.generator)
+        if totals is not None:
+            loop.state = LoopState(epoch=self.checkpoint.epoch, **totals)
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        self.checkpoint.running = loop.running
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        state = loop.state
+        totals = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "epoch"}
+        self.checkpoint.save(loop.state.epoch, loop.stateful, loop.generator, totals)
+
+
+__all__ = ["CHECKPOINT_NAME", "Checkpoint", "CheckpointCallback"]

@@ -2,8 +2,8 @@
 ``mlflow``.
 
 A logger hears two things from :func:`poolbench.run.runner.execute`: ``log_epoch(history)`` after
-every epoch (the per-epoch rows so far: epoch, train_loss, val_acc, lr, img_s; the hook
-``train(on_epoch=...)`` calls; a run resumed from its checkpoint starts with the restored
+every epoch (the per-epoch rows so far: epoch, train_loss, val_acc, lr, img_s; a logger is one
+of the training loop's callbacks; a run resumed from its checkpoint starts with the restored
 epochs, and each logger writes only the epochs its store does not have yet) and
 ``log_record(record)`` once, with the run's final record, ok or failed. The record
 (``result.json``) is written either way; a logger only adds a view.
@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from poolbench.core import metrics
 from poolbench.core.errors import ConfigError
-from poolbench.core.record import atomic_write_text
 from poolbench.core.registry import Registry
+from poolbench.core.storage import atomic_write_text
+from poolbench.engine.callbacks import Callback, Loop
 
 if TYPE_CHECKING:
     from poolbench.core.config import ComponentSpec, RunConfig
@@ -48,8 +49,12 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_acc", "lr", "img_s")
 NEEDS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
-class RunLogger:
-    """Receives a run's epochs and its final record; the base class ignores both."""
+class RunLogger(Callback):
+    """Receives a run's epochs (as the training loop's callback) and its final record; the base
+    class ignores both."""
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        self.log_epoch(loop.state.history)
 
     def log_epoch(self, history: Sequence[dict[str, Any]]) -> None:
         pass

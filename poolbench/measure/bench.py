@@ -31,7 +31,7 @@ import torch.nn.functional as F_
 from torch import Tensor, nn
 
 from poolbench.core.errors import ConfigError
-from poolbench.core.record import atomic_write_text
+from poolbench.core.storage import atomic_write_text
 from poolbench.measure.device import check_allocator, resolve_device, set_cpu_allocator
 from poolbench.measure.latency import median_iqr, time_repeats
 from poolbench.pooling import create_for_slot, list_pools

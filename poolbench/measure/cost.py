@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from poolbench.models import dry_run
+from poolbench.models.inspect import dry_run
 from poolbench.pooling.base import GlobalPool, LocalPool
 
 aten = torch.ops.aten

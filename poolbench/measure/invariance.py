@@ -38,7 +38,7 @@ from poolbench.core.config import EvalConfig
 from poolbench.core.errors import ShapeError
 from poolbench.data.base import ImageData
 from poolbench.measure.device import Precision
-from poolbench.models import check_model, eval_mode
+from poolbench.models.inspect import check_model, eval_mode
 from poolbench.pooling.base import GlobalPool
 
 
@@ -199,20 +199,9 @@ def _resolution_accuracy(predictor: _Predictor, size: int) -> float | None:
     return predictor.accuracy(lambda x, _s: resize(x, size))
 
 
-def metric_names(cfg: EvalConfig) -> list[str]:
-    """The record fields ``invariance_metrics`` fills for ``cfg``."""
-    if not cfg.enabled:
-        return []
-    names = ["shift_consistency", *(f"acc_shift_{k}" for k in cfg.shifts)]
-    if cfg.max_rot > 0:
-        names.append("acc_rot")
-    return names + [f"acc_res_{s}" for s in cfg.sizes]
-
-
 __all__ = [
     "EvalConfig",
     "invariance_metrics",
-    "metric_names",
     "resize",
     "rotate",
     "translate",

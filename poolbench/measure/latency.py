@@ -1,19 +1,22 @@
-"""Timing that can be trusted: warm-up, device synchronisation, median of repeats; and the
-peak memory of a training run."""
+"""Timing that can be trusted: warm-up, device synchronisation, median of repeats; several
+models timed interleaved, round by round, so that a change of load hits all of them alike
+(:func:`time_interleaved`); and the peak memory of a training run."""
 
 from __future__ import annotations
 
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from poolbench.core.defaults import UNSTABLE_IQR
 from poolbench.measure.device import Precision, synchronize
-from poolbench.models import eval_mode
+from poolbench.models.inspect import eval_mode
 
 
 def time_repeats(
@@ -68,6 +71,85 @@ def inference_latency(
         times = time_repeats(forward, device, warmup, repeats, clock)
     median, iqr = median_iqr(times)
     return median * 1e3, iqr * 1e3
+
+
+@dataclass
+class Target:
+    """One configuration to time: its model and the conditions its runs used."""
+
+    key: str  # the identity of its group: config less the seed
+    label: str
+    model: nn.Module
+    input_shape: tuple[int, int, int]
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+    records: list[Path]
+
+
+@dataclass(frozen=True)
+class Timing:
+    key: str
+    label: str
+    median_ms: float
+    iqr_ms: float
+    records: tuple[Path, ...]
+
+    @property
+    def unstable(self) -> bool:
+        return self.iqr_ms > UNSTABLE_IQR * self.median_ms
+
+
+def time_interleaved(
+    targets: Sequence[Target],
+    batch: int = 64,
+    repeats: int = 15,
+    warmup: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+    order: list[str] | None = None,
+) -> list[Timing]:
+    """Median and IQR (ms) of one eval-mode forward pass of ``batch`` random images for every
+    target, timed round by round: each round calls every target once, in the same order.
+    ``order`` (if given) collects the labels in the order they were timed (for tests)."""
+    calls = []
+    for t in targets:
+        x = torch.randn(batch, *t.input_shape, device=t.device)
+        if t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            t.model.to(memory_format=torch.channels_last)
+
+        def forward(model: nn.Module = t.model, x: torch.Tensor = x, t: Target = t) -> None:
+            with torch.no_grad(), t.precision.autocast(t.device):
+                model(x)
+
+        calls.append(forward)
+    times: list[list[float]] = [[] for _ in targets]
+    with _all_eval([t.model for t in targets]):
+        for call, t in zip(calls, targets, strict=True):
+            time_repeats(call, t.device, warmup=warmup, repeats=0, clock=clock)
+        for _ in range(repeats):
+            for i, (call, t) in enumerate(zip(calls, targets, strict=True)):
+                times[i] += time_repeats(call, t.device, warmup=0, repeats=1, clock=clock)
+                if order is not None:
+                    order.append(t.label)
+    out = []
+    for t, values in zip(targets, times, strict=True):
+        median, iqr = median_iqr(values)
+        out.append(Timing(t.key, t.label, median * 1e3, iqr * 1e3, tuple(t.records)))
+    return out
+
+
+class _all_eval:
+    def __init__(self, models: list[nn.Module]) -> None:
+        self.contexts = [eval_mode(m) for m in models]
+
+    def __enter__(self) -> None:
+        for c in self.contexts:
+            c.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for c in self.contexts:
+            c.__exit__(*exc)
 
 
 class PeakMemory:

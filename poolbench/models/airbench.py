@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from poolbench.core.checks import check_int, check_number
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError
-from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_widths, make_pool
+from poolbench.models.registry import register_model
 
 WHITEN_EPS = 5e-4
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from torch import nn
 
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,
     check_dropout,
@@ -25,6 +24,7 @@ from poolbench.models.blocks import (
     conv_norm_act,
     make_pool,
 )
+from poolbench.models.registry import register_model
 
 OVERLAPPING = {"F": 3, "S": 2}
 

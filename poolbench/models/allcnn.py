@@ -23,8 +23,8 @@ from torch import nn
 
 from poolbench.core.checks import check_choice, check_int
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_dropout, conv_norm_act, make_pool
+from poolbench.models.registry import register_model
 
 VARIANTS = ("base", "strided", "convpool", "allcnn")
 PAPER_WINDOW = {"F": 3, "S": 2}

@@ -29,8 +29,8 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError
-from poolbench.models import register_model
 from poolbench.models.blocks import build_head, conv_norm_act, make_pool
+from poolbench.models.registry import register_model
 from poolbench.models.replace import replace_pools
 from poolbench.pooling import takes_stages
 

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from poolbench.core.checks import check_int
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     FIXED,
     StagedNet,
@@ -31,6 +30,7 @@ from poolbench.models.blocks import (
     fixed_window_pool,
     make_pool,
 )
+from poolbench.models.registry import register_model
 from poolbench.pooling import create_for_slot
 
 # The pooling branch must keep the map size: F=3, S=1, P=1 gives floor((W - 3 + 2)/1) + 1 = W.

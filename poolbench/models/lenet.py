@@ -13,8 +13,8 @@ from torch import nn
 
 from poolbench.core.checks import check_choice, check_int
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import StagedNet, check_widths, conv_norm_act, make_pool
+from poolbench.models.registry import register_model
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 

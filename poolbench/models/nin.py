@@ -14,7 +14,6 @@ from __future__ import annotations
 from torch import nn
 
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,
     check_dropout,
@@ -22,6 +21,7 @@ from poolbench.models.blocks import (
     conv_norm_act,
     make_pool,
 )
+from poolbench.models.registry import register_model
 
 PAPER_WINDOW = {"F": 3, "S": 2}
 

@@ -224,7 +224,7 @@ def _probe_channels(
     """The channel counts entering every placeholder and every module of ``global_names``
     (global pools, linear layers; a set: a module called twice in ``forward`` may see two),
     from one eval-mode forward pass, and the order they ran in."""
-    from poolbench.models import dry_run
+    from poolbench.models.inspect import dry_run
 
     seen: dict[str, set[int]] = {}
     order: list[str] = []

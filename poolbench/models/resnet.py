@@ -33,7 +33,6 @@ from torch import Tensor, nn
 from poolbench.core.checks import check_choice
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError, ShapeError
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,
     check_widths,
@@ -41,6 +40,7 @@ from poolbench.models.blocks import (
     make_pool,
     pad_to_output,
 )
+from poolbench.models.registry import register_model
 
 STEM_WINDOW = {"F": 3, "S": 2, "padding": 1}  # He et al. 2015, Table 1: 3x3 max pool, stride 2
 FRACTIONAL_SHORTCUT = (

@@ -16,7 +16,6 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,
     check_dropout,
@@ -24,6 +23,7 @@ from poolbench.models.blocks import (
     conv_norm_act,
     make_pool,
 )
+from poolbench.models.registry import register_model
 
 
 @register_model(

@@ -22,7 +22,7 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError
-from poolbench.models import register_model
+from poolbench.models.registry import register_model
 from poolbench.models.replace import replace_pools
 
 # Keys of timm.create_model that poolbench sets itself, and why.

@@ -15,7 +15,7 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec
 from poolbench.core.errors import ConfigError
-from poolbench.models import register_model
+from poolbench.models.registry import register_model
 from poolbench.models.replace import adapt_first_conv, replace_pools
 
 # Inception-style models build auxiliary classifiers for training unless told not to.

@@ -12,7 +12,6 @@ from torch import nn
 
 from poolbench.core.checks import check_int, check_int_list
 from poolbench.core.config import PoolSpec
-from poolbench.models import register_model
 from poolbench.models.blocks import (
     StagedNet,
     check_dropout,
@@ -20,6 +19,7 @@ from poolbench.models.blocks import (
     conv_norm_act,
     make_pool,
 )
+from poolbench.models.registry import register_model
 
 
 @register_model(

@@ -23,9 +23,9 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from poolbench.core.checks import check_int
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
+from poolbench.pooling.registry import register_pool
 
 
 def binomial_filter(blur_size: int) -> list[float]:

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from poolbench.core.checks import check_int, check_number
 from poolbench.core.errors import ConfigError
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool
 from poolbench.pooling.ops import compute_dtype
+from poolbench.pooling.registry import register_pool
 
 
 def attend(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:

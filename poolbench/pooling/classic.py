@@ -23,9 +23,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from poolbench.core.checks import check_bool, check_number
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import crop_to_blocks, per_block, tiles_into_blocks, window_view
+from poolbench.pooling.registry import register_pool
 
 
 @register_pool("max", kind="local", paper="Ranzato et al. 2007; Jarrett et al. 2009")

@@ -13,8 +13,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from poolbench.core.checks import check_bool, check_int
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
+from poolbench.pooling.registry import register_pool
 
 
 @register_pool(

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
+from poolbench.pooling.registry import register_pool
 
 
 def _suffix_max(x: Tensor, dim: int, S: int, count: int) -> Tensor:

@@ -26,9 +26,9 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from poolbench.core.checks import check_int, check_int_list, check_number
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool, gem_exponent, init_gem
 from poolbench.pooling.ops import abs_pow, float32_at_least, sums_representable
+from poolbench.pooling.registry import register_pool
 
 
 def parse_grid(name: str, value: object, layer: str) -> tuple[int, int]:

@@ -20,7 +20,6 @@ import torch.nn.functional as F_
 from torch import Tensor, nn
 
 from poolbench.core.checks import check_bool, check_int, check_number
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import (
     block_max,
@@ -33,6 +32,7 @@ from poolbench.pooling.ops import (
     tiles_into_blocks,
     window_view,
 )
+from poolbench.pooling.registry import register_pool
 
 
 def _window_dot(x: Tensor, weight: Tensor, F: int, S: int) -> Tensor:

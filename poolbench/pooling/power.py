@@ -25,7 +25,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from poolbench.core.checks import check_number
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, gem_exponent, init_gem
 from poolbench.pooling.ops import (
     abs_pow,
@@ -38,6 +37,7 @@ from poolbench.pooling.ops import (
     tiles_into_blocks,
     window_view,
 )
+from poolbench.pooling.registry import register_pool
 
 
 def _lp_root(total: Tensor, p: float) -> Tensor:

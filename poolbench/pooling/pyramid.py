@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from poolbench.core.checks import check_choice, check_int, check_int_list
 from poolbench.core.errors import ShapeError
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import GlobalPool
 from poolbench.pooling.global_ import parse_grid
+from poolbench.pooling.registry import register_pool
 
 SPP_MODES = ("max", "avg")
 

@@ -13,7 +13,6 @@ import torch.nn.functional as F_
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import (
     block_view,
@@ -23,6 +22,7 @@ from poolbench.pooling.ops import (
     tiles_into_blocks,
     window_view,
 )
+from poolbench.pooling.registry import register_pool
 
 # exp() is used unshifted only while every window's mean exp lies in this range: then no exp
 # overflowed and each window's largest term is a normal float, so the ratio is exact to

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from poolbench.core.checks import check_bool, check_int, check_number
 from poolbench.core.errors import ShapeError
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool, pooled_size
 from poolbench.pooling.ops import block_view, float32_at_least
+from poolbench.pooling.registry import register_pool
 
 
 def stochastic_pool2d(x: Tensor, F: int = 2, S: int = 2, training: bool = True) -> Tensor:

@@ -19,8 +19,8 @@ import torch.nn.functional as F_
 from torch import Tensor, nn
 
 from poolbench.core.checks import check_int
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
+from poolbench.pooling.registry import register_pool
 
 
 def strip_gate(

@@ -21,9 +21,9 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from poolbench.core.checks import check_choice
-from poolbench.pooling import register_pool
 from poolbench.pooling.base import LocalPool
 from poolbench.pooling.ops import compute_dtype, depthwise_conv2d
+from poolbench.pooling.registry import register_pool
 
 _SQRT3 = math.sqrt(3.0)
 

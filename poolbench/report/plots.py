@@ -34,22 +34,23 @@ import pandas as pd
 from scipy import stats
 
 from poolbench.core import metrics
-from poolbench.report.summary import (
-    MIN_N,
-    Significance,
-    Written,
-    comparable_latency,
+from poolbench.report.keys import (
     key_text,
-    n_text,
-    pareto_front,
     resolve_key,
     row_labels,
-    run_groups,
     shown_keys,
     subtree,
     summary_keys,
     unique_index,
     varying_keys,
+)
+from poolbench.report.significance import MIN_N
+from poolbench.report.summary import (
+    Significance,
+    comparable_latency,
+    n_text,
+    pareto_front,
+    run_groups,
 )
 
 if TYPE_CHECKING:
@@ -508,17 +509,18 @@ def write_plots(
     out: Path,
     significance: Significance | None = None,
     runs: pd.DataFrame | None = None,
-) -> Written:
-    """The figures of :func:`make_figures` as ``<stem>_<name>.png`` beside ``out``."""
+) -> tuple[list[Path], list[str]]:
+    """The figures of :func:`make_figures` as ``<stem>_<name>.png`` beside ``out``; the paths
+    written and the notes (figures not made and why, groups left out)."""
     plt = _pyplot()
     figures, notes = make_figures(summary, significance or Significance(), runs)
     out = Path(out)
-    written = Written(notes=notes)
+    paths = []
     for name, fig in figures.items():
         path = out.with_name(f"{out.stem}_{name}.png")
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=120)
         plt.close(fig)
         tmp.replace(path)
-        written.paths.append(path)
-    return written
+        paths.append(path)
+    return paths, notes

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
+from poolbench.core import defaults
+
 PAIRED = "paired t-test"
 WELCH = "Welch's t-test"
 SIGN = "sign test"  # paired differences without spread: the t statistic is x/0
@@ -90,7 +92,7 @@ def pair_test(a: Mapping[object, float], b: Mapping[object, float]) -> tuple[flo
 
 
 def against_best(
-    groups: Sequence[Mapping[object, float]], higher_is_better: bool, alpha: float = 0.05
+    groups: Sequence[Mapping[object, float]], higher_is_better: bool, alpha: float = defaults.ALPHA
 ) -> list[Verdict]:
     """A :class:`Verdict` for each group (seed -> value) of one comparison."""
     means = [sum(g.values()) / len(g) if g else math.nan for g in groups]

@@ -21,18 +21,20 @@ import torch
 
 import poolbench
 from poolbench.core.config import RunConfig, add_tags
-from poolbench.core.errors import PoolbenchError, StorageError
+from poolbench.core.errors import PoolbenchError, StorageError, one_line
 from poolbench.core.record import (
-    RECORD_FIELDS,
+    CONFIG_FIELDS,
     RECORD_NAME,
+    empty_record,
     git_sha,
     read_ok_record,
     write_record,
 )
 from poolbench.data import DATASETS, check_dataset, create_dataset, describe_dataset
-from poolbench.engine.checkpoint import Checkpoint
+from poolbench.engine.callbacks import Callback
+from poolbench.engine.checkpoint import Checkpoint, CheckpointCallback
 from poolbench.engine.loggers import RunLogger, check_logger, create_logger
-from poolbench.engine.loop import check_validation, seed_everything, train
+from poolbench.engine.loop import Compute, check_validation, seed_everything, train
 from poolbench.measure.cost import model_cost
 from poolbench.measure.device import (
     cpu_name,
@@ -40,33 +42,21 @@ from poolbench.measure.device import (
     resolve_device,
     resolve_precision,
 )
-from poolbench.measure.invariance import invariance_metrics, metric_names
+from poolbench.measure.invariance import invariance_metrics
 from poolbench.measure.latency import PeakMemory, inference_latency
-from poolbench.models import (
+from poolbench.models.inspect import (
     check_model,
     count_params,
-    create_model,
     describe_pool,
     learned_exponents,
     pool_settings,
     summarize_model,
 )
+from poolbench.models.registry import build_model
 from poolbench.pooling import pool_entry
 from poolbench.run.locks import RunLock
-from poolbench.ui.progress import phase
 
 log = logging.getLogger("poolbench")
-
-
-def build_model(cfg: RunConfig, num_classes: int, in_channels: int) -> torch.nn.Module:
-    return create_model(
-        cfg.model.name,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        pool=cfg.pool,
-        head=cfg.head,
-        **cfg.model.params,
-    )
 
 
 SUMMARY_WIDTH = 80  # the narrowest terminal the log fits: long pooling lists wrap inside it
@@ -118,37 +108,16 @@ def validate(cfg: RunConfig) -> str:
 
 
 def base_record(cfg: RunConfig) -> dict[str, Any]:
-    # Every field present from the start, so that a failed run's record has the same columns.
-    record: dict[str, Any] = dict.fromkeys((*RECORD_FIELDS, *metric_names(cfg.eval)))
+    """A new run's record: every field from the start (so that a failed run's record has the
+    same columns), those that repeat a config key filled from the config, and the conditions."""
+    record = empty_record(cfg.eval.metric_names())
+    record.update({name: cfg.value(key) for name, key in CONFIG_FIELDS.items()})
     return record | {
         "run_id": cfg.run_id,
         "run_name": cfg.run_name,
         "status": "running",
-        "error": None,
-        "pool": cfg.pool.name,
-        "F": cfg.pool.params.get("F"),
-        "S": cfg.pool.params.get("S"),
-        "p": cfg.pool.params.get("p"),
-        "head": cfg.head.name,
-        "model": cfg.model.name,
-        "data": cfg.data.name,
-        "seed": cfg.seed,
-        "epochs": cfg.train.epochs,
-        "failed_epoch": None,
-        "test_acc": None,
-        "test_top5": None,
-        "train_loss": None,
-        "params": None,
-        "latency_ms": None,
-        "latency_batch": cfg.latency_batch,
-        "throughput_img_s": None,
-        "train_time_s": None,
-        "device": None,
-        "dtype": None,
         "threads": torch.get_num_threads(),
         "cpu": cpu_name(),
-        "channels_last": None,
-        "compile": cfg.compile,
         "torch_version": torch.__version__,
         "poolbench_version": poolbench.__version__,
         "git_sha": git_sha(),
@@ -164,7 +133,7 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
 COMMAND_ENV = "POOLBENCH_COMMAND"
 
 
-def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str, Any]:
+def execute(cfg: RunConfig, run_dir: Path, observer: Callback | None = None) -> dict[str, Any]:
     """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``).
 
     One process at a time: the run's lock (:class:`~poolbench.run.locks.RunLock`) is held from
@@ -200,12 +169,12 @@ def execute(cfg: RunConfig, run_dir: Path, live: bool | None = None) -> dict[str
             if add_tags(done, cfg.tags):  # tags are metadata: a finished run takes new ones
                 write_record(run_dir, done)
             return done
-        return _execute_locked(cfg, run_dir, live)
+        return _execute_locked(cfg, run_dir, observer)
     finally:
         lock.release()
 
 
-def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[str, Any]:
+def _execute_locked(cfg: RunConfig, run_dir: Path, observer: Callback | None) -> dict[str, Any]:
     start = time.perf_counter()
     record = base_record(cfg)
     record["started_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -216,7 +185,7 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[st
     logger = RunLogger()
     try:
         logger = create_logger(cfg.logger, run_dir, cfg)
-        metrics, work_s = _train_and_measure(cfg, live, checkpoint, logger)
+        metrics, work_s = _train_and_measure(cfg, observer, checkpoint, logger)
         record.update(metrics)
         record["status"] = "ok"
     except StorageError as err:
@@ -259,27 +228,14 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, live: bool | None) -> dict[st
     return record
 
 
-def one_line(err: BaseException) -> str:
-    """An exception's message as the one line a record and a table keep: a message that
-    carries a traceback (a DataLoader worker's: "Caught X in DataLoader worker process 0. /
-    Original Traceback ...") ends with the original exception's line, which is the one kept."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    if len(lines) > 1 and any(
-        ln.startswith("Traceback") or "Traceback (most recent" in ln for ln in lines
-    ):
-        return lines[-1]
-    return lines[0] if len(lines) == 1 else " ".join(lines)
-
-
 def _train_and_measure(
     cfg: RunConfig,
-    live: bool | None,
+    observer: Callback | None,
     checkpoint: Checkpoint | None = None,
     logger: RunLogger | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """The run's metrics, and the seconds spent training (with its evaluation) and measuring."""
+    """The run's metrics, and the seconds spent training (with its evaluation) and measuring;
+    ``observer`` follows the training and the measurement phases (a display)."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads != "auto":
@@ -300,31 +256,30 @@ def _train_and_measure(
     # many input sizes would each trigger a recompilation.
     fast = torch.compile(model) if cfg.compile else model
 
+    callbacks = [c for c in (logger, observer) if c is not None]
+    if checkpoint is not None:
+        callbacks.insert(0, CheckpointCallback(checkpoint))  # first: it restores the state
+    observer = observer or Callback()
     work = time.perf_counter()
     with PeakMemory(device) as peak:
         result = train(
             fast,
             data,
             cfg.train,
-            device,
-            precision,
+            Compute(device, precision, channels_last),
             cfg.seed,
-            title=cfg.run_name,
-            live=live,
-            channels_last=channels_last,
-            checkpoint=checkpoint,
             tta=cfg.eval.tta,
-            on_epoch=None if logger is None else logger.log_epoch,
+            callbacks=callbacks,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
-    with phase(cfg.run_name, "timing latency", live):
+    with observer.phase("timing latency"):
         latency_ms, latency_iqr_ms = inference_latency(
             fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
         )
         latency_ms_b1, latency_b1_iqr_ms = inference_latency(
             fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
         )
-    with phase(cfg.run_name, "evaluating: invariance", live) if cfg.eval.enabled else nullcontext():
+    with observer.phase("evaluating: invariance") if cfg.eval.enabled else nullcontext():
         invariance = invariance_metrics(
             model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
         )

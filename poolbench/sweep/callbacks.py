@@ -8,17 +8,13 @@
   the record says ``failed`` and the closing table counts it.
 - :class:`JobReports` is a Hydra callback (``hydra.callbacks.poolbench`` in
   ``configs/config.yaml``): after every job of a multirun, the process that ran it (this one,
-  a joblib worker, a submitit node) writes a small report, ``<sweep dir>/jobs/<job>.json``,
-  atomically. The live display (:class:`poolbench.ui.progress.SweepProgress`) and the sweep's
-  closing table read those reports, so they need no list of jobs beforehand: a sweeper that
-  picks its jobs as it goes (Optuna) is followed like the basic one.
+  a joblib worker, a submitit node) writes a small report (:mod:`poolbench.run.jobs`), which
+  the live display and the sweep's closing table read.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from poolbench.core import metrics
-from poolbench.core.record import atomic_write_text
-
-JOBS_DIR = "jobs"
-# Who in this process wants each report as it is written (the sweep's display: at once, rather
-# than at its next look at the directory); jobs in other processes are seen there.
-LISTENERS: list[Callable[[Path, dict[str, Any]], None]] = []
+from poolbench.run.jobs import write_job_report
 
 
 def worst(objective: str) -> float:
@@ -124,31 +115,4 @@ class JobReports(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         job = int(config.hydra.job.num)
-        report = job_report(job_return, job)
-        path = Path(str(config.hydra.sweep.dir)) / JOBS_DIR / f"{job:06d}.json"
-        atomic_write_text(path, json.dumps(report, default=str) + "\n")
-        for listener in list(LISTENERS):
-            listener(path, report)
-
-
-def read_reports(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job report of a sweep, in job order."""
-    return new_events(sweep_dir, set())
-
-
-def new_events(sweep_dir: Path, read: set[str]) -> list[dict[str, Any]]:
-    """The reports in ``sweep_dir`` whose file names are not in ``read`` (which gains them),
-    in job order. Reports are written by atomic rename, so a listed one is complete."""
-    folder = Path(sweep_dir) / JOBS_DIR
-    if not folder.is_dir():
-        return []
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name in read:
-            continue
-        try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):  # vanished (a directory cleaned up meanwhile)
-            continue
-        read.add(path.name)
-    return out
+        write_job_report(Path(str(config.hydra.sweep.dir)), job, job_report(job_return, job))

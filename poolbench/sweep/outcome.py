@@ -1,11 +1,11 @@
 """Running what a command line planned: skip finished runs, follow progress, gather records.
 
-``run_plan`` hands the command line to Hydra (``hydra_app.launch``, so any launcher or sweeper
-plugin works), shows the sweep's progress, and returns the record of every run its jobs
-reported (``poolbench.sweep.callbacks``). Each run decides for itself whether it is already done
-(``runner.execute`` reads its ``result.json`` under the run's lock); where the plan lists the
-jobs beforehand this module counts those runs up front, so the display and the final table can
-say "skipped", and afterwards tells the runs this command trained (their records carry its
+``run_plan`` hands the command line to Hydra (:func:`poolbench.sweep.launch.launch`, so any
+launcher or sweeper plugin works), shows the sweep's progress, and returns the record of every
+run its jobs reported (:mod:`poolbench.run.jobs`). Each run decides for itself whether it is
+already done (``execute`` reads its ``result.json`` under the run's lock); where the plan lists
+the jobs beforehand this module counts those runs up front, so the display and the final table
+can say "skipped", and afterwards tells the runs this command trained (their records carry its
 ``command_id``) from those another process trained meanwhile (an overlapping sweep).
 
 Every sweep gets a directory of its own, ``<results_dir>/sweeps/<time>`` (``<time>-2``, ... when
@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolbench.core.defaults import UNSTABLE_TEXT
 from poolbench.core.errors import StopCommand
-from poolbench.core.record import RECORD_NAME, read_ok_record, read_record
-from poolbench.core.storage import is_no_space, storage_error
+from poolbench.core.record import RECORD_NAME, SWEEP_SUMMARY_NAME, read_ok_record, read_record
+from poolbench.core.storage import atomic_write_text, is_no_space, storage_error
 from poolbench.engine.checkpoint import CHECKPOINT_NAME
+from poolbench.run.jobs import read_reports
 from poolbench.run.runner import COMMAND_ENV
-from poolbench.sweep.callbacks import read_reports
-from poolbench.sweep.plan import LAUNCH_CWD_ENV, Plan, launch, quoted
+from poolbench.sweep.launch import launch
+from poolbench.sweep.plan import Plan, quoted
+from poolbench.sweep.plugins import MAIN_PID_ENV, SWEEP_SIZE_ENV
+from poolbench.sweep.task import LAUNCH_CWD_ENV
 from poolbench.ui.progress import SweepProgress
 
 
@@ -48,6 +52,7 @@ class SweepOutcome:
     timing: str = ""
     ran: set[str] = field(default_factory=set)
     elsewhere: set[str] = field(default_factory=set)
+    table: Path | None = None  # <sweep dir>/summary.csv: one row per run
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -173,20 +178,21 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         sweep_dir = plan.sweep_dir or new_sweep_dir(plan.results_dir)
         extra = [f"hydra.sweep.dir={quoted(sweep_dir)}"]
         display = SweepProgress(sweep_dir, plan.size, skipped, live=live)
-    # The command's id and working directory travel in each job's config (Hydra sets them in
-    # the job's environment): joblib workers reused from an earlier command in this process
-    # started with that one's environment, and may sit in another directory.
-    extra.append(f"++hydra.job.env_set.{COMMAND_ENV}={command_id}")
-    extra.append(f"++hydra.job.env_set.{LAUNCH_CWD_ENV}={quoted(os.getcwd())}")
+    # The command's id, process, size and working directory travel in each job's config (Hydra
+    # sets them in the job's environment): joblib workers reused from an earlier command in
+    # this process started with that one's environment, and may sit in another directory.
+    job_env = {
+        COMMAND_ENV: command_id,
+        MAIN_PID_ENV: str(os.getpid()),
+        SWEEP_SIZE_ENV: str(plan.size or len(plan.runs)),
+        LAUNCH_CWD_ENV: quoted(os.getcwd()),
+    }
+    extra += [f"++hydra.job.env_set.{key}={value}" for key, value in job_env.items()]
     # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
     # reaches the command as itself, to be said in one line, not as Hydra's traceback.
     with display, _environment({"HYDRA_FULL_ERROR": "1"}):
         try:
-            launch(
-                [*overrides, *plan.hydra_overrides, *extra],
-                plan.multirun,
-                sweep_size=plan.size or len(plan.runs),
-            )
+            launch([*overrides, *plan.hydra_overrides, *extra], plan.multirun)
         except StopCommand as stop:  # a job's full disk
             raise stop.error from None
         except OSError as err:  # Hydra's own files (.hydra/, multirun.yaml) on a full disk
@@ -208,9 +214,27 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         for r in records
         if r.get("status") != "missing" and r["run_name"] not in ran | skipped
     }
+    table = None if sweep_dir is None else write_sweep_table(sweep_dir, records)
     return SweepOutcome(
-        records, skipped, time.time() - start, sweep_dir, timing, ran=ran, elsewhere=elsewhere
+        records,
+        skipped,
+        time.time() - start,
+        sweep_dir,
+        timing,
+        ran=ran,
+        elsewhere=elsewhere,
+        table=table,
     )
+
+
+def write_sweep_table(sweep_dir: Path, records: list[dict[str, Any]]) -> Path:
+    """``<sweep_dir>/summary.csv``: one row per run of the sweep, every record field a column
+    (``poolbench report <sweep_dir>`` reads the runs it lists)."""
+    import pandas as pd
+
+    path = Path(sweep_dir) / SWEEP_SUMMARY_NAME
+    atomic_write_text(path, pd.json_normalize(records).to_csv(index=False))
+    return path
 
 
 def interrupted(plan: Plan) -> str:
@@ -255,7 +279,7 @@ def interleaved_latency(plan: Plan, run_dirs: list[Path]) -> str:
     except DataError as err:
         return f"latency: not timed ({err})"
     unstable = sum(t.unstable for t in outcome.timings)
-    flag = f", {unstable} unstable (IQR > 15% of the median)" if unstable else ""
+    flag = f", {unstable} unstable ({UNSTABLE_TEXT})" if unstable else ""
     return (
         f"latency: {len(outcome.timings)} configs timed interleaved in one process "
         f"(session {outcome.session}){flag}"

@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
+
+from poolbench.engine.callbacks import Callback, Loop
 
 log = logging.getLogger("poolbench")
 
@@ -253,7 +254,7 @@ class SweepProgress:
 
     def poll(self) -> bool:
         """Count the job reports written since the last poll; True when a count changed."""
-        from poolbench.sweep.callbacks import new_events
+        from poolbench.run.jobs import new_events
 
         with self._lock:
             events = new_events(self.sweep_dir, self._read)
@@ -308,7 +309,7 @@ class SweepProgress:
                 self._report()
 
     def __enter__(self) -> SweepProgress:
-        from poolbench.sweep.callbacks import LISTENERS
+        from poolbench.run.jobs import LISTENERS
 
         self._start = self._last = self.now()
         if self.live:
@@ -319,7 +320,7 @@ class SweepProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from poolbench.sweep.callbacks import LISTENERS
+        from poolbench.run.jobs import LISTENERS
 
         LISTENERS.remove(self._heard)
         self._stop.set()
@@ -331,46 +332,45 @@ class SweepProgress:
             self._display = None
 
 
-class RunProgress:
-    """Context manager fed by the training loop: a row on the live display, or a log line per
-    epoch."""
+class RunProgress(Callback):
+    """A training run as the loop's callback (:mod:`poolbench.engine.callbacks`): a row on the
+    live display (updated at most every ``progress_interval_s``), or a log line per epoch; and
+    its measurement phases after training (:meth:`phase`)."""
 
     def __init__(
         self,
         title: str,
-        epochs: int,
-        steps_per_epoch: int,
         live: bool | None = None,
-        done: int = 0,
         console: Console | None = None,
         clock_s: Callable[[], float] = time.monotonic,
+        interval_s: float = 0.25,
     ):
         self.title = title
-        self.done = done  # epochs restored from a checkpoint
-        self.epochs = epochs
-        self.steps = steps_per_epoch
         self.live = sys.stdout.isatty() if live is None else live
+        self.progress_interval_s = interval_s if self.live else None
         self.console = console
         self.now = clock_s
-        self.epoch = done
-        self.batch = 0
-        self.completed = done * steps_per_epoch  # steps done, restored ones included
+        self.epochs = self.steps = self.done = 0
+        self.epoch = self.batch = 0
+        self.completed = 0  # steps done, restored ones included
         self.loss: float | None = None
         self.img_s: float | None = None
-        self._steps_here = 0  # steps taken in this process (a resumed run's rate)
-        self._first: float | None = None
+        self._first: tuple[float, int] | None = None  # (time, steps done) at the first report
         self._display: AbstractContextManager[_Display] | None = None
         self._shown: _Display | None = None
 
     def eta(self) -> float | None:
-        if self._first is None or self._steps_here < 2:
+        """Seconds left at the rate of the steps taken since the first report in this process
+        (a resumed run's restored steps do not count)."""
+        if self._first is None or self.completed <= self._first[1]:
             return None
-        rate = (self.now() - self._first) / (self._steps_here - 1)
+        start, steps = self._first
+        rate = (self.now() - start) / (self.completed - steps)
         return rate * (self.epochs * self.steps - self.completed)
 
     def render(self, width: int) -> Text:
         total = self.epochs * self.steps
-        epoch = self.epoch if self._steps_here else min(self.done + 1, self.epochs)
+        epoch = self.epoch if self._first is not None else min(self.done + 1, self.epochs)
         # Counts padded to their totals' width, so that the title does not shift as they grow
         epochs = f"{epoch:>{len(str(self.epochs))}}/{self.epochs}"
         batches = f"{self.batch:>{len(str(self.steps))}}/{self.steps}"
@@ -385,25 +385,33 @@ class RunProgress:
         ]
         return _layout(self.title, self.completed / total if total else 0.0, variants, width)
 
-    def __enter__(self) -> RunProgress:
+    def on_train_start(self, loop: Loop) -> None:
+        self.epochs, self.steps = loop.epochs, loop.steps_per_epoch
+        self.done = self.epoch = loop.state.epoch  # epochs restored from a checkpoint
+        self.completed = loop.steps_done
         if self.live:
             self._display = _Display.row(self.render, self.console)
             self._shown = self._display.__enter__()
         if self.done:
             log.info("%s resumed after epoch %d/%d", self.title, self.done, self.epochs)
-        return self
 
-    def step(self, epoch: int, batch: int, loss: float, img_s: float) -> None:
-        now = self.now()
+    def on_progress(self, loop: Loop, batch: int, loss: float, img_s: float) -> None:
+        self.completed = (loop.running - 1) * self.steps + batch
         if self._first is None:
-            self._first = now
-        self._steps_here += 1
-        self.epoch, self.batch, self.loss, self.img_s = epoch, batch, loss, img_s
-        self.completed = (epoch - 1) * self.steps + batch
+            self._first = (self.now(), self.completed)
+        self.epoch, self.batch, self.loss, self.img_s = loop.running, batch, loss, img_s
 
-    def epoch_end(self, epoch: int, loss: float, acc: float | None, img_s: float) -> None:
+    def on_epoch_end(self, loop: Loop) -> None:
+        row = loop.state.history[-1]
+        self.completed = loop.steps_done
+        self.epoch, self.batch = row["epoch"], self.steps
+        self.loss, self.img_s = row["train_loss"], loop.state.img_s
+        acc = row.get("val_acc")
         acc_text = f" val_acc {acc:.4f}" if acc is not None else ""
-        rest = f"epoch {epoch}/{self.epochs} loss {loss:.4f}{acc_text} {img_s:,.0f} img/s"
+        rest = (
+            f"epoch {row['epoch']}/{self.epochs} loss {row['train_loss']:.4f}{acc_text} "
+            f"{loop.state.img_s:,.0f} img/s"
+        )
         if self._shown is not None:
             # Above the live rows, in the terminal's width; the log file gets the full line.
             console = self._shown.console
@@ -413,15 +421,15 @@ class RunProgress:
         else:
             log.info(f"{self.title} {rest}")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def on_train_end(self, loop: Loop) -> None:
         if self._display is not None:
-            self._display.__exit__(exc_type, exc, tb)
+            self._display.__exit__(None, None, None)
             self._display = self._shown = None
+
+    @contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        with phase(self.title, what, self.live, self.console, self.now):
+            yield
 
 
 @contextmanager

@@ -1,0 +1,15 @@
+"""Thresholds and defaults that more than one layer uses, each defined once.
+
+Pure Python: the command line reads them for its options' defaults before anything loads.
+"""
+
+from __future__ import annotations
+
+# A latency whose interquartile range exceeds this share of its median is flagged unstable.
+UNSTABLE_IQR = 0.15
+UNSTABLE_TEXT = f"IQR > {UNSTABLE_IQR:.0%} of the median"
+
+# What a report tests unless told otherwise: the metric, the level, the key compared.
+METRIC = "test_acc"
+ALPHA = 0.05
+COMPARE_BY = "pool"

@@ -1,0 +1,93 @@
+"""Every report file at once (``poolbench report``): runs, summary, pivot, ranking and the
+figures; the only module that imports :mod:`poolbench.report.plots`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from poolbench.core import defaults
+from poolbench.core.errors import ConfigError
+from poolbench.core.storage import atomic_write_text
+from poolbench.report.keys import (
+    resolve_key,
+    valid_keys,
+)
+from poolbench.report.summary import (
+    Significance,
+    summarize,
+)
+from poolbench.report.tables import pivot, ranking, summary_markdown, table_text, write_runs
+
+
+@dataclass
+class Written:
+    """What :func:`write_report` wrote, and what the command should tell (what it did not
+    write and why, what a figure left out)."""
+
+    paths: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    significance: Significance = field(default_factory=Significance)
+
+
+def write_report(
+    df: pd.DataFrame,
+    out: Path,
+    fmt: str = "csv",
+    pivot_on: tuple[str, str] = ("pool", "model"),
+    metric: str = defaults.METRIC,
+    plots: bool = True,
+    alpha: float = defaults.ALPHA,
+) -> Written:
+    """Every report file, named after ``out`` (default ``results/report.csv``):
+
+    - ``report.csv`` (or ``.parquet``): one row per run;
+    - ``report_summary.csv``/``.md``: grouped over seeds, tested against the best;
+    - ``report_pivot_<metric>.csv``/``.md``/``.tex``: ``pivot_on[0]`` x ``pivot_on[1]``;
+    - ``report_ranking_<metric>.csv``/``.md``/``.tex``: rows by mean rank, ties with the best
+      in bold;
+    - the PNG figures of :func:`poolbench.report.plots.write_plots`.
+
+    ``pivot_on[0]`` is also what the significance tests compare (see :class:`Significance`).
+    """
+    out = Path(out)
+    available = valid_keys(df)
+    rows, columns = (resolve_key(k, available) for k in pivot_on)
+    if rows == columns:
+        raise ConfigError(f"expected --pivot ROWS,COLUMNS to name two keys, got {rows} twice")
+    significance = Significance(metric, alpha, rows)
+    summary = summarize(df, significance, keys=(rows, columns))
+    written = Written(
+        [write_runs(df, out, fmt)], list(df.attrs.get("notes", [])), summary, significance
+    )
+
+    def write(suffix: str, text: str) -> None:
+        path = out.with_name(f"{out.stem}_{suffix}")
+        atomic_write_text(path, text)
+        written.paths.append(path)
+
+    write("summary.csv", summary.to_csv(index=False))
+    write("summary.md", summary_markdown(summary, significance))
+    if summary.empty or summary["n"].sum() == 0:
+        written.notes.append("no ok run: no pivot, ranking or plots")
+        return written
+    table = pivot(summary, metric, rows, columns)
+    write(f"pivot_{metric}.csv", table.mean.to_csv())
+    write(f"pivot_{metric}.md", table_text(table, "markdown", significance))
+    write(f"pivot_{metric}.tex", table_text(table, "latex", significance))
+    by_setting, ranks = ranking(summary, significance)
+    write(f"ranking_{metric}.csv", ranks.to_csv())
+    for style, suffix in (("markdown", "md"), ("latex", "tex")):
+        text = table_text(by_setting, style, significance, mean_rank=ranks["mean_rank"])
+        write(f"ranking_{metric}.{suffix}", text)
+    if plots:
+        from poolbench.report.plots import write_plots
+
+        paths, notes = write_plots(summary, out, significance, df)
+        written.paths += paths
+        written.notes += notes
+    return written
