@@ -1,8 +1,8 @@
 """poolbench's optimisers: SGD (momentum, Nesterov, weight decay) and AdamW.
 
 They follow the update rules of ``torch.optim.SGD`` (dampening 0) and ``torch.optim.AdamW``
-(amsgrad off) step for step; ``tests/test_optim.py`` checks both against torch over many steps,
-and checks that their state dicts load into torch's and back. Why not torch's own:
+(amsgrad off) step for step; ``tests/unit/engine/test_optim.py`` checks both against torch
+over many steps, and checks that their state dicts load into torch's and back. Why not torch's own:
 
 - **startup**: in torch 2.x, ``Optimizer.__init__`` (through ``add_param_group``), ``step``,
   ``zero_grad``, ``state_dict`` and ``load_state_dict`` import ``torch._dynamo`` on their first

@@ -35,7 +35,7 @@ with per-image shapes without the batch dimension (``(C, H, W)`` in; ``(C, H', W
 ``(D,)`` out; for a ``takes_stages`` head, ``input_shape`` is the last stage's). Its result
 replaces the counted ops of that layer in ``flops`` and ``pool_flops`` (``macs`` stays
 counted). ``layer_costs`` shows, per pooling layer, what was counted, so that a new layer
-can be checked against a hand count (see ``tests/test_cost.py``).
+can be checked against a hand count (see ``tests/unit/measure/test_cost.py``).
 """
 
 from __future__ import annotations
