@@ -12,10 +12,13 @@ checkpoint is deleted unless ``keep_checkpoint=true`` (a ResNet-18 checkpoint wi
 state is ~90 MB; a sweep of hundreds of runs should not keep them all); after a failure or an
 interruption it is kept, and running the same command again resumes from it.
 
-A checkpoint that cannot be read (truncated by a full disk, damaged by a copy) is set aside as
-``checkpoint.pt.corrupt-<time>``, never deleted, and the run starts afresh; the run's log says
-so. The state is serialised in memory and then written, so that a full disk is reported as
-such (torch's zip writer, given the file, reports a short write as "unexpected pos").
+A checkpoint holds tensors and plain values only and is read as data
+(``torch.load(..., weights_only=True)``): one that cannot be read that way (truncated by a full
+disk, damaged by a copy, or a pickle that would run code when loaded, placed in a shared results
+directory) is set aside as ``checkpoint.pt.corrupt-<time>``, never deleted and never executed,
+and the run starts afresh; the run's log says so. The state is serialised in memory and then
+written, so that a full disk is reported as such (torch's zip writer, given the file, reports a
+short write as "unexpected pos").
 """
 
 from __future__ import annotations
@@ -120,7 +123,9 @@ class Checkpoint:
     def _read(self) -> dict[str, Any] | None:
         """The saved state, or None (and the file set aside) when it cannot be read."""
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            # data only: a file that holds anything but tensors and plain values (a pickle that
+            # would run code, placed in a shared results directory) is refused, never executed
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
                 raise ValueError(f"expected a dict with {', '.join(sorted(STATE_KEYS))}")
         # Unpickling damaged bytes can raise nearly any exception type (zip errors are

@@ -38,7 +38,7 @@ def test_interrupted_run_resumes_to_identical_metrics(workdir: Path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         execute(cfg, workdir / "b")
     assert not (workdir / "b" / "result.json").exists()
-    assert torch.load(workdir / "b" / CHECKPOINT_NAME, weights_only=False)["epoch"] == 1
+    assert torch.load(workdir / "b" / CHECKPOINT_NAME, weights_only=True)["epoch"] == 1
     assert [p.name for p in (workdir / "b").iterdir()] == [CHECKPOINT_NAME]  # no temp files
 
     monkeypatch.setattr(Checkpoint, "save", save)

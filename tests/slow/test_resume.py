@@ -44,7 +44,7 @@ def test_sigkill_mid_run_then_resume_gives_identical_metrics(workdir: Path):
     assert checkpoints, "no checkpoint appeared"
     run_dir = checkpoints[0].parent
     assert not (run_dir / "result.json").exists(), "run finished before it could be killed"
-    epoch = torch.load(checkpoints[0], weights_only=False)["epoch"]
+    epoch = torch.load(checkpoints[0], weights_only=True)["epoch"]
     assert 1 <= epoch < 6
     assert _poolbench(*args, "results_dir=killed").wait(timeout=300) == 0
     log = (run_dir / "poolbench.log").read_text()
@@ -66,7 +66,7 @@ def test_ctrl_c_keeps_checkpoint_exits_130_and_rerun_resumes(workdir: Path):
     (checkpoint,) = Path("results/runs").glob(f"*/{CHECKPOINT_NAME}")
     assert not (checkpoint.parent / "result.json").exists()
     assert not list(Path("results").rglob("*.tmp"))  # nothing half-written
-    epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+    epoch = torch.load(checkpoint, weights_only=True)["epoch"]
     assert (
         f"interrupted; checkpoint kept after epoch {epoch}"
         in (checkpoint.parent / "poolbench.log").read_text()
