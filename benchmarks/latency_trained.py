@@ -22,16 +22,15 @@ import torch
 
 from poolbench.core.config import RunConfig
 from poolbench.core.errors import PoolbenchError
+from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
 from poolbench.engine.loop import Compute, train
 from poolbench.measure.device import (
-    cpu_name,
-    resolve_channels_last,
     resolve_device,
-    resolve_precision,
 )
 from poolbench.models.inspect import learned_exponents, set_learned_exponents
 from poolbench.models.registry import build_model
+from poolbench.run.runner import compute_choice
 from poolbench.run.timing import Target, time_interleaved
 from poolbench.sweep.plan import plan
 
@@ -40,11 +39,11 @@ DEFAULT = "max,median,stochastic,softpool,fractional,gem,lp"
 
 def trained_and_fresh(cfg: RunConfig) -> list[Target]:
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
-    channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.pool.name)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.num_classes, data.in_channels).to(device)
+    choice = compute_choice(cfg, model, data.input_shape, data.num_classes, device)
+    precision, channels_last = choice.precision, choice.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train(model, data, cfg.train, Compute(device, precision, channels_last), cfg.seed)
@@ -108,7 +107,7 @@ def main() -> None:
         sys.exit(f"error: {err}")
     timings = time_interleaved(targets, args.batch, args.repeats, warmup=5)
     print(
-        f"{cpu_name()}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"{cpu_text()}, {torch.get_num_threads()} threads, batch {args.batch}, "
         f"median of {args.repeats} interleaved rounds, digits after {args.epochs} epochs"
     )
     print(

@@ -6,9 +6,10 @@ For every local pool (or ``--pools``), one training step of the default model (`
 32-64-128, ``global_avg`` head, digits at 16 px, batch 64, poolbench's SGD) is timed in both
 memory orders, under ``--precision`` (``auto``: bf16 autocast where the CPU has it). Each order
 is timed ``--repeats`` times, alternating, over one epoch of steps after five warm-up steps;
-the best of each is printed with the NHWC/NCHW ratio. Pools whose NHWC step took over 5% longer
-than NCHW are listed at the end: ``channels_last=auto`` keeps those in NCHW on the CPU
-(``poolbench.measure.device.CPU_NCHW_POOLS``).
+the best of each is printed with the NHWC/NCHW ratio, and the pools whose NHWC step took over
+5% longer than NCHW are listed at the end. A run does not follow this table: with
+``channels_last=auto`` it times its own model, batch and input in both orders before it trains
+(``poolbench.measure.probe``); this script shows how far the answer varies across pools.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
 from poolbench.engine.recipe import make_optimizer
-from poolbench.measure.device import CPU_NCHW_POOLS, cpu_name, resolve_precision
+from poolbench.measure.device import resolve_precision
 from poolbench.models.registry import create_model
 from poolbench.pooling import list_pools
 
@@ -76,10 +78,10 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     batches = [(x.clone(), y.clone()) for x, y in data.train_batches(CFG.batch_size, generator)]
     print(
-        f"{cpu_name()}, precision {precision.name}, threads {torch.get_num_threads()}, "
+        f"{cpu_text()}, precision {precision.name}, threads {torch.get_num_threads()}, "
         f"best of {args.repeats}, ms per training step"
     )
-    print(f"{'pool':16s} {'NCHW':>8s} {'NHWC':>8s} {'NHWC/NCHW':>10s}  auto today")
+    print(f"{'pool':16s} {'NCHW':>8s} {'NHWC':>8s} {'NHWC/NCHW':>10s}")
     slower = []
     for pool in pools:
         best = {False: float("inf"), True: float("inf")}
@@ -89,8 +91,7 @@ def main() -> None:
         ratio = best[True] / best[False]
         if ratio > 1.05:
             slower.append(pool)
-        today = "NCHW" if precision.dtype is None or pool in CPU_NCHW_POOLS else "NHWC"
-        print(f"{pool:16s} {best[False]:8.2f} {best[True]:8.2f} {ratio:10.2f}  {today}", flush=True)
+        print(f"{pool:16s} {best[False]:8.2f} {best[True]:8.2f} {ratio:10.2f}", flush=True)
     print(f"NHWC over 5% slower: {', '.join(slower) or 'none'}")
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec
-from poolbench.measure.device import cpu_name
+from poolbench.core.host import cpu_text
 from poolbench.models.registry import create_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
@@ -99,7 +99,7 @@ def main() -> None:
             (net(x_test[i : i + 500]).argmax(1) == y_test[i : i + 500]).sum().item()
             for i in range(0, len(x_test), 500)
         )
-    print(f"conditions: {cpu_name()}, threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"conditions: {cpu_text()}, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(
         f"plain loop seed {args.seed}: {args.test} accuracy {correct / len(x_test):.4f}, "
         f"training {seconds:.0f} s ({args.epochs * len(x_train) / seconds:.0f} images/s)"

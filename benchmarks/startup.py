@@ -28,8 +28,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from poolbench.core.host import cpu_text
 from poolbench.core.record import RECORD_NAME, read_record
-from poolbench.measure.device import cpu_name
 
 POOLS = ["max", "avg", "gem", "lp", "softpool", "stochastic", "median", "blur", "mixed", "tree"]
 
@@ -104,7 +104,7 @@ def main() -> None:
         ended = datetime.fromisoformat(prev["started_at"]).timestamp() + prev["wall_s"]
         gaps.append(datetime.fromisoformat(run["started_at"]).timestamp() - ended)
     overheads = [r["overhead_s"] for r in records]
-    print(f"conditions: {cpu_name()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+    print(f"conditions: {cpu_text()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
     print(
         f"time to the end of the first training step: median {statistics.median(first):.2f} s "
         f"(min {min(first):.2f}, max {max(first):.2f}) over {len(first)} starts; "

@@ -39,9 +39,10 @@ from torch import nn
 
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import PoolbenchError
+from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
 from poolbench.engine.loop import Compute, evaluate, train
-from poolbench.measure.device import cpu_name, resolve_channels_last, resolve_precision
+from poolbench.measure.probe import choose
 from poolbench.models.registry import create_model
 from poolbench.sweep.plan import plan
 
@@ -164,10 +165,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    channels_last = resolve_channels_last("auto", device, precision, "max")
     torch.manual_seed(0)
     initial = create_model("airbench", data.num_classes, 3, PoolSpec("max"), PoolSpec("global_max"))
+    # as a run decides them: measured on this machine (poolbench.measure.probe)
+    choice = choose(
+        "auto",
+        "auto",
+        device,
+        initial,
+        data.input_shape,
+        data.num_classes,
+        cfg.batch_size,
+        {"benchmark": "time_to_accuracy", "model": "airbench", "pool": "max"},
+    )
+    precision, channels_last = choice.precision, choice.channels_last
     rates: dict[str, list[float]] = {"engine": [], "plain": []}
     accs: dict[str, list[float]] = {"engine": [], "plain": []}
     for repeat in range(args.repeats):
@@ -202,7 +213,7 @@ def main() -> None:
     engine, plain = statistics.median(rates["engine"]), statistics.median(rates["plain"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
-        f"conditions: {cpu_name()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
+        f"conditions: {cpu_text()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
         f"torch {torch.__version__}, load avg {load:.1f}, precision {precision.name}, "
         f"channels_last {channels_last}; {len(data.train_y)} training images, "
         f"{len(data.test_y)} scored ({args.test}), {args.epochs} epochs, batch {args.batch}, "

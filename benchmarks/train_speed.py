@@ -32,10 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.core.config import PoolSpec, TrainConfig
+from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
 from poolbench.engine.loop import Compute, evaluate, train
 from poolbench.engine.recipe import make_schedule, param_groups
-from poolbench.measure.device import Precision, cpu_name, resolve_channels_last, resolve_precision
+from poolbench.measure.device import Precision
+from poolbench.measure.probe import choose
 from poolbench.models.registry import create_model
 
 RECIPE = TrainConfig(
@@ -77,15 +79,25 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{**RECIPE.__dict__, "epochs": args.epochs})
     device = torch.device("cpu")
-    precision = resolve_precision(args.precision, device)
     cl_setting = {"auto": "auto", "true": True, "false": False}[args.channels_last]
-    channels_last = resolve_channels_last(cl_setting, device, precision)
 
     data = create_dataset("digits", image_size=16, crop_pad=1)
     torch.manual_seed(0)
     initial = create_model(
         "vgg", data.num_classes, data.in_channels, PoolSpec("max"), PoolSpec("global_avg")
     )
+    # as a run decides them: measured on this machine where auto (poolbench.measure.probe)
+    choice = choose(
+        cl_setting,
+        args.precision,
+        device,
+        initial,
+        data.input_shape,
+        data.num_classes,
+        cfg.batch_size,
+        {"benchmark": "train_speed", "model": "vgg", "pool": "max"},
+    )
+    precision, channels_last = choice.precision, choice.channels_last
     generator = torch.Generator().manual_seed(0)
     batches = [
         (x.clone(), y.clone())
@@ -119,7 +131,7 @@ def main() -> None:
     plain, fast_rate = statistics.median(rates["plain"]), statistics.median(rates["poolbench"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"conditions: {cpu_name()}, {os.cpu_count()} CPUs, "
+        f"conditions: {cpu_text()}, {os.cpu_count()} CPUs, "
         f"threads {torch.get_num_threads()}, torch {torch.__version__}, load avg {load:.1f}, "
         f"{cfg.epochs} epochs x {n_images // cfg.epochs} images"
     )

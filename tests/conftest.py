@@ -28,3 +28,18 @@ def unverified_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.helpers.datafiles import UNVERIFIED
 
     monkeypatch.setattr(cifar, "dataset_class", UNVERIFIED.__getitem__)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` (deselected by default; ``pytest -m gpu`` runs them) need CUDA:
+    where there is none they are skipped, saying so."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False here")
+    for item in gpu:
+        item.add_marker(skip)

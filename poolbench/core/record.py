@@ -73,6 +73,9 @@ class RunRecord:
     failed_epoch: int | None = _field("the epoch a failed run was in (0: before training)")
     test_acc: float | None = _metric("test_acc")
     test_top5: float | None = _metric("test_top5")
+    test_images: int | None = _field(
+        "images in the test split: test_acc is a multiple of 1 / test_images", "images"
+    )
     val_acc: float | None = _metric("val_acc")
     best_epoch: int | None = _field("the epoch whose weights were scored (train.select)")
     train_loss: float | None = _metric("train_loss")
@@ -111,6 +114,13 @@ class RunRecord:
     dtype: str | None = _field("the precision trained in: fp32, bf16 or fp16")
     threads: int | None = _field("torch CPU threads")
     channels_last: bool | None = _field("whether the run used NHWC memory order")
+    compute_choice: str | None = _field(
+        "how layout and precision were chosen: set, only, measured, cache or fallback"
+    )
+    compute_times_ms: dict[str, float] | None = _field(
+        "the probe's median training step of each candidate layout and precision", "ms"
+    )
+    compute_probe_s: float | None = _field("what the probe cost this run (0 from the cache)", "s")
     compile: bool | None = _field("whether the model was torch.compiled", key="compile")
     tta: str | None = _field("test-time augmentation of test_acc", key="eval.tta")
     torch_version: str | None = _field("torch's version")

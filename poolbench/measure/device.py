@@ -27,18 +27,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), written beside every measured figure:
-    the development machines alternate between CPUs whose bf16 speed differs by 2x."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def cpu_supports_bf16() -> bool:
     """True on CPUs with native bf16 matrix units (AVX-512-BF16 or AMX)."""
     try:
@@ -85,38 +73,6 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_nchw_pools() -> frozenset[str]:
-    """The pools registered with ``cpu_layout="nchw"``: those whose training step
-    ``benchmarks/layout.py`` measured slower in NHWC than in NCHW under bf16 autocast on the
-    CPU (figures in the README, Speed). Their kernels work on NCHW, and the copies NHWC costs
-    them outweigh the faster NHWC convolutions."""
-    from poolbench.pooling import POOLS  # the registry fills as the pool modules import
-
-    return frozenset(e.name for e in POOLS.entries() if e.meta["cpu_layout"] == "nchw")
-
-
-def __getattr__(name: str) -> frozenset[str]:
-    # ``CPU_NCHW_POOLS``, the older spelling (benchmarks/layout.py), derived from the registry.
-    if name == "CPU_NCHW_POOLS":
-        return cpu_nchw_pools()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def resolve_channels_last(
-    setting: str | bool, device: torch.device, precision: Precision, pool: str | None = None
-) -> bool:
-    r"""``auto``: NHWC memory order where it was measured to help, i.e. under bf16/fp16 autocast
-    (oneDNN's bf16 convolutions and CUDA tensor cores want NHWC), except on the CPU for the
-    downsampling ``pool``\s registered with ``cpu_layout="nchw"`` (:func:`cpu_nchw_pools`).
-    In fp32 it depended on the pool as well, with smaller gains, so fp32 stays NCHW. See
-    ``benchmarks/layout.py`` and the README's Speed section for the figures."""
-    if setting == "auto":
-        if precision.dtype is None:
-            return False
-        return not (device.type == "cpu" and pool in cpu_nchw_pools())
-    return bool(setting)
 
 
 ALLOCATORS = ("keep", "system")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -88,46 +87,11 @@ def resize(x: Tensor, size: int) -> Tensor:
     )
 
 
-@dataclass
-class _Predictor:
-    model: nn.Module
-    data: ImageData
-    device: torch.device
-    precision: Precision
-    batch_size: int
-    channels_last: bool = False
-    _labels: Tensor | None = None
-
-    @torch.no_grad()
-    def predict(self, transform: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
-        """Top-1 predictions on the (transformed) raw test images; ``transform(x, start)``."""
-        preds = []
-        start = 0
-        for x, _ in self.data.raw_test_batches(self.batch_size):
-            count = len(x)
-            if transform is not None:
-                x = transform(x, start)
-            start += count
-            x = self.data.normalize(x)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self.precision.autocast(self.device):
-                logits = self.model(x)
-            preds.append(logits.float().argmax(dim=1))
-        return torch.cat(preds)
-
-    def labels(self) -> Tensor:
-        return torch.cat([y for _, y in self.data.raw_test_batches(self.batch_size)])
-
-    def accuracy(self, transform: Callable[[Tensor, int], Tensor] | None = None) -> float:
-        predictions = self.predict(transform)
-        if self._labels is None:
-            self._labels = self.labels().to(predictions.device)
-        return (predictions == self._labels).float().mean().item()
-
-
 def has_global_head(model: nn.Module) -> bool:
     return any(isinstance(m, GlobalPool) for m in model.modules())
+
+
+Transform = Callable[[Tensor, int], Tensor]  # (raw batch, index of its first image) -> images
 
 
 def invariance_metrics(
@@ -140,69 +104,103 @@ def invariance_metrics(
     channels_last: bool = False,
 ) -> dict[str, float | None]:
     """The ``eval`` metrics of a trained ``model`` on ``data``'s test split (model left in the
-    mode it came in)."""
+    mode it came in), in one pass over the test images: each batch is read once and every
+    transform of it is scored, several transforms of one size per forward call."""
     if not cfg.enabled:
         return {}
-    predictor = _Predictor(model, data, device, precision, cfg.batch_size, channels_last)
     n = data.num_test
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    m = cfg.max_shift
+
+    def offsets() -> tuple[Tensor, Tensor]:
+        d = torch.randint(-m, m + 1, (2, n), generator=generator)
+        return d[0], d[1]
+
+    (dy1, dx1), (dy2, dx2) = offsets(), offsets()
+
+    def shifted(dy: Tensor, dx: Tensor) -> Transform:
+        def transform(x: Tensor, start: int) -> Tensor:
+            end = start + len(x)
+            offsets_y, offsets_x = dy[start:end].to(x.device), dx[start:end].to(x.device)
+            return translate(x, offsets_y, offsets_x, cfg.shift_mode)
+
+        return transform
+
+    # Transforms that keep the image's size, scored together; then one group per size.
+    same: dict[str, Transform] = {"consistency_1": shifted(dy1, dx1)}
+    same["consistency_2"] = shifted(dy2, dx2)
+    for k in cfg.shifts:
+        for sy, sx in ((0, k), (0, -k), (k, 0), (-k, 0)):
+            same[f"shift_{k}_{sy}_{sx}"] = shifted(torch.full((n,), sy), torch.full((n,), sx))
+    if cfg.max_rot > 0:
+        for angle in (cfg.max_rot, -cfg.max_rot):
+            same[f"rot_{angle}"] = lambda x, _s, a=angle: rotate(x, a)
+    sizes = [s for s in cfg.sizes if _takes_size(model, data.in_channels, s)]
+
+    predictions: dict[str, list[Tensor]] = {name: [] for name in [*same, *map(str, sizes)]}
+    labels = []
+    # as many transforms of a batch per forward call as fit in four eval batches
+    with eval_mode(model), torch.no_grad():
+        for x, y in data.raw_test_batches(cfg.batch_size):
+            start = sum(len(b) for b in labels)
+            labels.append(y)
+            per_call = max(1, 4 * cfg.batch_size // max(1, len(x)))
+            names = list(same)
+            for first in range(0, len(names), per_call):
+                chunk = names[first : first + per_call]
+                images = torch.cat([same[name](x, start) for name in chunk])
+                for name, p in zip(
+                    chunk,
+                    _predict(model, data, images, device, precision, channels_last).split(len(x)),
+                    strict=True,
+                ):
+                    predictions[name].append(p)
+            for size in sizes:
+                p = _predict(model, data, resize(x, size), device, precision, channels_last)
+                predictions[str(size)].append(p)
+    truth = torch.cat(labels)
+    joined = {name: torch.cat(p) for name, p in predictions.items()}
+
+    def accuracy(name: str) -> float:
+        return (joined[name] == truth.to(joined[name].device)).float().mean().item()
+
     out: dict[str, float | None] = {}
-    with eval_mode(model):
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        m = cfg.max_shift
-
-        def offsets() -> tuple[Tensor, Tensor]:
-            d = torch.randint(-m, m + 1, (2, n), generator=generator)
-            return d[0], d[1]
-
-        (dy1, dx1), (dy2, dx2) = offsets(), offsets()
-
-        def shifted(dy: Tensor, dx: Tensor) -> Callable[[Tensor, int], Tensor]:
-            def transform(x: Tensor, start: int) -> Tensor:
-                end = start + len(x)
-                offsets_y = dy[start:end].to(x.device)
-                offsets_x = dx[start:end].to(x.device)
-                return translate(x, offsets_y, offsets_x, cfg.shift_mode)
-
-            return transform
-
-        first = predictor.predict(shifted(dy1, dx1))
-        second = predictor.predict(shifted(dy2, dx2))
-        out["shift_consistency"] = (first == second).float().mean().item()
-
-        for k in cfg.shifts:
-            accs = []
-            for sy, sx in ((0, k), (0, -k), (k, 0), (-k, 0)):
-                dy = torch.full((n,), sy)
-                dx = torch.full((n,), sx)
-                accs.append(predictor.accuracy(shifted(dy, dx)))
-            out[f"acc_shift_{k}"] = sum(accs) / len(accs)
-
-        if cfg.max_rot > 0:
-            accs = [
-                predictor.accuracy(lambda x, _s, a=angle: rotate(x, a))
-                for angle in (cfg.max_rot, -cfg.max_rot)
-            ]
-            out["acc_rot"] = sum(accs) / len(accs)
-
-        for size in cfg.sizes:
-            out[f"acc_res_{size}"] = _resolution_accuracy(predictor, size)
+    agree = joined["consistency_1"] == joined["consistency_2"]
+    out["shift_consistency"] = agree.float().mean().item()
+    for k in cfg.shifts:
+        accs = [accuracy(f"shift_{k}_{sy}_{sx}") for sy, sx in ((0, k), (0, -k), (k, 0), (-k, 0))]
+        out[f"acc_shift_{k}"] = sum(accs) / len(accs)
+    if cfg.max_rot > 0:
+        out["acc_rot"] = (accuracy(f"rot_{cfg.max_rot}") + accuracy(f"rot_{-cfg.max_rot}")) / 2
+    for size in cfg.sizes:
+        out[f"acc_res_{size}"] = accuracy(str(size)) if size in sizes else None
     return out
 
 
-def _resolution_accuracy(predictor: _Predictor, size: int) -> float | None:
-    if not has_global_head(predictor.model):
-        return None
+def _predict(
+    model: nn.Module,
+    data: ImageData,
+    raw: Tensor,
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+) -> Tensor:
+    """Top-1 predictions of ``model`` on raw (transformed, not yet normalised) images."""
+    x = data.normalize(raw)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with precision.autocast(device):
+        logits = model(x)
+    return logits.float().argmax(dim=1)
+
+
+def _takes_size(model: nn.Module, in_channels: int, size: int) -> bool:
+    """Whether ``model`` can be scored at ``size x size``: it has a global head (a fixed-size
+    classifier cannot take another size) and every pooling stage takes that size."""
+    if not has_global_head(model):
+        return False
     try:
-        check_model(predictor.model, (predictor.data.in_channels, size, size))
+        check_model(model, (in_channels, size, size))
     except ShapeError:  # a stage cannot take this size: not measurable, recorded as None
-        return None
-    return predictor.accuracy(lambda x, _s: resize(x, size))
-
-
-__all__ = [
-    "EvalConfig",
-    "invariance_metrics",
-    "resize",
-    "rotate",
-    "translate",
-]
+        return False
+    return True

@@ -214,7 +214,7 @@ def center_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool =
     return x[:, :, first : last_h + 1 : S, first : last_w + 1 : S]
 
 
-@register_pool("center", kind="local", paper="(the seeds' center pooling)", cpu_layout="nchw")
+@register_pool("center", kind="local", paper="(the seeds' center pooling)")
 class CenterPool(LocalPool):
     """The value at each window's centre (offset F//2; lower-right of the middle for even F)."""
 
@@ -273,7 +273,6 @@ def max_avg_pool2d(
     "maxavg",
     kind="local",
     paper="(the seeds' max-avg pooling; fixed mix as in Lee et al. 2016)",
-    cpu_layout="nchw",
 )
 class MaxAvgPool(LocalPool):
     """Fixed max-avg mix: ``alpha * max + (1 - alpha) * avg`` (alpha=0.5: the plain mean of both).

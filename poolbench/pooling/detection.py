@@ -191,7 +191,6 @@ class CascadeCornerPool(_SubsampledDetectionPool):
     "center_cross",
     kind="local",
     paper="Duan et al. 2019 (CenterNet), center pooling + stride-S subsampling",
-    cpu_layout="nchw",
 )
 class CenterCrossPool(_SubsampledDetectionPool):
     """Row max + column max, then the centre position of each F x F window."""

@@ -255,9 +255,7 @@ def lp_pool2d(
     return out.to(x.dtype)
 
 
-@register_pool(
-    "lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)", cpu_layout="nchw"
-)
+@register_pool("lp", kind="local", paper="Sermanet, Chintala & LeCun 2012 (Lp pooling)")
 class LpPool(LocalPool):
     """Lp pooling ``(sum_window |x|^p)^(1/p)``: p=1 sums |x|, p -> inf is max |x| (any p is
     safe from overflow and underflow; see :func:`lp_pool2d`)."""

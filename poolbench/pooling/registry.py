@@ -16,7 +16,6 @@ from poolbench.core.registry import Entry, Registry
 POOLS = Registry("pool", internal=("channels", "stage_channels"))
 
 Kind = Literal["local", "global"]
-CpuLayout = Literal["any", "nchw"]
 
 
 def register_pool(
@@ -25,22 +24,14 @@ def register_pool(
     kind: Kind,
     paper: str = "",
     learnable: bool = False,
-    cpu_layout: CpuLayout = "any",
     description: str | None = None,
     **meta: Any,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: register a pooling layer under ``name``; duplicates are refused.
-
-    ``cpu_layout="nchw"`` marks a layer measured slower in NHWC than in NCHW on the CPU
-    under bf16 autocast (its kernels work on NCHW, and the copies NHWC costs it outweigh the
-    faster NHWC convolutions): ``channels_last=auto`` then keeps the model in NCHW there (see
-    :func:`poolbench.measure.device.resolve_channels_last`). ``any``: the layer follows the general
-    rule.
-    """
+    (Which memory layout suits a layer is measured per run, not declared here: see
+    :mod:`poolbench.measure.probe`.)"""
     if kind not in ("local", "global"):
         raise ValueError(f"pool kind must be 'local' or 'global', got {kind!r}")
-    if cpu_layout not in ("any", "nchw"):
-        raise ValueError(f"pool cpu_layout must be 'any' or 'nchw', got {cpu_layout!r}")
     if "takes_stages" in meta:
         raise ValueError("takes_stages is the class attribute of a GlobalPool, not an argument")
 
@@ -53,7 +44,6 @@ def register_pool(
             kind=kind,
             paper=paper,
             learnable=learnable,
-            cpu_layout=cpu_layout,
             takes_stages=stages,
             **meta,
         )(cls)

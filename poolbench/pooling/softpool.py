@@ -101,7 +101,6 @@ def soft_pool2d(x: Tensor, F: int, S: int, padding: int = 0, ceil_mode: bool = F
     "softpool",
     kind="local",
     paper="Stergiou, Poppe & Kalliatakis 2021 (SoftPool)",
-    cpu_layout="nchw",
 )
 class SoftPool(LocalPool):
     """Softmax-weighted window sum ``sum_i softmax(x)_i * x_i`` (between avg and max)."""

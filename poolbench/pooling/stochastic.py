@@ -124,7 +124,7 @@ def _race_sample(x: Tensor, F: int, S: int, h_out: int, w_out: int) -> Tensor:
         return flat
 
 
-@register_pool("stochastic", kind="local", paper="Zeiler & Fergus 2013 (ICLR)", cpu_layout="nchw")
+@register_pool("stochastic", kind="local", paper="Zeiler & Fergus 2013 (ICLR)")
 class StochasticPool(LocalPool):
     """Samples one activation per window (training); probability-weighted mean (eval)."""
 
@@ -301,9 +301,7 @@ def fractional_size(size: int, ratio: float) -> int:
     return max(1, math.ceil(size * ratio - 1e-9))
 
 
-@register_pool(
-    "fractional", kind="local", paper="Graham 2014 (Fractional Max-Pooling)", cpu_layout="nchw"
-)
+@register_pool("fractional", kind="local", paper="Graham 2014 (Fractional Max-Pooling)")
 class FractionalMaxPool(LocalPool):
     """Max over pseudorandom or random 1-2 wide regions; output side ceil(ratio * input).
 

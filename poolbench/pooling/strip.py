@@ -47,7 +47,6 @@ def strip_gate(
     kind="local",
     paper="Hou et al. 2020 (CVPR), + F x F max pool",
     learnable=True,
-    cpu_layout="nchw",
 )
 class StripPool(LocalPool):
     """x * sigmoid(f(conv1d(row means) + conv1d(column means))), then max pool F x F, stride S."""

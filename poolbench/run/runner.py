@@ -13,6 +13,7 @@ import textwrap
 import time
 import traceback
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import torch
 
 import poolbench
-from poolbench.core.config import RunConfig, add_tags
+from poolbench.core.config import RunConfig, add_tags, config_hash
 from poolbench.core.errors import PoolbenchError, StorageError, one_line
+from poolbench.core.host import cpu_name
 from poolbench.core.record import (
     CONFIG_FIELDS,
     RECORD_NAME,
@@ -36,14 +38,10 @@ from poolbench.engine.checkpoint import Checkpoint, CheckpointCallback
 from poolbench.engine.loggers import RunLogger, check_logger, create_logger
 from poolbench.engine.loop import Compute, check_validation, seed_everything, train
 from poolbench.measure.cost import model_cost
-from poolbench.measure.device import (
-    cpu_name,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
+from poolbench.measure.device import resolve_device, resolve_precision
 from poolbench.measure.invariance import invariance_metrics
 from poolbench.measure.latency import PeakMemory, inference_latency
+from poolbench.measure.probe import Choice, choose
 from poolbench.models.inspect import (
     check_model,
     count_params,
@@ -62,28 +60,60 @@ log = logging.getLogger("poolbench")
 SUMMARY_WIDTH = 80  # the narrowest terminal the log fits: long pooling lists wrap inside it
 
 
-def log_model_summary(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> None:
-    """Per-stage output shape, parameters and pooling parameters (counted separately)."""
+def summary_lines(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
+    """Per-stage output shape, parameters and pooling parameters (counted separately), and the
+    layers a replacement changed, as the run log shows them."""
     lead = "  {:<10} {:<12} {:>9} {:>7}  "
-    log.info(lead.format("stage", "output", "params", "pool") + "pooling")
+    lines = [lead.format("stage", "output", "params", "pool") + "pooling"]
     for row in summarize_model(model, input_shape):
         shape = "x".join(str(d) for d in row.output_shape)
         first = lead.format(row.name, shape, row.params, row.pool_params)
         room = max(20, SUMMARY_WIDTH - len(first))
         pools = textwrap.wrap(row.pools, room, break_on_hyphens=False) or [""]
-        log.info((first + pools[0]).rstrip())
-        for more in pools[1:]:
-            log.info(" " * len(first) + more)
+        lines.append((first + pools[0]).rstrip())
+        lines += [" " * len(first) + more for more in pools[1:]]
     for line in getattr(model, "replacements", []):
-        wrapped = textwrap.wrap(
+        lines += textwrap.wrap(
             f"replaced {line}",
             SUMMARY_WIDTH,
             initial_indent="  ",
             subsequent_indent="    ",
             break_on_hyphens=False,
         )
-        for part in wrapped:
-            log.info(part)
+    return lines
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a configuration's model is whatever its seed: the pool as built (before p is
+    learned), the run log's per-stage summary, the forward cost and the parameter count."""
+
+    settings: dict[str, Any]
+    summary: tuple[str, ...]
+    cost: dict[str, int]
+    params: int
+
+
+# Per process: the seeds of one configuration share their model's facts, so a sweep checks,
+# summarises and counts each configuration's model once.
+_FACTS: dict[str, ModelFacts] = {}
+
+
+def model_facts(
+    cfg: RunConfig, model: torch.nn.Module, input_shape: tuple[int, int, int]
+) -> ModelFacts:
+    """The :class:`ModelFacts` of ``cfg``'s configuration (measured on ``model`` the first time
+    this process meets the configuration: one dry run each to check every pooling stage's
+    shape, to summarise the stages and to count the cost)."""
+    identity = {k: v for k, v in (cfg.identity or cfg.as_identity_dict()).items() if k != "seed"}
+    key = config_hash(identity)
+    if key not in _FACTS:
+        settings = pool_settings(model, cfg.pool.name)
+        check_model(model, input_shape)
+        lines = tuple(summary_lines(model, input_shape))
+        cost = model_cost(model, input_shape).as_record()
+        _FACTS[key] = ModelFacts(settings, lines, cost, count_params(model))
+    return _FACTS[key]
 
 
 def validate(cfg: RunConfig) -> str:
@@ -105,6 +135,18 @@ def validate(cfg: RunConfig) -> str:
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     check_logger(cfg.logger)
     return describe_pool(cfg.pool.name, pool_settings(model, cfg.pool.name))
+
+
+def describe_compute(cfg: RunConfig) -> str:
+    """How ``cfg``'s run will compute, as ``--dry-run`` shows it: the layout and precision with
+    why (``NHWC fp32 (measured: NCHW fp32 12.1 ms, NHWC fp32 9.3 ms a step)``); an ``auto``
+    setting is measured now (and cached, so the run itself pays nothing)."""
+    info = describe_dataset(cfg.data.name, cfg.data.params)
+    input_shape = info["input_shape"]
+    classes = info["num_classes"] or 10
+    device = resolve_device(cfg.device)
+    model = build_model(cfg, num_classes=classes, in_channels=input_shape[0]).to(device)
+    return compute_choice(cfg, model, input_shape, classes, device).describe()
 
 
 def base_record(cfg: RunConfig) -> dict[str, Any]:
@@ -133,7 +175,12 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
 COMMAND_ENV = "POOLBENCH_COMMAND"
 
 
-def execute(cfg: RunConfig, run_dir: Path, observer: Callback | None = None) -> dict[str, Any]:
+def execute(
+    cfg: RunConfig,
+    run_dir: Path,
+    observer: Callback | None = None,
+    in_run_latency: bool = True,
+) -> dict[str, Any]:
     """Run ``cfg`` in ``run_dir`` and return its record (also written as ``result.json``).
 
     One process at a time: the run's lock (:class:`~poolbench.run.locks.RunLock`) is held from
@@ -169,12 +216,14 @@ def execute(cfg: RunConfig, run_dir: Path, observer: Callback | None = None) -> 
             if add_tags(done, cfg.tags):  # tags are metadata: a finished run takes new ones
                 write_record(run_dir, done)
             return done
-        return _execute_locked(cfg, run_dir, observer)
+        return _execute_locked(cfg, run_dir, observer, in_run_latency)
     finally:
         lock.release()
 
 
-def _execute_locked(cfg: RunConfig, run_dir: Path, observer: Callback | None) -> dict[str, Any]:
+def _execute_locked(
+    cfg: RunConfig, run_dir: Path, observer: Callback | None, in_run_latency: bool
+) -> dict[str, Any]:
     start = time.perf_counter()
     record = base_record(cfg)
     record["started_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -185,7 +234,7 @@ def _execute_locked(cfg: RunConfig, run_dir: Path, observer: Callback | None) ->
     logger = RunLogger()
     try:
         logger = create_logger(cfg.logger, run_dir, cfg)
-        metrics, work_s = _train_and_measure(cfg, observer, checkpoint, logger)
+        metrics, work_s = _train_and_measure(cfg, observer, checkpoint, logger, in_run_latency)
         record.update(metrics)
         record["status"] = "ok"
     except StorageError as err:
@@ -233,23 +282,24 @@ def _train_and_measure(
     observer: Callback | None,
     checkpoint: Checkpoint | None = None,
     logger: RunLogger | None = None,
+    in_run_latency: bool = True,
 ) -> tuple[dict[str, Any], float]:
     """The run's metrics, and the seconds spent training (with its evaluation) and measuring;
-    ``observer`` follows the training and the measurement phases (a display)."""
+    ``observer`` follows the training and the measurement phases (a display). Without
+    ``in_run_latency`` the run's own latency is not timed (a sweep that times every
+    configuration interleaved at its end compares those figures, not these)."""
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     if cfg.threads != "auto":
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
     data = create_dataset(cfg.data.name, **cfg.data.params).to(device)
     model = build_model(cfg, data.num_classes, data.in_channels).to(device)
-    settings = pool_settings(model, cfg.pool.name)  # as built, before p is learned
-    check_model(model, data.input_shape)
-    log_model_summary(model, data.input_shape)
-
-    cost = model_cost(model, data.input_shape)
-    channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.pool.name)
+    facts = model_facts(cfg, model, data.input_shape)
+    for line in facts.summary:
+        log.info(line)
+    choice = compute_choice(cfg, model, data.input_shape, data.num_classes, device)
+    precision, channels_last = choice.precision, choice.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # The compiled wrapper shares the weights; invariance tests use the plain module, whose
@@ -272,29 +322,31 @@ def _train_and_measure(
             callbacks=callbacks,
         )
     timing = {"device": device, "precision": precision, "channels_last": channels_last}
-    with observer.phase("timing latency"):
-        latency_ms, latency_iqr_ms = inference_latency(
-            fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
-        )
-        latency_ms_b1, latency_b1_iqr_ms = inference_latency(
-            fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
-        )
+    latency: dict[str, float | None] = {}
+    if in_run_latency:
+        with observer.phase("timing latency"):
+            median, iqr = inference_latency(
+                fast, data.input_shape, cfg.latency_batch, repeats=cfg.latency_repeats, **timing
+            )
+            latency |= {"latency_ms": median, "latency_iqr_ms": iqr}
+            median, iqr = inference_latency(
+                fast, data.input_shape, 1, repeats=cfg.latency_repeats, **timing
+            )
+            latency |= {"latency_ms_b1": median, "latency_b1_iqr_ms": iqr}
     with observer.phase("evaluating: invariance") if cfg.eval.enabled else nullcontext():
         invariance = invariance_metrics(
             model, data, cfg.eval, device, precision, cfg.seed, channels_last=channels_last
         )
     metrics = {
-        **{key: settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
+        **{key: facts.settings.get(key, cfg.pool.params.get(key)) for key in ("F", "S", "p")},
         "learned_p": learned_exponents(model),
         "test_acc": result.test_acc,
         "test_top5": result.test_top5,
+        "test_images": data.num_test,
         "train_loss": result.train_loss,
-        "params": count_params(model),
-        **cost.as_record(),
-        "latency_ms": latency_ms,
-        "latency_iqr_ms": latency_iqr_ms,
-        "latency_ms_b1": latency_ms_b1,
-        "latency_b1_iqr_ms": latency_b1_iqr_ms,
+        "params": facts.params,
+        **facts.cost,
+        **latency,
         "throughput_img_s": result.throughput_img_s,
         "train_time_s": result.train_time_s,
         "val_acc": result.val_acc,
@@ -308,5 +360,29 @@ def _train_and_measure(
         "dtype": precision.name,
         "threads": torch.get_num_threads(),
         "channels_last": channels_last,
+        **choice.as_record(),
     }
     return metrics, time.perf_counter() - work
+
+
+def compute_choice(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    device: torch.device,
+) -> Choice:
+    """How ``cfg``'s run computes: its ``channels_last`` and ``precision``, ``auto`` measured
+    on this machine (:mod:`poolbench.measure.probe`) for its model, batch and input."""
+    identity = cfg.identity or cfg.as_identity_dict()
+    config = {k: identity.get(k) for k in ("model", "pool", "head", "data")}
+    return choose(
+        cfg.channels_last,
+        cfg.precision,
+        device,
+        model,
+        input_shape,
+        num_classes,
+        cfg.train.batch_size,
+        config,
+    )

@@ -33,8 +33,9 @@ import torch
 
 from poolbench.core.config import RunConfig, config_hash
 from poolbench.core.errors import DataError, PoolbenchError
+from poolbench.core.host import cpu_name
 from poolbench.core.record import RECORD_NAME, read_record, write_record
-from poolbench.measure.device import cpu_name, resolve_device, resolve_precision
+from poolbench.measure.device import resolve_device, resolve_precision
 from poolbench.measure.latency import Target, Timing, time_interleaved
 from poolbench.run.locks import RunLock
 

@@ -18,9 +18,12 @@ from poolbench.measure.device import available_cpus, default_parallel_jobs
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+RACE_SWEEPER = "hydra_plugins.poolbench_race.race_sweeper.RaceSweeper"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+# Launchers whose jobs run on other machines: the command cannot time them interleaved.
+CLUSTER_LAUNCHERS = frozenset({SUBMITIT_SLURM})
 # Set for every job of a command (hydra.job.env_set): the command's process id and how many
 # jobs its sweep launches.
 MAIN_PID_ENV = "POOLBENCH_MAIN_PID"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from poolbench.core import defaults
@@ -21,7 +22,7 @@ from poolbench.measure.device import claim_gpu, threads_per_job
 from poolbench.run.runner import execute
 from poolbench.run.watchdog import stop_with_parent
 from poolbench.sweep.callbacks import JobResult
-from poolbench.sweep.plugins import JOBLIB, MAIN_PID_ENV, concurrent_jobs
+from poolbench.sweep.plugins import CLUSTER_LAUNCHERS, JOBLIB, MAIN_PID_ENV, concurrent_jobs
 from poolbench.ui.progress import RunProgress
 
 log = logging.getLogger("poolbench")
@@ -82,7 +83,16 @@ def task(cfg: DictConfig) -> JobResult:
     skipped = not run.rerun and read_ok_record(output_dir / RECORD_NAME) is not None
     with claim_gpu(output_dir.parent.parent / ".gpu-locks"):
         try:
-            record = execute(run, output_dir, observer=observer)
+            record = execute(run, output_dir, observer, in_run_latency=_times_itself(run, hc))
         except StorageError as err:  # every later job would hit it too: stop the command
             raise StopCommand(err) from None
     return JobResult.of(record, run.objective, skipped=skipped)
+
+
+def _times_itself(run: RunConfig, hc: DictConfig) -> bool:
+    """Whether the run times its own latency: not in a sweep whose end times every
+    configuration interleaved on this machine (``latency_interleaved``), where those figures
+    are the ones compared; runs on cluster nodes do, as the sweep cannot time them."""
+    if hc.mode != RunMode.MULTIRUN or not run.latency_interleaved:
+        return True
+    return hc.launcher.get("_target_") in CLUSTER_LAUNCHERS

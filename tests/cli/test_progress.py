@@ -152,20 +152,18 @@ def test_phases_are_log_lines_without_a_terminal(caplog):
     assert "run-1: timing latency" in caplog.text
 
 
-def test_model_summary_fits_80_columns(caplog):
+def test_model_summary_fits_80_columns():
     from poolbench.core.config import PoolSpec
     from poolbench.models.registry import create_model
-    from poolbench.run.runner import log_model_summary
+    from poolbench.run.runner import summary_lines
 
     net = create_model(
         "torchvision", 10, 3, PoolSpec("gem"), PoolSpec("catavgmax"), arch="resnet18"
     )
-    with caplog.at_level(logging.INFO, logger="poolbench"):
-        log_model_summary(net, (3, 64, 64))
-    lines = caplog.text.splitlines()
+    lines = summary_lines(net, (3, 64, 64))
     assert any("replaced MaxPool2d maxpool -> GeMPool(F=3" in ln for ln in lines)
-    summary = [r.getMessage() for r in caplog.records]
-    assert max(len(ln) for ln in summary) <= 80, summary
+    assert lines[0].split() == ["stage", "output", "params", "pool", "pooling"]
+    assert max(len(ln) for ln in lines) <= 80, lines
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]")

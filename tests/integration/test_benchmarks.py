@@ -58,10 +58,10 @@ def test_startup_reports_first_step_and_per_run_overhead():
 
 
 def test_benchmarks_name_the_cpu_they_ran_on():
-    from poolbench.measure.device import cpu_name
+    from poolbench.core.host import cpu_text
 
     text = run_script("layout.py", "--pools", "max", "--repeats", "1", "--threads", "1")
-    assert cpu_name() in text.splitlines()[0]
+    assert cpu_text() in text.splitlines()[0]  # the model and its speed flags
 
 
 def test_latency_trained_times_trained_fresh_and_rebuilt_models():

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from poolbench.core.config import PoolSpec
-from poolbench.measure.device import Precision, cpu_nchw_pools, resolve_channels_last
+from poolbench.measure.device import Precision
 from poolbench.models.registry import create_model
-from poolbench.pooling import create_pool, list_pools
+from poolbench.pooling import create_pool
 
 BF16 = Precision("bf16", torch.bfloat16)
 
@@ -75,32 +75,3 @@ def test_depthwise_pools_convolve_in_fp32_under_cpu_autocast(pool, kwargs) -> No
     assert all(dtype == torch.float32 for _, dtype in log.seen)
     reference = layer(x.detach().float())
     torch.testing.assert_close(y.float(), reference, atol=0.05, rtol=0.02)
-
-
-def test_channels_last_auto_follows_the_measured_layout_per_pool() -> None:
-    """auto: NHWC under autocast, but on the CPU not for pools measured slower in NHWC;
-    fp32 stays NCHW; an explicit true/false is obeyed."""
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    bf16, fp32 = Precision("bf16", torch.bfloat16), Precision("fp32", None)
-    assert resolve_channels_last("auto", cpu, bf16, "max") is True
-    assert resolve_channels_last("auto", cpu, bf16, None) is True
-    nchw = cpu_nchw_pools()
-    # the pools benchmarks/layout.py measured slower in NHWC (2026-11-21), now registry metadata
-    assert nchw == {
-        "center",
-        "center_cross",
-        "fractional",
-        "lp",
-        "maxavg",
-        "softpool",
-        "stochastic",
-        "strip",
-    }
-    for pool in nchw:
-        assert resolve_channels_last("auto", cpu, bf16, pool) is False
-        assert resolve_channels_last("auto", cuda, bf16, pool) is True  # measured on CPU only
-        assert resolve_channels_last(True, cpu, bf16, pool) is True
-    assert resolve_channels_last("auto", cpu, fp32, "max") is False
-    assert resolve_channels_last(False, cpu, bf16, "max") is False
-    assert nchw <= set(list_pools("local"))
-    assert resolve_channels_last("auto", cpu, bf16, "not_a_pool") is True

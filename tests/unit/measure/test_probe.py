@@ -1,0 +1,125 @@
+"""channels_last=auto and precision=auto are measured: the probe picks the faster candidate,
+keeps its decision in the cache (and times again when the key changes), never overrides an
+explicit setting, never offers bf16 where the CPU does not compute it natively, and leaves the
+random state as it found it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import poolbench.measure.probe as probe
+from poolbench.measure.probe import Candidate, candidates, choose
+
+CPU = torch.device("cpu")
+
+
+class SlowInNHWC(nn.Module):
+    """A tiny network with a deliberately slow path: NHWC input costs 100 ms a call (more than
+    the step itself, even on a busy machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            time.sleep(0.1)
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "cpu_supports_bf16", lambda: False)
+    return tmp_path / "cache"
+
+
+def pick(model: nn.Module, **kwargs) -> probe.Choice:
+    options = {"channels_last": "auto", "precision": "auto", "batch": 8, "config": {"m": 1}}
+    options |= kwargs
+    return choose(
+        options["channels_last"],
+        options["precision"],
+        CPU,
+        model,
+        (3, 8, 8),
+        10,
+        options["batch"],
+        options["config"],
+    )
+
+
+def test_the_probe_picks_the_faster_layout():
+    choice = pick(SlowInNHWC())
+    assert choice.source == "measured" and choice.channels_last is False
+    assert choice.times_ms["NHWC fp32"] > choice.times_ms["NCHW fp32"] + 50
+    assert choice.describe().startswith("NCHW fp32 (measured: ")
+
+
+def test_a_cached_decision_is_reused_and_a_new_key_times_again(monkeypatch):
+    first = pick(SlowInNHWC())
+    calls = []
+    real = probe.time_steps
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "time_steps", counted)
+    again = pick(SlowInNHWC())
+    assert again.source == "cache" and not calls
+    assert (again.channels_last, again.times_ms) == (first.channels_last, first.times_ms)
+    assert pick(SlowInNHWC(), batch=16).source == "measured" and len(calls) == 1
+    assert pick(SlowInNHWC(), config={"m": 2}).source == "measured" and len(calls) == 2
+
+
+def test_explicit_settings_are_never_overridden():
+    choice = pick(SlowInNHWC(), channels_last=True, precision="fp32")
+    assert (choice.channels_last, choice.precision.name, choice.source) == (True, "fp32", "set")
+    assert not choice.times_ms
+
+
+def test_bf16_is_a_candidate_only_where_the_cpu_computes_it_natively(monkeypatch):
+    assert {c.precision for c in candidates("auto", "auto", CPU)} == {"fp32"}
+    monkeypatch.setattr(probe, "cpu_supports_bf16", lambda: True)
+    assert candidates("auto", "auto", CPU) == [
+        Candidate(False, "fp32"),
+        Candidate(True, "fp32"),
+        Candidate(False, "bf16"),
+        Candidate(True, "bf16"),
+    ]
+
+
+def test_the_probe_leaves_the_random_state_as_it_found_it():
+    model = SlowInNHWC()
+    torch.manual_seed(4)
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    pick(model)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_timing_is_round_by_round_with_a_mocked_clock():
+    ticks = iter(range(1000))
+    order = []
+
+    def clock() -> float:
+        return float(next(ticks))
+
+    real_step = probe._step
+
+    def recording(model, x, y, device, option):
+        step = real_step(model, x, y, device, option)
+        return lambda: (order.append(option.label), step())[1]
+
+    options = [Candidate(False, "fp32"), Candidate(True, "fp32")]
+    pytest.MonkeyPatch().setattr(probe, "_step", recording)
+    times = probe.time_steps(SlowInNHWC(), (3, 8, 8), 10, 4, CPU, options, clock, rounds=2)
+    assert times == {"NCHW fp32": 1.0, "NHWC fp32": 1.0}
+    assert order == ["NCHW fp32", "NHWC fp32"] * 3  # one warm-up round, then two timed
