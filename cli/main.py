@@ -164,7 +164,10 @@ def run(
         launch(overrides, False, ["--cfg", cfg.value, *(["--resolve"] if resolve else [])])
         return
     if the_plan.multirun:
-        console.print(f"poolbench: sweep of {tables.sweep_size(the_plan)}", highlight=False)
+        what = tables.sweep_size(the_plan)
+        console.print(
+            f"poolbench: {what if the_plan.race else 'sweep of ' + what}", highlight=False
+        )
     try:
         outcome = run_plan(the_plan, overrides)
     except SystemExit as exc:  # Hydra reports its own errors and exits
@@ -213,6 +216,11 @@ def report(
     alpha: float = typer.Option(
         defaults.ALPHA, "--alpha", help="Significance level of the tests against the best (Holm)."
     ),
+    delta: float | None = typer.Option(
+        None,
+        "--delta",
+        help="Equivalence margin in the metric's units (default 0.005 for accuracies; 0: none).",
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     tags: list[str] = typer.Option(
         None, "--tag", help="Only the runs with this tag (+tags=[...]); repeat for several."
@@ -241,7 +249,9 @@ def report(
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
     df = rp.with_tags(rp.load_nonempty(sources or [Path("results")]), tags or [])
-    written = rp.write_report(df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha)
+    written = rp.write_report(
+        df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha, delta
+    )
     tables.print_summary(console, written.summary, written.significance)
     for note in written.notes:
         console.print(note, highlight=False, soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,11 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def sweep_size(plan: Plan) -> str:
-    """``6 runs``; ``20 jobs the sweeper picks as it goes`` (Optuna)."""
+    """``6 runs``; ``20 jobs the sweeper picks as it goes`` (Optuna); a race's configurations
+    and seed schedule."""
+    if plan.race is not None:
+        n = plan.configurations
+        return f"a race of {n} configuration{'s' * (n != 1)}: {plan.race.schedule(n)}"
     n = plan.size
     if plan.expanded:
         return f"{n} run{'s' * (n != 1)}"
@@ -99,27 +104,21 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     """A sweep's closing table: one row per configuration over its seeds (mean ± 95% interval,
     tied with the best or not, shift consistency, comparable latency, parameters, FLOPs), the
     statement of the test, and the sentences the statistics support."""
-    from poolbench.report.conclusions import sweep_summary
     from poolbench.report.keys import key_text
 
-    found = sweep_summary(outcome.records)
+    found = outcome.closing()
     if found is None:
         return
-    summary, significance, keys, latency = (
-        found.summary,
-        found.significance,
-        found.keys,
-        found.latency,
-    )
+    summary, keys, latency = found.summary, found.keys, found.latency
     columns = [
         ("test_acc", "test_acc ± ci95"),
-        ("tied_with_best", "tied"),
+        ("verdict", "verdict"),
         ("shift_consistency", "shift cons."),
         (latency, "ms" if latency == "latency_ms" else "ms (interleaved)"),
         ("params", "params"),
         ("flops", "MFLOPs"),
     ]
-    columns = [(m, h) for m, h in columns if m == "tied_with_best" or f"{m}_mean" in summary]
+    columns = [(m, h) for m, h in columns if m == "verdict" or f"{m}_mean" in summary]
     table = Table(
         title=f"poolbench sweep: {len(outcome.records)} runs in {outcome.seconds:.0f} s, "
         f"mean over seeds (ci95: 95% t-interval half-width)",
@@ -129,11 +128,11 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     for _, header in columns:
         table.add_column(header, justify="right")
     table.add_column("n", justify="right")
-    for _, row in summary.iterrows():
+    for (_, row), verdict in zip(summary.iterrows(), found.verdicts, strict=True):
         cells = [key_text(row[c]) for c in keys]
         for name, _ in columns:
-            if name == "tied_with_best":
-                cells.append(_claim(row.get(name)))
+            if name == "verdict":
+                cells.append(VERDICTS.get(verdict, verdict) or "-")
                 continue
             info = metrics.get(name)
             value = row.get(f"{name}_mean")
@@ -149,10 +148,10 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
             else:
                 cells.append(_fmt(value, info.fmt))
         failed = f" ({row['failed']} failed)" if row["failed"] else ""
-        style = "bold" if _claim(row.get("tied_with_best")) == "yes" else None
+        style = "bold" if verdict in ("best", "equivalent") else None
         table.add_row(*cells, f"{row['n']}{failed}", style=style)
     console.print(table)
-    console.print(significance.legend(summary["n"], marker="tied"), highlight=False, soft_wrap=True)
+    console.print(found.legend, highlight=False, soft_wrap=True)
     if latency == "latency_ms":
         console.print(
             "latency: each run's own timing (not every config was timed interleaved in one "
@@ -165,6 +164,10 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
         console.print(f"!: {UNSTABLE_TEXT}", highlight=False)
     for sentence in found.sentences:
         console.print(sentence, highlight=False, soft_wrap=True)
+
+
+# A verdict as the closing table prints it.
+VERDICTS = {"equivalent": "equiv.", "eliminated": "elim."}
 
 
 def _mean_std(row: Any, metric: metrics.Metric) -> str:
@@ -332,15 +335,32 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
     line per run that cannot run (empty: all can)."""
     jobs = plan.jobs
     title = f"dry run: {len(jobs)} run{'s' * (len(jobs) != 1)}, nothing trained"
-    if not plan.expanded:
+    if plan.race is not None:
+        title = f"dry run: nothing trained ({sweep_size(plan)})"
+    elif not plan.expanded:
         title += " (the sweeper picks its jobs as it goes: each is checked when it starts)"
     console.print(title, highlight=False)
     failures = []
     width = len(str(len(jobs)))
+    indent = " " * (width + 7)
     for i, job in enumerate(jobs, 1):
         name = job.run.run_name if job.run is not None else " ".join(job.overrides)
         if job.error is None:
-            console.print(f"{i:>{width}} ok    {name}  {job.pool}", highlight=False, soft_wrap=True)
+            how = f"; computes {job.compute}" if job.compute else ""
+            line = f"{i:>{width}} ok    {name}  {job.pool}{how}"
+            if len(line) > console.width:  # the pool and the compute below, wrapped at words
+                line = "\n".join(
+                    [f"{i:>{width}} ok    {name}"]
+                    + textwrap.wrap(
+                        f"{job.pool}{how}",
+                        max(20, console.width - len(indent)),
+                        initial_indent=indent,
+                        subsequent_indent=indent + "  ",
+                        break_on_hyphens=False,
+                        break_long_words=False,
+                    )
+                )
+            console.print(line, highlight=False, soft_wrap=True)
         else:
             failures.append(f"run {i} ({' '.join(job.overrides)}): {job.error}")
             console.print(f"{i:>{width}} [red]fails[/red] {name}", highlight=False, soft_wrap=True)
@@ -351,11 +371,11 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
 
 def print_timings(console: Console, outcome: Any, batch: int, repeats: int) -> None:
     """``poolbench time``: one row per configuration, fastest first."""
-    from poolbench.measure.device import cpu_name
+    from poolbench.core.host import cpu_text
 
     table = Table(
         title=f"latency, interleaved: batch {batch}, median of {repeats} rounds, one process "
-        f"({cpu_name()}; session {outcome.session})"
+        f"({cpu_text()}; session {outcome.session})"
     )
     for c in ("config", "ms", "IQR ms", "stable", "runs"):
         table.add_column(c, justify="left" if c == "config" else "right")

@@ -13,3 +13,5 @@ UNSTABLE_TEXT = f"IQR > {UNSTABLE_IQR:.0%} of the median"
 METRIC = "test_acc"
 ALPHA = 0.05
 COMPARE_BY = "pool"
+# The equivalence margin for metrics in [0, 1] (accuracies): within half a point of the best.
+DELTA = 0.005

@@ -30,6 +30,9 @@ class Metric:
     unit: str
     fmt: str
     description: str
+    # the same for every seed by construction (a model's size and cost): groups without spread
+    # differ exactly; a measured metric without spread over a few seeds has just not varied yet
+    exact: bool = False
 
     @property
     def direction(self) -> str:
@@ -72,8 +75,10 @@ class MetricFamily:
         )
 
 
-def _m(name: str, higher: bool, unit: str, fmt: str, description: str) -> Metric:
-    return Metric(name, higher, unit, fmt, description)
+def _m(
+    name: str, higher: bool, unit: str, fmt: str, description: str, exact: bool = False
+) -> Metric:
+    return Metric(name, higher, unit, fmt, description, exact)
 
 
 METRICS: dict[str, Metric] = {
@@ -106,12 +111,26 @@ METRICS: dict[str, Metric] = {
         _m("wall_s", False, "s", ".1f", "the run's wall time"),
         _m("overhead_s", False, "s", ".1f", "wall time that was not training or measuring"),
         _m("peak_mem_mb", False, "MiB", ",.0f", "peak memory while training"),
-        _m("params", False, "parameters", ",.0f", "trainable parameters"),
-        _m("pool_params", False, "parameters", ",.0f", "parameters inside pooling layers"),
-        _m("flops", False, "FLOPs", ",.0f", "forward FLOPs of one image"),
-        _m("macs", False, "MACs", ",.0f", "forward multiply-accumulates of one image"),
-        _m("pool_flops", False, "FLOPs", ",.0f", "the pooling layers' share of flops"),
-        _m("activations", False, "elements", ",.0f", "elements output by the pooling layers"),
+        _m("params", False, "parameters", ",.0f", "trainable parameters", exact=True),
+        _m(
+            "pool_params",
+            False,
+            "parameters",
+            ",.0f",
+            "parameters inside pooling layers",
+            exact=True,
+        ),
+        _m("flops", False, "FLOPs", ",.0f", "forward FLOPs of one image", exact=True),
+        _m("macs", False, "MACs", ",.0f", "forward multiply-accumulates of one image", exact=True),
+        _m("pool_flops", False, "FLOPs", ",.0f", "the pooling layers' share of flops", exact=True),
+        _m(
+            "activations",
+            False,
+            "elements",
+            ",.0f",
+            "elements output by the pooling layers",
+            exact=True,
+        ),
         _m("shift_consistency", True, FRACTION, ".4f", "top-1 agreement under random shifts"),
         _m("acc_rot", True, FRACTION, ".4f", "accuracy of images rotated by ±eval.max_rot"),
     )

@@ -86,7 +86,8 @@ def compare(
     ]
     only_a = sorted(set(range(len(sa))) - {i for i, _ in pairs})
     only_b = sorted(set(range(len(sb))) - {j for _, j in pairs})
-    tests = [pair_test(samples_a[i], samples_b[j]) for i, j in pairs]
+    exact = significance.info.exact
+    tests = [pair_test(samples_a[i], samples_b[j], exact=exact) for i, j in pairs]
     adjusted = holm([p for p, _ in tests])
 
     every = pd.concat([sa[match], sb[match]], ignore_index=True).assign(n=0)

@@ -14,6 +14,7 @@ from poolbench.core import defaults, metrics
 from poolbench.core.defaults import UNSTABLE_TEXT
 from poolbench.report.keys import (
     compared_key,
+    in_prose,
     key_text,
     resolve_key,
     row_labels,
@@ -25,7 +26,6 @@ from poolbench.report.keys import (
 from poolbench.report.records import records_frame
 from poolbench.report.significance import (
     MIN_N,
-    PAIRED,
 )
 from poolbench.report.summary import (
     Significance,
@@ -36,15 +36,20 @@ from poolbench.report.summary import (
 
 
 def conclusions(
-    df: pd.DataFrame, alpha: float = defaults.ALPHA, compare_by: str = defaults.COMPARE_BY
+    df: pd.DataFrame,
+    alpha: float = defaults.ALPHA,
+    compare_by: str = defaults.COMPARE_BY,
+    delta: float | None = None,
+    tests: bool = True,
 ) -> list[str]:
     """Two to four plain sentences drawn from the statistics of ``df``'s records (one
     comparison of ``compare_by`` values; with several, the first that has finished runs and a
-    pointer to the report): the best test accuracy and the groups tied with it, the ones
-    significantly worse, the most shift-consistent, and the fastest by comparable latency."""
+    pointer to the report): the best test accuracy with the groups equivalent to it, worse and
+    undecided (``delta``: the margin, see :class:`Significance`), the most shift-consistent,
+    and the fastest by comparable latency; without ``tests`` the last two only."""
     if df.empty or not df["status"].eq("ok").any():
         return ["No run finished: nothing to conclude."]
-    acc = Significance("test_acc", alpha, compare_by)
+    acc = Significance("test_acc", alpha, compare_by, delta)
     summary = summarize(df, acc)
     names = summary_keys(summary)
     by = resolve_key(compare_by, names)
@@ -57,9 +62,8 @@ def conclusions(
         df = df[df.index.isin(_rows_of(df, summary))]
         where = ", ".join(f"{k}={first[k]}" for k in sets)
         note = [f"(For {where}; `poolbench report` compares every setting.)"]
-    labels = dict(
-        zip(summary.index, row_labels(summary, shown_keys(summary, compare_by)), strict=True)
-    )
+    shown = [in_prose(t) for t in row_labels(summary, shown_keys(summary, compare_by))]
+    labels = dict(zip(summary.index, shown, strict=True))
     ok = summary[summary["n"] > 0]
     best = ok.iloc[0]
     sentences = [f"Best test accuracy: {labels[best.name]} {_interval(best, 'test_acc')}"]
@@ -70,27 +74,7 @@ def conclusions(
             f"; with {seeds} no difference can be told from seed noise: run seed=0,1,2 for a claim."
         )
     else:
-        tied = [labels[i] for i, r in others.iterrows() if r["tied_with_best"] is True]
-        worse = others[others["tied_with_best"].eq(False).fillna(False)]
-        untested = [labels[i] for i, r in others.iterrows() if pd.isna(r["tied_with_best"])]
-        used = sorted({t for t in others["test_vs_best"] if t})
-        test = " or ".join(f"{t} by seed" if t == PAIRED else t for t in used) or "no test"
-        tested = len(others) - len(untested)
-        sentences[0] += (
-            f"; not significantly worse ({test}, Holm-corrected, alpha {alpha:g}): "
-            f"{', '.join(tied) if tied else 'none'} ({len(tied)} of {tested})"
-        )
-        if untested:
-            sentences[0] += f"; one seed, no claim: {', '.join(untested)}"
-        sentences[0] += "."
-        if len(worse):
-            listed = ", ".join(
-                f"{labels[i]} (p={r['p_vs_best']:.2g})" for i, r in worse.head(8).iterrows()
-            )
-            more = f" and {len(worse) - 8} more" if len(worse) > 8 else ""
-            sentences.append(f"Significantly worse than {labels[best.name]}: {listed}{more}.")
-        elif tested:
-            sentences.append(f"No {by} is significantly worse than {labels[best.name]}.")
+        sentences[0] = _verdicts(sentences[0], others, labels, acc, by)
     if "shift_consistency" in df.columns and df["shift_consistency"].notna().any():
         shift = summarize(df, Significance("shift_consistency", alpha, compare_by))
         shift = shift[(shift["n"] > 0) & shift["shift_consistency_mean"].notna()]
@@ -108,7 +92,50 @@ def conclusions(
                 sentence += ", ahead of all others"
         sentences.append(sentence + ".")
     sentences += _fastest(summary, labels)
+    if not tests:  # the caller says what was decided (a race): shift and latency only
+        sentences = sentences[1:]
     return sentences[:4] + note
+
+
+def _verdicts(
+    first: str, others: pd.DataFrame, labels: dict[Any, str], acc: Significance, by: str
+) -> str:
+    """The best's sentence with what the tests say of the others: equivalent within the margin,
+    significantly worse (with p), undecided (neither: more seeds would decide), one seed."""
+
+    def names(status: str) -> list[str]:
+        return [labels[i] for i, r in others.iterrows() if r["verdict"] == status]
+
+    def listed(items: list[str], limit: int = 8) -> str:
+        more = f" and {len(items) - limit} more" if len(items) > limit else ""
+        return ", ".join(items[:limit]) + more
+
+    worse = others[others["verdict"].eq("worse")]
+    untested = [labels[i] for i, r in others.iterrows() if not r["verdict"]]
+    parts = [first]
+    if acc.margin is not None:
+        equivalent = names("equivalent")
+        parts.append(
+            f"equivalent to it within ±{acc.margin:g} (TOST, Holm-corrected, alpha "
+            f"{acc.alpha:g}): {listed(equivalent) if equivalent else 'none'}"
+        )
+    if len(worse):
+        shown = [f"{labels[i]} (p={r['p_vs_best']:.2g})" for i, r in worse.iterrows()]
+        parts.append(
+            f"significantly worse (one-sided tests against each other {by}, Holm-corrected, "
+            f"alpha {acc.alpha:g}): {listed(shown)}"
+        )
+    elif len(others) > len(untested):
+        parts.append(f"no {by} is significantly worse")
+    if acc.margin is None:  # no margin: "not shown worse" is all that can be said
+        undecided, label = names("undecided"), "not shown worse"
+    else:
+        undecided, label = names("undecided"), "undecided, neither shown worse nor equivalent"
+    if undecided:
+        parts.append(f"{label}: {listed(undecided)}")
+    if untested:
+        parts.append(f"one seed, no claim: {listed(untested)}")
+    return "; ".join(parts) + "."
 
 
 def _rows_of(df: pd.DataFrame, summary: pd.DataFrame) -> list[Any]:
@@ -160,26 +187,56 @@ def _fastest(summary: pd.DataFrame, labels: dict[Any, str]) -> list[str]:
 class SweepSummary:
     """What a sweep's closing table shows, computed once from its records: the summary (tested
     by what the sweep compared: the pools, else the models or other choices it varied), the key
-    columns that tell its rows apart, the comparable latency and the sentences."""
+    columns that tell its rows apart, the comparable latency, each row's verdict (best,
+    equivalent, undecided, worse; a race's own decisions where the sweep raced) with its legend,
+    and the sentences."""
 
     summary: pd.DataFrame
     significance: Significance
     keys: list[str]
     latency: str
     sentences: list[str]
+    verdicts: list[str]
+    legend: str
 
 
-def sweep_summary(records: Sequence[dict[str, Any]]) -> SweepSummary | None:
-    """The :class:`SweepSummary` of a sweep's ``records``; None when no run finished."""
+RACE_FIELD = "race"  # a record's race decision, set by the sweep that raced it (not on disk)
+
+
+def sweep_summary(
+    records: Sequence[dict[str, Any]],
+    delta: float | None = None,
+    race_legend: str | None = None,
+    race_sentences: Sequence[str] = (),
+) -> SweepSummary | None:
+    """The :class:`SweepSummary` of a sweep's ``records``; None when no run finished. Records
+    that carry a ``race`` field (the race's decision for their configuration) give the
+    verdicts, with ``race_legend`` and ``race_sentences`` in place of the tests' own."""
     df = records_frame(records)
     if df.empty or not df["status"].eq("ok").any():
         return None
-    summary = summarize(df)  # by pool; again only when the sweep compared something else
+    summary = summarize(df, Significance(delta=delta))
     by = compared_key(summary)
-    significance = Significance(compare_by=by)
-    if by != defaults.COMPARE_BY:
+    significance = Significance(compare_by=by, delta=delta)
+    if by != defaults.COMPARE_BY:  # by pool first; again only when it compared something else
         summary = summarize(df, significance)
     latency = comparable_latency(summary) or "latency_ms"
+    verdicts = [str(v) for v in summary["verdict"]]
+    legend = significance.verdict_legend(summary["n"])
+    sentences = conclusions(df, compare_by=by, delta=delta)
+    if RACE_FIELD in df.columns:
+        verdicts = []
+        for i in range(len(summary)):
+            rows = _rows_of(df, summary.iloc[[i]])
+            found = df.loc[rows, RACE_FIELD].dropna() if rows else pd.Series(dtype=object)
+            verdicts.append(str(found.iloc[0]) if len(found) else "")
+        # the race's best first (a configuration stopped early as equivalent may show a higher
+        # mean over its fewer seeds), the others by their mean
+        order = sorted(range(len(summary)), key=lambda i: verdicts[i] != "best")
+        summary = summary.iloc[order].reset_index(drop=True)
+        verdicts = [verdicts[i] for i in order]
+        legend = race_legend or legend
+        sentences = [*race_sentences, *conclusions(df, compare_by=by, delta=delta, tests=False)]
     return SweepSummary(
-        summary, significance, shown_keys(summary, by), latency, conclusions(df, compare_by=by)
+        summary, significance, shown_keys(summary, by), latency, sentences, verdicts, legend
     )

@@ -181,5 +181,15 @@ def row_labels(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     return [label(row) if keys else "" for _, row in frame.iterrows()]
 
 
+# Labels that read as words of the sentence they are listed in ("worse: none").
+PROSE_WORDS = frozenset({"none", "all", "no", "-"})
+
+
+def in_prose(label: str) -> str:
+    """``label`` as a sentence lists it: quoted where it reads as a word (the pool ``none``:
+    "significantly worse: 'none'"), else as it is."""
+    return f"'{label}'" if label.lower() in PROSE_WORDS else label
+
+
 def _sort_key(column: pd.Series) -> pd.Series:
     return column if pd.api.types.is_numeric_dtype(column) else column.map(key_text)

@@ -12,7 +12,7 @@ for the learning curves, the runs; :func:`write_plots` saves them beside the rep
 - ``<stem>_learning_curves.png``: per-epoch training loss and validation accuracy, mean over
   seeds, where the records carry ``history``;
 - ``<stem>_critical_difference.png``: the critical-difference diagram (Demšar 2006) of
-  ``rows`` ranked over two or more settings (Friedman test, Nemenyi post-hoc: scikit-posthocs).
+  ``rows`` ranked over five or more settings (Friedman test, Nemenyi post-hoc: scikit-posthocs).
 
 Every title states data, model, n, device, dtype and latency source. Axis rule
 (:data:`AXIS_RULE`), so that small spreads are not blown up to the full height: an axis of a
@@ -63,6 +63,9 @@ AXIS_RULE = (
     f"{MIN_FRACTION:.0%} of their largest value, never below 0"
 )
 INTERVAL = "mean and 95% t-interval over seeds (none where n < 2)"
+# The settings (blocks) a Friedman test and its critical-difference diagram need: autorank
+# refuses fewer than five (Herbold 2020), and below that the CD exceeds what k values can span.
+MIN_SETTINGS = 5
 
 
 def _pyplot() -> Any:
@@ -401,17 +404,18 @@ def critical_difference(
     sets = [k for k in varying_keys(ok, names) if k not in below]
     treatments = unique_index(ok, [by], varying_keys(ok, below), sets)
     n_settings = len(ok.groupby(sets, dropna=False)) if sets else 1
-    if n_settings < 2:
+    if n_settings < MIN_SETTINGS:
         return None, (
             f"no critical-difference diagram: it ranks {by} values over settings (data, "
-            f"model, ...), and these records hold {n_settings} setting"
+            f"model, ...), and the Friedman test needs {MIN_SETTINGS} or more (as autorank "
+            f"asks); these records hold {n_settings} setting{'s' * (n_settings != 1)}"
         )
     frame = ok.assign(_setting=row_labels(ok, sets), _treatment=row_labels(ok, treatments)).pivot(
         index="_setting", columns="_treatment", values=mean
     )
     complete = frame.dropna(axis=1)
     left_out = [c for c in frame.columns if c not in complete.columns]
-    if complete.shape[1] < 2:
+    if complete.shape[1] < 2 or complete.shape[0] < MIN_SETTINGS:
         return None, (
             f"no critical-difference diagram: fewer than 2 {by} values ran in all "
             f"{n_settings} settings"
@@ -419,7 +423,8 @@ def critical_difference(
     import scikit_posthocs as sp
 
     plt = _pyplot()
-    ranks = complete.rank(axis=1, ascending=not info.higher_is_better).mean()
+    # average ranks for ties (Demšar 2006), as the ranking table ranks
+    ranks = complete.rank(axis=1, ascending=not info.higher_is_better, method="average").mean()
     nemenyi = sp.posthoc_nemenyi_friedman(complete.to_numpy())
     nemenyi.index = nemenyi.columns = complete.columns
     k, n = complete.shape[1], complete.shape[0]

@@ -112,14 +112,45 @@ def load_records(sources: Iterable[Path]) -> pd.DataFrame:
         unusable += check_record(record, path)
         record["record_path"] = str(path)
         rows.append(record)
+    rows, twice = once_per_run(rows)
     df = records_frame(rows)
+    notes = twice
     if unusable:
         runs = len({u.split(": ", 1)[0] for u in unusable})
-        df.attrs["notes"] = [
+        notes.append(
             f"{runs} record{'s' * (runs != 1)} with unusable metrics, left out of every mean "
             f"and test (a run with no {PRIMARY} still counts in n): " + "; ".join(unusable)
-        ]
+        )
+    if notes:
+        df.attrs["notes"] = notes
     return df
+
+
+def once_per_run(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each run once: a record whose ``run_id`` was already read (the same run found in two
+    folders, a copied results directory) is counted once, the ok one or else the latest
+    started; returns the records (in their order) and one warning line per run met twice,
+    naming its paths."""
+
+    def rank(r: dict[str, Any]) -> tuple[bool, str]:
+        return r.get("status") == "ok", str(r.get("started_at") or "")
+
+    where: dict[Any, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.get("run_id") is not None:
+            where.setdefault(record["run_id"], []).append(i)
+    chosen = {run_id: max(found, key=lambda i: rank(records[i])) for run_id, found in where.items()}
+    keep = [r for i, r in enumerate(records) if r.get("run_id") is None or chosen[r["run_id"]] == i]
+    notes = []
+    for run_id, found in where.items():
+        if len(found) > 1:
+            used = records[chosen[run_id]]
+            rest = [str(records[i].get("record_path")) for i in found if i != chosen[run_id]]
+            notes.append(
+                f"warning: run {run_id} ({used.get('run_name')}) found {len(found)} times, "
+                f"counted once: {used.get('record_path')} (counted), {', '.join(rest)} (left out)"
+            )
+    return keep, notes
 
 
 # Fields that group and label runs: a record with another type there cannot be placed.
@@ -161,6 +192,10 @@ def check_record(record: Any, path: Path) -> list[str]:
     return unusable
 
 
+# Record fields holding a dict, kept as one JSON text column each.
+JSON_FIELDS = ("learned_p", "compute_times_ms")
+
+
 def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Run records (dicts) as one row each, flattened as :func:`load_records` describes."""
     rows = [dict(r) for r in records]
@@ -170,16 +205,16 @@ def records_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         if "tags" in r:
             r["tags"] = ",".join(r["tags"] or []) or None
     history = [r.pop("history", None) for r in rows]
-    has_learned = any("learned_p" in r for r in rows)
-    learned = [r.pop("learned_p", None) for r in rows]  # {module path: p}: one JSON text
+    # {module path: p}, {candidate: ms}: one JSON text column each, not a column per key
+    as_text = {f: [r.pop(f, None) for r in rows] for f in JSON_FIELDS if any(f in r for r in rows)}
     df = pd.json_normalize(rows, sep=".")
     for col in df.columns:  # lists (e.g. config.model.widths) as text, so they can be grouped
         if df[col].map(lambda v: isinstance(v, (list, dict))).any():
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     if any(h is not None for h in history):
         df["history"] = [None if h is None else json.dumps(h) for h in history]
-    if has_learned:
-        df["learned_p"] = [None if p is None else json.dumps(p) for p in learned]
+    for name, values in as_text.items():
+        df[name] = [None if v is None else json.dumps(v) for v in values]
     first = [c for c in RECORD_FIELDS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 

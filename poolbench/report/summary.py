@@ -34,6 +34,7 @@ from poolbench.report.significance import (
     MIN_N,
     PAIRED,
     SIGN,
+    TOST,
     WELCH,
     against_best,
 )
@@ -46,20 +47,71 @@ CONDITIONS = ("device", "cpu", "dtype", "latency_session")
 class Significance:
     """What the summary tests: ``metric`` of every group against the best group of its
     comparison, i.e. among groups equal in everything but ``compare_by`` (and the keys below
-    it: ``pool`` covers ``pool.F``, ``pool.p``, ...), at level ``alpha`` after Holm's correction."""
+    it: ``pool`` covers ``pool.F``, ``pool.p``, ...), at level ``alpha`` after Holm's correction:
+    worse, and equivalent within ``±delta`` (the metric's units; None: the default margin,
+    :data:`~poolbench.core.defaults.DELTA` for metrics in [0, 1] and none for others; 0: no
+    equivalence test)."""
 
     metric: str = defaults.METRIC
     alpha: float = defaults.ALPHA
     compare_by: str = defaults.COMPARE_BY
+    delta: float | None = None
 
     def __post_init__(self) -> None:
         metrics.get(self.metric)
         if isinstance(self.alpha, bool) or not 0 < self.alpha < 1:
             raise ConfigError(f"expected --alpha in (0, 1), got {self.alpha!r}")
+        if self.delta is not None and (
+            isinstance(self.delta, bool)
+            or not isinstance(self.delta, (int, float))
+            or not math.isfinite(self.delta)
+            or self.delta < 0
+        ):
+            raise ConfigError(f"expected --delta to be a number >= 0, got {self.delta!r}")
 
     @property
     def info(self) -> metrics.Metric:
         return metrics.get(self.metric)
+
+    @property
+    def margin(self) -> float | None:
+        """The equivalence margin in force (None: no equivalence test)."""
+        if self.delta is None:
+            return defaults.DELTA if self.info.bounded else None
+        return float(self.delta) or None
+
+    def equivalence_text(self) -> str:
+        """How equivalence is decided, for legends (empty without a margin)."""
+        if self.margin is None:
+            return ""
+        return (
+            f"equivalent: shown within ±{self.margin:g} of the best ({TOST} on the paired "
+            f"differences, {SIGN} where they do not vary; Holm-corrected, alpha {self.alpha:g}); "
+            f"undecided: neither worse nor equivalent (more seeds would decide)"
+        )
+
+    def verdict_legend(self, n: Iterable[int]) -> str:
+        """The sentence that explains a table's verdict column; ``n`` the groups' sizes."""
+        sizes = sorted({int(k) for k in n})
+        if sizes and sizes[-1] < MIN_N:
+            return (
+                f"{self.metric}, {n_text(sizes)}: n < {MIN_N} in every group, no test, no verdict"
+            )
+        text = (
+            f"{self.metric}, {n_text(sizes)}; verdict against the best of each comparison of "
+            f"{self.compare_by} values (groups equal in everything else; {self.info.direction}): "
+            f"worse: another value is significantly better (one-sided {PAIRED}s by seed where "
+            f"the seeds match, {SIGN} where the differences do not vary, {WELCH} otherwise, "
+            f"against every other value, combined by Simes' rule, Holm within the comparison, "
+            f"alpha {self.alpha:g})"
+        )
+        if self.margin is not None:
+            text += f"; {self.equivalence_text()}"
+        else:
+            text += "; undecided: not shown worse (no equivalence margin for this metric)"
+        if sizes and sizes[0] < MIN_N:
+            text += f"; groups with n < {MIN_N}: no test, no verdict"
+        return text
 
     def legend(self, n: Iterable[int], marker: str = "bold") -> str:
         """The sentence that explains a table's or plot's marks; ``n`` the groups' sizes."""
@@ -70,13 +122,16 @@ class Significance:
             claim = (
                 f"{marker}: the best mean of each comparison of {self.compare_by} values "
                 f"(groups equal in everything else) and every one not significantly worse "
-                f"({self.info.direction}): two-sided {PAIRED} by seed where the seeds "
-                f"match ({SIGN} where the differences do not vary), {WELCH} otherwise, "
-                f"Holm-corrected within each comparison, "
-                f"alpha {self.alpha:g}"
+                f"({self.info.direction}); worse: another value is significantly better, by "
+                f"one-sided {PAIRED}s by seed where the seeds match ({SIGN} where the "
+                f"differences do not vary), {WELCH} otherwise, against every other value "
+                f"(combined by Simes' rule, as the best is picked from the same data), "
+                f"Holm-corrected within each comparison, alpha {self.alpha:g}"
             )
             if sizes and sizes[0] < MIN_N:
                 claim += f"; groups with n < {MIN_N}: no test, no claim (never {marker})"
+            if self.margin is not None:
+                claim += f"; {self.equivalence_text()}"
         return f"{self.metric}, {n_text(sizes)}; {claim}"
 
 
@@ -145,6 +200,9 @@ def _summarize(
             if c in group.columns:
                 values = sorted({str(v) for v in group[c] if pd.notna(v)})
                 row[c] = ", ".join(values) if values else None
+        if "test_images" in good.columns:  # the step of an accuracy: 1 / test images
+            sizes = pd.to_numeric(good["test_images"], errors="coerce").dropna().unique()
+            row["test_images"] = int(sizes[0]) if len(sizes) == 1 else None
         for m in names:
             values = pd.to_numeric(good[m], errors="coerce")
             row[f"{m}_mean"] = values.mean()
@@ -194,17 +252,29 @@ def _judge(
     p = [math.nan] * len(out)
     test = [""] * len(out)
     tied: list[bool | None] = [None] * len(out)
+    p_equiv = [math.nan] * len(out)
+    equivalent: list[bool | None] = [None] * len(out)
+    verdict = [""] * len(out)
     positions: dict[tuple[str, ...], list[int]] = {}
     for i, row in enumerate(out[sets].itertuples(index=False)):
         positions.setdefault(tuple(key_text(v) for v in row), []).append(i)
     for members in positions.values():
         verdicts = against_best(
-            [samples[i] for i in members], significance.info.higher_is_better, significance.alpha
+            [samples[i] for i in members],
+            significance.info.higher_is_better,
+            significance.alpha,
+            delta=significance.margin,
+            resolution=resolution(out.iloc[members], significance.metric),
+            exact=significance.info.exact,
         )
         for i, v in zip(members, verdicts, strict=True):
             p[i], test[i], tied[i] = v.p, v.test, v.tied
+            p_equiv[i], equivalent[i], verdict[i] = v.p_equiv, v.equivalent, v.status
     mean = f"{significance.metric}_mean"
     at = out.columns.get_loc(mean) + 1
+    out.insert(at, "verdict", verdict)
+    out.insert(at, "equivalent_to_best", pd.array(equivalent, dtype="boolean"))
+    out.insert(at, "p_equiv", p_equiv)
     out.insert(at, "tied_with_best", pd.array(tied, dtype="boolean"))
     out.insert(at, "test_vs_best", test)
     out.insert(at, "p_vs_best", p)
@@ -214,6 +284,17 @@ def _judge(
     out = out.sort_values(by, ascending=ascending, key=_sort_key, na_position="last")
     samples = [samples[i] for i in out["_i"]]
     return out.drop(columns="_i").reset_index(drop=True), samples
+
+
+def resolution(groups: pd.DataFrame, metric: str) -> float | None:
+    """The step of ``metric`` in these groups: 1 / test images for a test accuracy when every
+    group scored the same number of test images, else None (float rounding decides)."""
+    if metric not in ("test_acc", "test_top5") or "test_images" not in groups.columns:
+        return None
+    sizes = groups["test_images"]
+    if sizes.isna().any() or sizes.nunique() != 1 or sizes.iloc[0] <= 0:
+        return None
+    return 1.0 / float(sizes.iloc[0])
 
 
 def summarize(
@@ -226,7 +307,9 @@ def summarize(
     conditions (``device``, ``dtype``, ``latency_source``), ``<metric>_mean``/``_std`` of every
     metric, ``<metric>_ci95`` (95% t-interval half-width) of ``test_acc``, ``latency_ms`` and the
     tested metric, and beside the tested metric's mean ``p_vs_best`` (Holm-corrected),
-    ``test_vs_best`` and ``tied_with_best`` (NA: n < 2, no claim). See :class:`Significance`.
+    ``test_vs_best``, ``tied_with_best`` (NA: n < 2, no claim), ``p_equiv`` (Holm-corrected
+    TOST), ``equivalent_to_best`` and ``verdict`` (best, equivalent, undecided, worse; empty:
+    no claim). See :class:`Significance`.
     """
     if df.empty:
         return pd.DataFrame()

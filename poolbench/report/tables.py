@@ -167,7 +167,8 @@ def ranking(summary: pd.DataFrame, significance: Significance) -> tuple[Pivot, p
     by = resolve_key(significance.compare_by, names)
     settings = [k for k in varying_keys(summary, names) if k not in subtree(by, names)]
     table = pivot(summary, significance.metric, by, settings)
-    ranks = table.mean.rank(ascending=not significance.info.higher_is_better, method="min")
+    # average ranks for ties (Demšar 2006), as the critical-difference diagram ranks
+    ranks = table.mean.rank(ascending=not significance.info.higher_is_better, method="average")
     counts = ranks.notna().sum(axis=1)
     ranks["mean_rank"] = ranks.mean(axis=1)
     ranks.insert(len(ranks.columns) - 1, "settings", counts)

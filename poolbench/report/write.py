@@ -42,6 +42,7 @@ def write_report(
     metric: str = defaults.METRIC,
     plots: bool = True,
     alpha: float = defaults.ALPHA,
+    delta: float | None = None,
 ) -> Written:
     """Every report file, named after ``out`` (default ``results/report.csv``):
 
@@ -59,7 +60,7 @@ def write_report(
     rows, columns = (resolve_key(k, available) for k in pivot_on)
     if rows == columns:
         raise ConfigError(f"expected --pivot ROWS,COLUMNS to name two keys, got {rows} twice")
-    significance = Significance(metric, alpha, rows)
+    significance = Significance(metric, alpha, rows, delta)
     summary = summarize(df, significance, keys=(rows, columns))
     written = Written(
         [write_runs(df, out, fmt)], list(df.attrs.get("notes", [])), summary, significance

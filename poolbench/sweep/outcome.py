@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poolbench.core.defaults import UNSTABLE_TEXT
 from poolbench.core.errors import StopCommand
@@ -34,8 +34,18 @@ from poolbench.run.runner import COMMAND_ENV
 from poolbench.sweep.launch import launch
 from poolbench.sweep.plan import Plan, quoted
 from poolbench.sweep.plugins import MAIN_PID_ENV, SWEEP_SIZE_ENV
+from poolbench.sweep.race import (
+    RaceSettings,
+    race_legend,
+    race_sentences,
+    read_decisions,
+    tag_records,
+)
 from poolbench.sweep.task import LAUNCH_CWD_ENV
 from poolbench.ui.progress import SweepProgress
+
+if TYPE_CHECKING:
+    from poolbench.report.conclusions import SweepSummary
 
 
 @dataclass
@@ -53,6 +63,22 @@ class SweepOutcome:
     ran: set[str] = field(default_factory=set)
     elsewhere: set[str] = field(default_factory=set)
     table: Path | None = None  # <sweep dir>/summary.csv: one row per run
+    race: RaceSettings | None = None  # the race's settings, where the sweep raced
+
+    def closing(self) -> SweepSummary | None:
+        """The closing table's contents (:func:`poolbench.report.conclusions.sweep_summary`),
+        with the race's decisions where the sweep raced; None when no run finished."""
+        from poolbench.report.conclusions import sweep_summary
+
+        decisions = read_decisions(self.sweep_dir) if self.sweep_dir is not None else None
+        if self.race is None or decisions is None:
+            return sweep_summary(self.records, self.race.delta if self.race else None)
+        return sweep_summary(
+            tag_records(self.records, decisions),
+            self.race.delta,
+            race_legend(self.race),
+            race_sentences(decisions, self.race),
+        )
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -224,6 +250,7 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         ran=ran,
         elsewhere=elsewhere,
         table=table,
+        race=plan.race,
     )
 
 

@@ -9,7 +9,9 @@ job when it starts.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +29,15 @@ from poolbench.core.errors import ConfigError, PoolbenchError, one_line
 from poolbench.core.paths import CONFIG_NAME, config_dir
 from poolbench.core.record import RECORD_NAME, read_record
 from poolbench.core.storage import check_writable_dir
-from poolbench.run.runner import validate
+from poolbench.run.runner import describe_compute, validate
 from poolbench.sweep.plugins import (
     BASIC_SWEEPER,
-    SUBMITIT_SLURM,
+    CLUSTER_LAUNCHERS,
+    RACE_SWEEPER,
     launcher_defaults,
     sweeper_defaults,
 )
+from poolbench.sweep.race import RaceSettings, configurations
 from poolbench.sweep.task import register_resolvers
 
 
@@ -47,6 +51,7 @@ class PlannedRun:
     error: str | None = None
     pool: str = ""
     exception: PoolbenchError | None = field(default=None, compare=False, repr=False)
+    compute: str = ""  # --dry-run: how it will compute (layout, precision, measured or set)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Plan:
     sweep_dir: Path | None = None
     size: int | None = None  # jobs the sweep launches (None: the sweeper does not say)
     sweeper_overrides: tuple[str, ...] = ()
+    race: RaceSettings | None = None  # hydra/sweeper=race: its settings
+    configurations: int = 0  # the race's configurations (each raced over race.seeds)
 
     @property
     def hydra_overrides(self) -> tuple[str, ...]:
@@ -80,7 +87,7 @@ class Plan:
     @property
     def on_cluster(self) -> bool:
         """Runs go to cluster nodes, so this process's machine is not theirs."""
-        return self.launcher == SUBMITIT_SLURM
+        return self.launcher in CLUSTER_LAUNCHERS
 
     def run_dir(self, cfg: RunConfig) -> Path:
         if self.run_dir_override is not None and not self.multirun:
@@ -156,11 +163,16 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
         with initialize_config_dir(
             config_dir=str(config_dir()), version_base="1.3", job_name="poolbench"
         ):
-            base_overrides = [
-                o.input_line
-                for o in OverridesParser.create().parse_overrides(overrides)
-                if not o.is_sweep_override()
-            ]
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            for o in parsed:
+                if o.is_sweep_override() and o.key_or_group.startswith("hydra."):
+                    value = o.input_line.split("=", 1)[1]
+                    raise ConfigError(
+                        f"{o.key_or_group} is one of Hydra's own settings and takes one value, "
+                        f"got the sweep {value}; quote it as text ({o.key_or_group}='{value}') "
+                        f"or give a list ({o.key_or_group}=[0,1,2])"
+                    )
+            base_overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
             try:
                 head = _compose(base_overrides, with_hydra=True)
             except (HydraException, OmegaConfBaseException) as err:
@@ -173,18 +185,30 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
             sweeper_overrides = sweeper_defaults(head.hydra.sweeper, objective, overrides)
             params = head.hydra.sweeper.get("params")
             sweeper_params = {} if params is None else dict(OmegaConf.to_container(params))
-            if sweeper_params or len(base_overrides) != len(overrides):
+            race = None
+            if head.hydra.sweeper.get("_target_") == RACE_SWEEPER:  # a race is always a sweep
+                node = OmegaConf.to_container(head.hydra.sweeper, resolve=True)
+                race = RaceSettings.from_config(node, objective)
+            if sweeper_params or len(base_overrides) != len(overrides) or race is not None:
                 multirun = True
             run_dir, sweep_dir = _output_dirs(head, overrides, multirun)
             expansion = [list(overrides)]
-            if multirun:
+            configs = 0
+            if race is not None:  # every run the race may train: the configurations x seeds
+                loader = GlobalHydra.instance().config_loader()
+                parser = OverridesParser.create(config_loader=loader)
+                found = configurations(parser, sweeper_params, overrides)
+                configs, expanded = len(found), False
+                expansion = [[*job, f"seed={seed}"] for job in found for seed in race.seeds]
+            elif multirun:
                 found = _expand(overrides, sweeper_params)
                 is_basic = head.hydra.sweeper.get("_target_") == BASIC_SWEEPER
                 if found is None or not is_basic:
                     expanded, expansion = False, [base_overrides]
                 else:
                     expansion = found
-            jobs = [_compose_job(job) for job in expansion]
+            composer = _Composer()
+            jobs = [composer.job(job) for job in expansion]
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(hydra_message(err)) from None
     finally:
@@ -198,7 +222,7 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
             sweep_dir,
             composed[0] if len(composed) == 1 else None,
         )
-    jobs = _validate_jobs(jobs)
+    jobs = _validate_jobs(jobs, probe=collect)
     failures = [(i, j) for i, j in enumerate(jobs, 1) if j.error is not None]
     if failures and (not collect or len(jobs) == 1):
         i, job = failures[0]
@@ -215,6 +239,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
     target = str(head.hydra.launcher.get("_target_", ""))
     trials = head.hydra.sweeper.get("n_trials")
     size = len(jobs) if expanded else (int(trials) if isinstance(trials, int) else None)
+    if race is not None:
+        size = None  # the race decides as it goes how many it runs
     return Plan(
         runs,
         multirun,
@@ -227,6 +253,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
         sweeper_overrides=sweeper_overrides,
         run_dir_override=run_dir,
         sweep_dir=sweep_dir,
+        race=race,
+        configurations=configs,
     )
 
 
@@ -282,9 +310,56 @@ def check_output_dirs(
             )
 
 
-def _compose_job(job: list[str]) -> PlannedRun:
+class _Composer:
+    """Composes the jobs of one command line. Jobs that differ only in plain values (``seed=3``,
+    ``train.lr=0.1``: no config group, no ``+``/``~``) share one composition of their groups,
+    and their values are set on a copy, as Hydra applies such overrides after composing the
+    defaults: a sweep over ten seeds composes once instead of ten times (each composition reads
+    and merges the whole defaults tree, about 0.2 s)."""
+
+    def __init__(self) -> None:
+        self.parser = OverridesParser.create()
+        self.composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def job(self, job: list[str]) -> PlannedRun:
+        return _compose_job(job, self.compose)
+
+    def compose(self, job: list[str]) -> DictConfig:
+        parsed = self.parser.parse_overrides(job)
+        groups, values = [], []
+        for override, text in zip(parsed, job, strict=True):
+            plain = override.is_force_add() is False and override.is_add() is False
+            plain = plain and not override.is_delete() and not override.is_sweep_override()
+            if plain and not _is_group(override.key_or_group):
+                values.append(override)
+            else:
+                groups.append(text)
+        key = tuple(groups)
+        if key not in self.composed:
+            self.composed[key] = _compose(groups)
+        config = copy.deepcopy(self.composed[key])
+        for override in values:
+            if OmegaConf.select(config, override.key_or_group, default=_MISSING) is _MISSING:
+                return _compose(job)  # Hydra's own message for a key the config lacks
+            OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
+        return config
+
+
+_MISSING = object()
+
+
+def _is_group(key: str) -> bool:
+    """Whether ``key`` selects a config group (``pool``, ``hydra/launcher``) rather than sets
+    a value: a folder of configs/ (or Hydra's own ``hydra/...`` groups)."""
+    return "/" in key or (config_dir() / key).is_dir()
+
+
+def _compose_job(
+    job: list[str], compose: Callable[[list[str]], DictConfig] | None = None
+) -> PlannedRun:
     try:
-        config = OmegaConf.to_container(_compose(job), resolve=True)
+        composed = compose(job) if compose is not None else _compose(job)
+        config = OmegaConf.to_container(composed, resolve=True)
         return PlannedRun(tuple(job), RunConfig.from_dict(config, overrides=job))
     except (HydraException, OmegaConfBaseException) as err:
         unknown = re.match(r"Could not override '([^']+)'", str(err))
@@ -310,9 +385,11 @@ def _unknown_key(job: list[str], key: str) -> str:
     return f"unknown key '{key}': {where} has no '{leaf}'; valid keys: {', '.join(valid)}"
 
 
-def _validate_jobs(jobs: list[PlannedRun]) -> list[PlannedRun]:
-    """Validate each distinct model build once (seeds share it); keep the built pool."""
+def _validate_jobs(jobs: list[PlannedRun], probe: bool = False) -> list[PlannedRun]:
+    """Validate each distinct model build once (seeds share it); keep the built pool; with
+    ``probe`` (``--dry-run``) also how each will compute (measured once per configuration)."""
     seen: dict[str, tuple[PoolbenchError | None, str]] = {}
+    computes: dict[str, str] = {}
     out = []
     for job in jobs:
         run = job.run
@@ -327,5 +404,11 @@ def _validate_jobs(jobs: list[PlannedRun]) -> list[PlannedRun]:
                 seen[key] = (err, "")
         error, pool = seen[key]
         message = None if error is None else str(error)
-        out.append(PlannedRun(job.overrides, run, message, pool, exception=error))
+        compute = ""
+        if probe and error is None:
+            how = repr((key, run.channels_last, run.train.batch_size, run.threads))
+            if how not in computes:
+                computes[how] = describe_compute(run)
+            compute = computes[how]
+        out.append(PlannedRun(job.overrides, run, message, pool, exception=error, compute=compute))
     return out

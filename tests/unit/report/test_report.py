@@ -90,7 +90,7 @@ def test_report_tables_and_plots_match_the_records(sweep: Path, workdir: Path):
     best_line = next(line for line in md.splitlines() if line.startswith(f"| {best} |"))
     assert f"**{summary.loc[best, 'test_acc_mean']:.4f} ± " in best_line
     assert md.count("**") == 2 * tied.sum()
-    assert "paired t-test by seed" in md and "Holm" in md and "alpha 0.05" in md
+    assert "one-sided paired t-tests by seed" in md and "Holm" in md and "alpha 0.05" in md
     tex = Path("out/report_pivot_test_acc.tex").read_text()
     assert tex.startswith("\\begin{tabular}{lr}") and tex.count("\\textbf{") == tied.sum()
     assert "$\\pm$" in tex and "% test_acc, n = 2 seeds per group" in tex

@@ -1,0 +1,1 @@
+"""poolbench's racing sweeper as a Hydra plugin: ``hydra/sweeper=race``."""
