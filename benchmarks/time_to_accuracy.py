@@ -1,11 +1,12 @@
-"""airbench's network and recipe: poolbench's engine against a plain implementation of the
-same recipe, on the same data, side by side.
+"""poolbench's engine against a plain implementation of the same recipe, on the same data,
+side by side: airbench's network and recipe, or the CIFAR vgg recipe.
 
-    python benchmarks/time_to_accuracy.py [--data ../shared/data/cifar10_dev.npz] \\
-        [--test val] [--epochs 10] [--batch 256] [--repeats 2] [--threads N]
+    python benchmarks/time_to_accuracy.py [--recipe airbench|vgg] \\
+        [--data ../shared/data/cifar10_dev.npz] [--test val] [--epochs 10] [--batch 256] \\
+        [--repeats 2] [--threads N] [--profile]
 
-Both sides train ``model=airbench`` (the same module, the same initial weights, whitening
-filters from the same images) with ``train=airbench`` at ``--batch``:
+``--recipe airbench``: both sides train ``model=airbench`` (the same module, the same initial
+weights, whitening filters from the same images) with ``train=airbench`` at ``--batch``:
 
 - **engine**: ``poolbench.engine.loop.train``, as ``poolbench run model=airbench train=airbench``
   runs it (``precision=auto``, ``channels_last=auto``, poolbench's SGD, its batches,
@@ -17,8 +18,15 @@ filters from the same images) with ``train=airbench`` at ``--batch``:
   triangular schedule, a Lookahead average every 5 steps, bf16 autocast and NHWC like the
   engine, the same test-time augmentation.
 
+``--recipe vgg``: ``model=vgg model.widths=[64,128,256] model.convs_per_stage=[2,2,1]
+train=cifar10`` (batch 128) through the engine, against the loop of
+``benchmarks/plain_loop_cifar.py`` (``torch.optim.SGD``, ``OneCycleLR``, flips and
+reflect-padded crops per image) on the same initial weights, layout and precision.
+
 They alternate (engine, plain, engine, ...) ``--repeats`` times so that a busy machine slows
-both alike. Printed: the CPU, threads, images/s and test accuracy of each, and the ratio of
+both alike. ``--profile`` runs ``torch.profiler`` over one epoch of each after the timed
+repeats and prints the top entries by CPU time (where the remaining gap goes). Printed: the
+CPU, threads, images/s and test accuracy of each, and the ratio of
 the medians (engine / plain; the engine should cost nothing: >= 1.0).
 """
 
@@ -42,17 +50,35 @@ from poolbench.core.errors import PoolbenchError
 from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
 from poolbench.engine.loop import Compute, evaluate, train
+from poolbench.measure.device import resolve_device, synchronize
 from poolbench.measure.probe import choose
 from poolbench.models.registry import create_model
 from poolbench.sweep.plan import plan
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_loop_cifar import plain_vgg, vgg  # noqa: E402  (the vgg recipe's plain loop)
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_dev.npz"
 
 
-def recipe(epochs: int, batch: int) -> TrainConfig:
-    """``train=airbench`` as the configs compose it, at ``epochs`` and ``batch``."""
-    run = plan(["model=airbench", "train=airbench"]).runs[0]
-    return TrainConfig(**{**run.train.__dict__, "epochs": epochs, "batch_size": batch})
+VGG = ["model=vgg", "model.widths=[64,128,256]", "model.convs_per_stage=[2,2,1]"]
+
+
+def recipe(name: str, epochs: int, batch: int | None) -> TrainConfig:
+    """``train=airbench`` or ``train=cifar10`` as the configs compose it, at ``epochs`` (and
+    ``batch`` where given)."""
+    overrides = (
+        ["model=airbench", "train=airbench"] if name == "airbench" else [*VGG, "train=cifar10"]
+    )
+    run = plan(overrides).runs[0]
+    size = batch if batch is not None else run.train.batch_size
+    return TrainConfig(**{**run.train.__dict__, "epochs": epochs, "batch_size": size})
+
+
+def build(name: str, classes: int) -> nn.Module:
+    if name == "airbench":
+        return create_model("airbench", classes, 3, PoolSpec("max"), PoolSpec("global_max"))
+    return vgg(classes, 3, [64, 128, 256])
 
 
 def plain_airbench(
@@ -60,12 +86,13 @@ def plain_airbench(
 ) -> tuple[float, int]:
     """The recipe as one loop; returns the seconds of the training loop (after the whitening
     setup, as the engine counts) and the images trained on."""
-    device = torch.device("cpu")
-    generator = torch.Generator().manual_seed(seed)
+    device = data.train_x.device
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on any device
     images = data.normalize(data.train_x)  # (N, 3, 32, 32) float
     labels = data.train_y
     n = len(labels)
     model.init_from_data(images[:5000])
+    synchronize(device)
     start = time.perf_counter()  # as the engine's: the training loop alone
     # Parameter groups: BatchNorm biases at bn_bias_lr x the rate, decay on everything.
     k = 1024 * (1 + 1 / (1 - cfg.momentum))
@@ -108,7 +135,7 @@ def plain_airbench(
                 avg.lerp_(state[key], 1 - decay_now)
                 state[key].copy_(avg)
 
-    base_flips = torch.rand(n, generator=generator) < 0.5
+    base_flips = (torch.rand(n, generator=generator) < 0.5).to(device)
     pad = cfg.translate
     step = seen = 0
     model.train()
@@ -117,12 +144,14 @@ def plain_airbench(
         flips = base_flips ^ (epoch % 2 == 0)
         x = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
         x = F.pad(x, (pad,) * 4, mode="reflect")
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-        rows = (dy.view(-1, 1) + torch.arange(32)).view(n, 1, 32, 1)
-        cols = (dx.view(-1, 1) + torch.arange(32)).view(n, 1, 1, 32)
-        x = x[torch.arange(n).view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows, cols]
-        order = torch.randperm(n, generator=generator)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(device)
+        span = torch.arange(32, device=device)
+        rows = (dy.view(-1, 1) + span).view(n, 1, 32, 1)
+        cols = (dx.view(-1, 1) + span).view(n, 1, 1, 32)
+        first = torch.arange(n, device=device).view(n, 1, 1, 1)
+        x = x[first, torch.arange(3, device=device).view(1, 3, 1, 1), rows, cols]
+        order = torch.randperm(n, generator=generator).to(device)
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             seen += len(idx)
@@ -140,33 +169,71 @@ def plain_airbench(
             if step % cfg.lookahead_every == 0:
                 pull(cfg.lookahead_decay**cfg.lookahead_every * (step / total) ** 3)
     pull(1.0)
+    synchronize(device)
     return time.perf_counter() - start, seen
+
+
+def plain(name, model, data, cfg, precision, channels_last, seed) -> tuple[float, int]:
+    """The plain loop of ``name``: (seconds of its training loop, images trained on)."""
+    if name == "airbench":
+        return plain_airbench(model, data, cfg, precision, channels_last, seed)
+    images = data.normalize(data.train_x)
+    autocast = precision if precision.name != "fp32" else None
+    seconds = plain_vgg(model, images, data.train_y, cfg.epochs, seed, channels_last, autocast)
+    return seconds, cfg.epochs * len(data.train_y)
+
+
+def profile(name, initial, data, cfg, compute: Compute, tta: str, rows: int = 12) -> None:
+    """One epoch of each side under ``torch.profiler``: the top entries by self CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    one = TrainConfig(**{**cfg.__dict__, "epochs": 1})
+    for side in ("engine", "plain"):
+        model = copy.deepcopy(initial)
+        if compute.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        activities = [ProfilerActivity.CPU]
+        if compute.device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        with profiler(activities=activities) as prof:
+            if side == "engine":
+                train(model, data, one, compute, seed=0, tta="none")
+            else:
+                plain(name, model, data, one, compute.precision, compute.channels_last, 0)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        print(f"--- profile, {side}, 1 epoch (top {rows} by self CPU time)")
+        print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="airbench", choices=["airbench", "vgg"])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help=".npz/.pt for data=tensors")
     parser.add_argument("--test", default="val", help="the split to score (data.test)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--tta", default=None, choices=["none", "flip", "flip_translate"])
+    parser.add_argument("--profile", action="store_true", help="torch.profiler, one epoch each")
     parser.add_argument(
-        "--tta", default="flip_translate", choices=["none", "flip", "flip_translate"]
+        "--device", default="auto", help="auto (cuda where there is one), cpu, cuda"
     )
     args = parser.parse_args()
     try:
-        if min(args.epochs, args.batch, args.repeats) < 1 or args.threads < 0:
+        if min(args.epochs, args.repeats, args.batch or 1) < 1 or args.threads < 0:
             raise PoolbenchError("expected --epochs, --batch, --repeats >= 1 and --threads >= 0")
-        data = create_dataset("tensors", path=args.data, test=args.test)
-        cfg = recipe(args.epochs, args.batch)
+        device = resolve_device(args.device)
+        data = create_dataset("tensors", path=args.data, test=args.test).to(device)
+        cfg = recipe(args.recipe, args.epochs, args.batch)
     except PoolbenchError as err:
         sys.exit(f"error: {err}")
+    tta = args.tta or ("flip_translate" if args.recipe == "airbench" else "none")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
     torch.manual_seed(0)
-    initial = create_model("airbench", data.num_classes, 3, PoolSpec("max"), PoolSpec("global_max"))
+    initial = build(args.recipe, data.num_classes).to(device)
     # as a run decides them: measured on this machine (poolbench.measure.probe)
     choice = choose(
         "auto",
@@ -176,33 +243,27 @@ def main() -> None:
         data.input_shape,
         data.num_classes,
         cfg.batch_size,
-        {"benchmark": "time_to_accuracy", "model": "airbench", "pool": "max"},
+        {"benchmark": "time_to_accuracy", "model": args.recipe, "pool": "max"},
     )
     precision, channels_last = choice.precision, choice.channels_last
+    compute = Compute(device, precision, channels_last)
     rates: dict[str, list[float]] = {"engine": [], "plain": []}
     accs: dict[str, list[float]] = {"engine": [], "plain": []}
     for repeat in range(args.repeats):
         model = copy.deepcopy(initial)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        result = train(
-            model,
-            data,
-            cfg,
-            Compute(device, precision, channels_last),
-            seed=repeat,
-            tta=args.tta,
-        )
+        result = train(model, data, cfg, compute, seed=repeat, tta=tta)
         rates["engine"].append(result.throughput_img_s)
         accs["engine"].append(result.test_acc)
 
         model = copy.deepcopy(initial)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        seconds, images = plain_airbench(model, data, cfg, precision, channels_last, repeat)
+        seconds, images = plain(args.recipe, model, data, cfg, precision, channels_last, repeat)
         rates["plain"].append(images / seconds)
         accs["plain"].append(
-            evaluate(model, data, device, precision, channels_last=channels_last, tta=args.tta)[0]
+            evaluate(model, data, device, precision, channels_last=channels_last, tta=tta)[0]
         )
         print(
             f"repeat {repeat + 1}: engine {rates['engine'][-1]:.0f} img/s (acc "
@@ -210,18 +271,20 @@ def main() -> None:
             f"{accs['plain'][-1]:.4f})",
             flush=True,
         )
-    engine, plain = statistics.median(rates["engine"]), statistics.median(rates["plain"])
+    engine, plain_rate = statistics.median(rates["engine"]), statistics.median(rates["plain"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
         f"conditions: {cpu_text()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
-        f"torch {torch.__version__}, load avg {load:.1f}, precision {precision.name}, "
-        f"channels_last {channels_last}; {len(data.train_y)} training images, "
-        f"{len(data.test_y)} scored ({args.test}), {args.epochs} epochs, batch {args.batch}, "
-        f"tta {args.tta}"
+        f"torch {torch.__version__}, load avg {load:.1f}; recipe {args.recipe}, precision "
+        f"{precision.name}, channels_last {channels_last} ({choice.describe()}); "
+        f"{len(data.train_y)} training images, {len(data.test_y)} scored ({args.test}), "
+        f"{args.epochs} epochs, batch {cfg.batch_size}, tta {tta}"
     )
     print(f"engine   {engine:8.0f} img/s   accuracy {statistics.mean(accs['engine']):.4f}")
-    print(f"plain    {plain:8.0f} img/s   accuracy {statistics.mean(accs['plain']):.4f}")
-    print(f"ratio    {engine / plain:8.2f}x (engine / plain, medians of {args.repeats})")
+    print(f"plain    {plain_rate:8.0f} img/s   accuracy {statistics.mean(accs['plain']):.4f}")
+    print(f"ratio    {engine / plain_rate:8.2f}x (engine / plain, medians of {args.repeats})")
+    if args.profile:
+        profile(args.recipe, initial, data, cfg, compute, tta)
 
 
 if __name__ == "__main__":

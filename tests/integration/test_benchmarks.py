@@ -5,10 +5,13 @@ Tiny settings: these check that the scripts work, not how fast anything is.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -76,12 +79,15 @@ def test_latency_trained_times_trained_fresh_and_rebuilt_models():
         assert abs(tr_fresh - trained / fresh) < 0.01 and abs(tr_rebuilt - trained / rebuilt) < 0.01
 
 
-def test_time_to_accuracy_trains_both_implementations_side_by_side(tmp_path: Path):
+@pytest.mark.parametrize("recipe", ["airbench", "vgg"])
+def test_time_to_accuracy_trains_both_implementations_side_by_side(tmp_path: Path, recipe: str):
     from tests.helpers.datafiles import write_tensors
 
     data = write_tensors(tmp_path / "c.npz", n_train=64, n_test=32, size=32, classes=10)
     text = run_script(
         "time_to_accuracy.py",
+        "--recipe",
+        recipe,
         "--data",
         str(data),
         "--test",
@@ -103,6 +109,18 @@ def test_time_to_accuracy_trains_both_implementations_side_by_side(tmp_path: Pat
     assert engine > 0 and plain > 0
     # the rates are printed rounded to whole images/s, the ratio from the exact ones
     assert (engine - 0.5) / (plain + 0.5) - 0.01 <= ratio <= (engine + 0.5) / (plain - 0.5) + 0.01
+    assert f"recipe {recipe}," in text
+
+
+def test_time_to_accuracy_profiles_where_the_time_goes(tmp_path: Path):
+    from tests.helpers.datafiles import write_tensors
+
+    data = write_tensors(tmp_path / "c.npz", n_train=64, n_test=32, size=32, classes=10)
+    args = ["--data", str(data), "--test", "test", "--epochs", "1", "--batch", "32"]
+    text = run_script("time_to_accuracy.py", *args, "--repeats", "1", "--profile")
+    for side in ("engine", "plain"):
+        assert f"--- profile, {side}, 1 epoch (top 12 by self CPU time)" in text
+    assert "Self CPU time total" in text and "aten::" in text
 
 
 def test_plain_loop_cifar_trains_and_scores(tmp_path: Path):
@@ -114,3 +132,17 @@ def test_plain_loop_cifar_trains_and_scores(tmp_path: Path):
     )
     match = re.search(r"val accuracy ([\d.]+), training \d+ s \((\d+) images/s\)", text)
     assert match and 0 <= float(match.group(1)) <= 1 and int(match.group(2)) > 0
+
+
+def test_gpu_check_writes_its_table_and_skips_what_the_budget_leaves_out(tmp_path: Path):
+    from tests.helpers.datafiles import write_tensors
+
+    data = write_tensors(tmp_path / "c.npz", n_train=64, n_test=32, size=32, classes=10)
+    out = tmp_path / "check.json"
+    text = run_script("gpu_check.py", "--data", str(data), "--out", str(out), "--budget", "1")
+    result = json.loads(out.read_text())
+    env = result["steps"]["environment"]
+    assert env["status"] == "ok" and env["cpu"] and env["torch"]
+    skipped = [name for name, step in result["steps"].items() if step["status"] == "skipped"]
+    assert len(skipped) == 7 and "main job" in skipped and "pytest -m gpu" in skipped
+    assert "main job: skipped" in text and f"wrote {out}" in text
