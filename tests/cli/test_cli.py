@@ -12,6 +12,7 @@ import pytest
 
 from poolbench.cli.main import app
 from poolbench.core.record import RECORD_FIELDS
+from poolbench.measure.probe import PREFER_MARGIN
 from tests.helpers import FAST, loads_dynamo
 from tests.helpers.cli import invoke, runner
 
@@ -226,7 +227,8 @@ def test_a_run_never_imports_dynamo(workdir: Path):
 
 def test_auto_layout_is_measured_and_the_record_says_which_and_why(workdir: Path):
     """channels_last=auto times both layouts before the run trains (the record keeps the
-    times and what was chosen); an explicit layout is obeyed without a probe."""
+    times and what was chosen: the fastest where it beats NCHW fp32 by more than the margin,
+    else NCHW fp32); an explicit layout is obeyed, and only precisions in it are timed."""
     result = invoke("run", "-m", "channels_last=auto,true", "eval.enabled=false", *FAST)
     assert result.exit_code == 0, result.output
     auto, forced = sorted(records(workdir / "results"), key=lambda r: r["channels_last"] is True)
@@ -236,9 +238,12 @@ def test_auto_layout_is_measured_and_the_record_says_which_and_why(workdir: Path
     times = auto["compute_times_ms"]
     assert set(times) >= {"NCHW fp32", "NHWC fp32"}
     fastest = min(times, key=times.get)
+    if times[fastest] >= (1 - PREFER_MARGIN) * times["NCHW fp32"]:
+        fastest = "NCHW fp32"
     assert auto["channels_last"] is fastest.startswith("NHWC")
     assert auto["dtype"] == fastest.split()[1]
-    assert forced["channels_last"] is True and not forced["compute_times_ms"]
+    assert forced["channels_last"] is True
+    assert all(label.startswith("NHWC") for label in forced["compute_times_ms"] or {})
 
 
 def test_dry_run_lists_every_run_with_its_pool_as_built(workdir: Path):
