@@ -8,6 +8,7 @@ completion load this module only (a test keeps it so); each command imports what
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -51,8 +52,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Logs and CI are read in wide windows: 120 columns there, the real width on a terminal.
-console = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def output_width() -> int | None:
+    """The width tables and prose fit: a terminal's own (None: rich asks it), else ``COLUMNS``
+    where set, else no limit (a pipe is read by programs and pagers, which must get whole
+    lines, not a table cut to 80 columns)."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else UNLIMITED
+
+
+UNLIMITED = 10_000  # columns: wider than any table or sentence poolbench prints
+console = Console(width=output_width())
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -189,7 +202,8 @@ class ReportFormat(str, Enum):
 @app.command(
     cls=Command,
     help="Collect run records: per-run table, summary over seeds (mean, std, n, 95% CI, "
-    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX) and plots (PNG).",
+    "tested against the best), pivot and ranking tables (CSV, Markdown, LaTeX), figures (PNG, "
+    "PDF) and, with --html, one HTML page.",
 )
 @one_line_errors
 def report(
@@ -221,7 +235,15 @@ def report(
         "--delta",
         help="Equivalence margin in the metric's units (default 0.005 for accuracies; 0: none).",
     ),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
+    plots: bool = typer.Option(
+        True, "--plots/--no-plots", help="Write the figures (PNG, and PDF for a paper)."
+    ),
+    html: bool = typer.Option(
+        False,
+        "--html",
+        help="Also write one self-contained HTML page (OUTPUT with .html): conclusions, "
+        "sortable summary, figures, environment, links to the records.",
+    ),
     tags: list[str] = typer.Option(
         None, "--tag", help="Only the runs with this tag (+tags=[...]); repeat for several."
     ),
@@ -245,19 +267,17 @@ def report(
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
         for note in [*a.attrs.get("notes", []), *b.attrs.get("notes", [])]:
-            console.print(note, highlight=False, soft_wrap=True)
+            console.print(note, highlight=False)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
     df = rp.with_tags(rp.load_nonempty(sources or [Path("results")]), tags or [])
     written = rp.write_report(
-        df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha, delta
+        df, output, fmt.value, rp.parse_pivot(pivot), metric, plots, alpha, delta, html
     )
     tables.print_summary(console, written.summary, written.significance)
     for note in written.notes:
-        console.print(note, highlight=False, soft_wrap=True)
-    console.print(
-        "wrote " + ", ".join(str(p) for p in written.paths), highlight=False, soft_wrap=True
-    )
+        console.print(note, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in written.paths), highlight=False)
 
 
 @app.command(

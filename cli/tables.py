@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -22,6 +24,60 @@ if TYPE_CHECKING:
     from poolbench.report.summary import Significance
     from poolbench.sweep.outcome import SweepOutcome
     from poolbench.sweep.plan import Plan
+
+
+@dataclass
+class Column:
+    """A column of a table that must fit the terminal: its cells are printed whole, its
+    header may wrap at spaces; ``drop`` orders the columns left out when the table is too
+    wide (1 first; None: never)."""
+
+    header: str
+    cells: list[str] = field(default_factory=list)
+    justify: str = "right"
+    drop: int | None = None
+
+    @property
+    def width(self) -> int:
+        words = max((cell_len(w) for w in self.header.split()), default=0)
+        return max([words, *(cell_len(c) for c in self.cells)])
+
+
+def fit(columns: list[Column], width: int) -> tuple[list[Column], list[Column]]:
+    """The columns that fit ``width`` terminal columns with every cell whole (rich's box:
+    three characters a column and one), leaving out the droppable ones in their ``drop``
+    order; and those left out."""
+    kept, left_out = list(columns), []
+
+    def need(cols: list[Column]) -> int:
+        return sum(c.width for c in cols) + 3 * len(cols) + 1
+
+    while need(kept) > width:
+        droppable = [c for c in kept if c.drop is not None]
+        if not droppable:
+            break
+        first = min(droppable, key=lambda c: c.drop or 0)
+        kept.remove(first)
+        left_out.append(first)
+    return kept, left_out
+
+
+def fitted_table(
+    console: Console, title: str, columns: list[Column], rows_style: list[str | None]
+) -> tuple[Table, str]:
+    """A rich table of ``columns`` that fits the console, and the line naming the columns
+    left out (empty when none was)."""
+    kept, left_out = fit(columns, console.width)
+    table = Table(title=title)
+    for c in kept:
+        table.add_column(c.header, justify=c.justify, min_width=c.width, overflow="fold")
+    for i, style in enumerate(rows_style):
+        table.add_row(*(c.cells[i] for c in kept), style=style)
+    note = ""
+    if left_out:
+        names = ", ".join(c.header for c in left_out)
+        note = f"left out at {console.width} columns: {names} (a wider terminal shows them)"
+    return table, note
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -73,15 +129,19 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
 
     print_sweep_summary(console, outcome)
     if outcome.timing:
-        console.print(outcome.timing, highlight=False, soft_wrap=True)
+        console.print(outcome.timing, highlight=False)
     ok = len(records) - len(failed)
     elsewhere = len(outcome.elsewhere)
     by_others = f", {elsewhere} trained by another process meanwhile" if elsewhere else ""
-    summary = (
+    console.print(
         f"{ok} ok, {len(failed)} failed ({len(outcome.ran)} ran, "
-        f"{len(outcome.skipped)} skipped: already ok{by_others}); table: {outcome.table}"
+        f"{len(outcome.skipped)} skipped: already ok{by_others})",
+        highlight=False,
     )
-    console.print(summary, highlight=False, soft_wrap=True)
+    # a path on a line of its own, never cut (a terminal narrower than it wraps it)
+    console.print(f"table: {outcome.table}", highlight=False, soft_wrap=True)
+    if outcome.page is not None:
+        console.print(f"page: {outcome.page}", highlight=False, soft_wrap=True)
     for r in failed:
         epoch = f" (epoch {r['failed_epoch']})" if r.get("failed_epoch") else ""
         run_dir = plan.results_dir / "runs" / str(r.get("run_name"))
@@ -110,27 +170,23 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
     if found is None:
         return
     summary, keys, latency = found.summary, found.keys, found.latency
-    columns = [
-        ("test_acc", "test_acc ± ci95"),
-        ("verdict", "verdict"),
-        ("shift_consistency", "shift cons."),
-        (latency, "ms" if latency == "latency_ms" else "ms (interleaved)"),
-        ("params", "params"),
-        ("flops", "MFLOPs"),
+    # left out first when the terminal is narrow (the CSV holds every column)
+    specs = [
+        ("test_acc", "test_acc ± ci95", None),
+        ("verdict", "verdict", None),
+        ("shift_consistency", "shift cons.", 3),
+        (latency, "ms" if latency == "latency_ms" else "ms (interleaved)", 4),
+        ("params", "params", 2),
+        ("flops", "MFLOPs", 1),
     ]
-    columns = [(m, h) for m, h in columns if m == "verdict" or f"{m}_mean" in summary]
-    table = Table(
-        title=f"poolbench sweep: {len(outcome.records)} runs in {outcome.seconds:.0f} s, "
-        f"mean over seeds (ci95: 95% t-interval half-width)",
-    )
-    for c in keys:
-        table.add_column(c, no_wrap=True)
-    for _, header in columns:
-        table.add_column(header, justify="right")
-    table.add_column("n", justify="right")
+    specs = [(m, h, d) for m, h, d in specs if m == "verdict" or f"{m}_mean" in summary]
+    columns = [Column(c, justify="left") for c in keys]
+    columns += [Column(header, drop=drop) for _, header, drop in specs]
+    columns.append(Column("n"))
+    styles: list[str | None] = []
     for (_, row), verdict in zip(summary.iterrows(), found.verdicts, strict=True):
         cells = [key_text(row[c]) for c in keys]
-        for name, _ in columns:
+        for name, _, _ in specs:
             if name == "verdict":
                 cells.append(VERDICTS.get(verdict, verdict) or "-")
                 continue
@@ -148,33 +204,41 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
             else:
                 cells.append(_fmt(value, info.fmt))
         failed = f" ({row['failed']} failed)" if row["failed"] else ""
-        style = "bold" if verdict in ("best", "equivalent") else None
-        table.add_row(*cells, f"{row['n']}{failed}", style=style)
+        cells.append(f"{row['n']}{failed}")
+        for column, cell in zip(columns, cells, strict=True):
+            column.cells.append(cell)
+        styles.append("bold" if verdict in ("best", "equivalent") else None)
+    title = (
+        f"poolbench sweep: {len(outcome.records)} runs in {outcome.seconds:.0f} s, mean over "
+        f"seeds (ci95: 95% t-interval half-width)"
+    )
+    table, note = fitted_table(console, title, columns, styles)
     console.print(table)
-    console.print(found.legend, highlight=False, soft_wrap=True)
+    if note:
+        console.print(f"{note}; all in {outcome.table}", highlight=False)
+    console.print(found.legend, highlight=False)
     if latency == "latency_ms":
         console.print(
             "latency: each run's own timing (not every config was timed interleaved in one "
             "session: latency_interleaved=false, or `poolbench time` them): not comparable on a "
             "busy machine",
             highlight=False,
-            soft_wrap=True,
         )
     elif "latency_unstable" in summary and summary["latency_unstable"].eq(True).any():
         console.print(f"!: {UNSTABLE_TEXT}", highlight=False)
     for sentence in found.sentences:
-        console.print(sentence, highlight=False, soft_wrap=True)
+        console.print(sentence, highlight=False)
 
 
-# A verdict as the closing table prints it.
-VERDICTS = {"equivalent": "equiv.", "eliminated": "elim."}
+# A verdict as the tables print it.
+VERDICTS = {"equivalent": "equiv.", "eliminated": "elim.", "undecided": "undecided"}
 
 
-def _mean_std(row: Any, metric: metrics.Metric) -> str:
+def _mean_ci(row: Any, metric: metrics.Metric) -> str:
     text = _fmt(row.get(f"{metric.name}_mean"), metric.fmt)
-    std = row.get(f"{metric.name}_std")
-    if std is not None and not math.isnan(std):
-        text += f" ± {metric.format(std)}"
+    half = row.get(f"{metric.name}_ci95")
+    if half is not None and not (isinstance(half, float) and math.isnan(half)):
+        text += f" ± {metric.format(half)}"
     return text
 
 
@@ -185,44 +249,60 @@ def _claim(value: Any) -> str:
 
 
 def print_summary(console: Console, summary: pd.DataFrame, significance: Significance) -> None:
-    """One row per group: the keys that tell groups apart, the tested metric (mean ± std, 95%
-    interval, p against the best, tied or not), accuracy, latency, parameters, n, failed."""
+    """One row per group: the keys that tell groups apart, the tested metric (mean ± 95%
+    interval half-width, p against the best, verdict), accuracy, latency, parameters, n and
+    failed runs; columns left out, in a documented order, where the terminal is narrow."""
     from poolbench.report.keys import key_text, shown_keys
 
     if summary.empty:
         console.print("no runs")
         return
     info = significance.info
-    table = Table(
-        title=f"summary over seeds: {info.name} ({info.direction}): mean ± std, ci95: 95% "
-        "t-interval half-width, p vs best: Holm-corrected"
-    )
     keys = shown_keys(summary, significance.compare_by)
     others = [
         metrics.get(m)
         for m in ("test_acc", "latency_ms", "params")
         if m != info.name and f"{m}_mean" in summary.columns
     ]
-    for c in keys:
-        table.add_column(c)
-    for c in (info.name, "ci95", "p vs best", "tied", *(m.name for m in others), "n", "failed"):
-        table.add_column(c, justify="right")
+    drops = {"params": 1, "latency_ms": 2, "test_acc": 3}
+    columns = [Column(c, justify="left") for c in keys]
+    columns += [Column(f"{info.name} ± ci95"), Column("p vs best"), Column("verdict")]
+    columns += [
+        Column(f"{m.name} ± ci95" if m.name == "test_acc" else m.name, drop=drops[m.name])
+        for m in others
+    ]
+    columns.append(Column("n"))
+    any_failed = bool(summary["failed"].gt(0).any()) if "failed" in summary else False
+    if any_failed:
+        columns.append(Column("failed", drop=4))
+    styles: list[str | None] = []
     for _, row in summary.iterrows():
-        tied = row.get("tied_with_best")
-        style = "bold" if _claim(tied) == "yes" else None
-        table.add_row(
-            *(key_text(row[c]) for c in keys),
-            _mean_std(row, info),
-            _fmt(row.get(f"{info.name}_ci95"), info.fmt),
+        verdict = row.get("verdict") or "no claim"  # n < 2: no test
+        cells = [key_text(row[c]) for c in keys]
+        cells += [
+            _mean_ci(row, info),
             _fmt(row.get("p_vs_best"), ".3g"),
-            _claim(tied),
-            *(_fmt(row.get(f"{m.name}_mean"), m.fmt) for m in others),
-            str(row["n"]),
-            str(row["failed"]),
-            style=style,
-        )
+            VERDICTS.get(verdict, verdict),
+        ]
+        cells += [
+            _mean_ci(row, m) if m.name == "test_acc" else _fmt(row.get(f"{m.name}_mean"), m.fmt)
+            for m in others
+        ]
+        cells.append(str(row["n"]))
+        if any_failed:
+            cells.append(str(row["failed"]))
+        for column, cell in zip(columns, cells, strict=True):
+            column.cells.append(cell)
+        styles.append("bold" if verdict in ("best", "equivalent") else None)
+    title = (
+        f"summary over seeds: {info.name} ({info.direction}), mean ± ci95 (95% t-interval "
+        f"half-width)"
+    )
+    table, note = fitted_table(console, title, columns, styles)
     console.print(table)
-    console.print(significance.legend(summary["n"], marker="tied"), highlight=False, soft_wrap=True)
+    if note:
+        console.print(f"{note}; the summary CSV holds every column", highlight=False)
+    console.print(significance.verdict_legend(summary["n"]), highlight=False)
 
 
 def print_bench(console: Console, rows: list[Any]) -> None:
@@ -278,7 +358,7 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
             _fmt(row["n_b"], ".0f"),
         )
     console.print(table)
-    console.print(compare_legend(comparison), highlight=False, soft_wrap=True)
+    console.print(compare_legend(comparison), highlight=False)
     for side, suffix in (("A", "a"), ("B", "b")):
         alone = diff[diff["pair"] == f"only in {side}"]
         if not alone.empty:

@@ -1,13 +1,14 @@
-"""The figures of a report (PNG, through matplotlib's Agg backend: files only, no display).
+"""The figures of a report (PNG, and PDF for a paper, through matplotlib's Agg backend: files
+only, no display).
 
 :func:`make_figures` builds them from a summary (:func:`poolbench.report.summarize`) and,
 for the learning curves, the runs; :func:`write_plots` saves them beside the report:
 
 - ``<stem>_<metric>_per_<rows>.png``: every group's mean and 95% t-interval over seeds, one panel
   per comparison (groups equal in everything but ``rows``), best first, the set tied with the
-  best marked;
+  best marked; the panels share one x-range;
 - ``<stem>_acc_vs_latency.png``: test accuracy against ``latency_ms`` as recorded, the Pareto
-  front of each comparison drawn, points numbered with a key beside the plot;
+  front of each comparison drawn, each point labelled with its name;
 - ``<stem>_acc_vs_params.png``: the same against parameters, only where these differ;
 - ``<stem>_learning_curves.png``: per-epoch training loss and validation accuracy, mean over
   seeds, where the records carry ``history``;
@@ -18,12 +19,14 @@ Every title states data, model, n, device, dtype and latency source. Axis rule
 (:data:`AXIS_RULE`), so that small spreads are not blown up to the full height: an axis of a
 metric bounded to [0, 1] (accuracies) spans at least :data:`MIN_SPAN` and stays within [0, 1];
 any other axis spans at least :data:`MIN_FRACTION` of its largest value and does not go below 0
-when the values do not. Scatter labels are numbers placed where they overlap no other label
-(:func:`place_labels`), with a key beside the plot.
+when the values do not. Scatter labels are the groups' names, placed where they overlap no
+other label (:func:`place_labels`). No text overlaps another (:func:`lay_out`; a test
+compares the boxes of every text of every figure).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import textwrap
@@ -66,6 +69,24 @@ INTERVAL = "mean and 95% t-interval over seeds (none where n < 2)"
 # The settings (blocks) a Friedman test and its critical-difference diagram need: autorank
 # refuses fewer than five (Herbold 2020), and below that the CD exceeds what k values can span.
 MIN_SETTINGS = 5
+# How the per-group figure marks each group's verdict against the best of its comparison.
+VERDICT_STYLES: dict[str, dict[str, Any]] = {
+    "best": {"marker": "D", "facecolors": "C0", "edgecolors": "C0", "label": "best"},
+    "equivalent": {
+        "marker": "o",
+        "facecolors": "C0",
+        "edgecolors": "C0",
+        "label": "equivalent (within ±{margin:g})",
+    },
+    "undecided": {
+        "marker": "o",
+        "facecolors": "white",
+        "edgecolors": "C0",
+        "label": "undecided",
+    },
+    "worse": {"marker": "o", "facecolors": "0.55", "edgecolors": "0.55", "label": "worse"},
+    "": {"marker": "x", "color": "0.3", "label": "n < {n}: no claim"},
+}
 
 
 def _pyplot() -> Any:
@@ -147,37 +168,32 @@ def _per_group(summary: pd.DataFrame, significance: Significance) -> Figure:
     fig, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(8, 1.6 + 0.3 * sum(heights)),
+        figsize=(8, 2.4 + 0.3 * sum(heights)),
         squeeze=False,
+        sharex=True,  # one x-range: panels compare by eye
         gridspec_kw={"height_ratios": heights},
     )
-    colours = {True: "C0", False: "0.55"}
+    limits = value_limits(info, *_span(ok[mean], ok[half]))
     for ax, (key, panel) in zip(axes[:, 0], panels, strict=True):
         panel = panel.sort_values(mean, ascending=info.higher_is_better)  # best at the top
         labels = row_labels(panel, unique_index(panel, [by], varying_keys(panel, below)))
         y = list(range(len(panel)))
         ax.errorbar(panel[mean], y, xerr=panel[half], fmt="none", ecolor="0.2", capsize=3)
-        for state, label in (
-            (True, "tied with the best"),
-            (False, "significantly worse"),
-            (None, f"n < {MIN_N}: no claim"),
-        ):
-            pick = [
-                (t is pd.NA and state is None) or (t is not pd.NA and bool(t) is state)
-                for t in panel["tied_with_best"]
-            ]
+        verdicts = panel["verdict"].fillna("").astype(str) if "verdict" in panel else None
+        for verdict, style in VERDICT_STYLES.items():
+            pick = [v == verdict for v in verdicts] if verdicts is not None else [False] * len(y)
             if any(pick):
+                label = style["label"].format(margin=significance.margin, n=MIN_N)
                 ax.scatter(
                     panel[mean][pick],
                     [yi for yi, p in zip(y, pick, strict=True) if p],
-                    s=36,
+                    s=40,
                     zorder=3,
-                    facecolors="none" if state is None else colours[state],
-                    edgecolors="0.2" if state is None else colours[state],
+                    **{k: v for k, v in style.items() if k != "label"},
                     label=label,
                 )
         ax.set_yticks(y, labels, fontsize=8)
-        ax.set_xlim(*value_limits(info, *_span(panel[mean], panel[half])))
+        ax.set_xlim(*limits)
         ax.set_ylim(-0.7, len(panel) - 0.3)
         ax.grid(axis="x", alpha=0.3)
         if sets:
@@ -186,21 +202,23 @@ def _per_group(summary: pd.DataFrame, significance: Significance) -> Figure:
                 " ".join(f"{k}={key_text(v)}" for k, v in zip(sets, values, strict=True)),
                 fontsize=9,
             )
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     axes[-1, 0].set_xlabel(f"{info.axis_label()} ({info.direction}): {INTERVAL}")
     fig.suptitle(_wrap(f"{info.name} per {by}\n{caption(ok)}"), fontsize=10)
-    fig.text(
+    footer = fig.text(
         0.01,
         0.005,
-        _wrap(significance.legend(ok["n"], marker="filled") + ".\n" + AXIS_RULE, 130),
+        _wrap(significance.verdict_legend(ok["n"]) + ".\n" + AXIS_RULE, 150),
         fontsize=6.5,
         va="bottom",
     )
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    lay_out(fig, footer)
     return fig
 
 
 def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: bool) -> Figure:
+    """Test accuracy against ``x``, one panel per setting (the keys that vary besides the
+    compared one), the panels sharing both axes; each point labelled with its group's name."""
     plt = _pyplot()
     acc, xinfo = metrics.get("test_acc"), metrics.get(x)
     names = summary_keys(summary)
@@ -209,12 +227,18 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
     ok = ok[ok[f"{x}_mean"].notna()].reset_index(drop=True)
     below = subtree(by, names)
     sets = [k for k in varying_keys(ok, names) if k not in below]
-    labels = row_labels(ok, shown_keys(ok, by))
-    fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(11, 6), gridspec_kw={"width_ratios": [3, 1.4]})
     panels = list(ok.groupby(sets, dropna=False, sort=False)) if sets else [((), ok)]
-    for colour, (key, panel) in enumerate(panels):
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    size = (9, 6.5) if len(panels) == 1 else (4.2 * ncols, 1.6 + 3.6 * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, sharex=True, sharey=True)
+    x_half = ok[f"{x}_ci95"] if f"{x}_ci95" in ok.columns else ok[f"{x}_mean"] * 0
+    placed = []
+    for ax, (key, panel) in zip(axes.flat, panels, strict=False):
         values = key if isinstance(key, tuple) else (key,)
-        name = " ".join(f"{k}={key_text(v)}" for k, v in zip(sets, values, strict=True))
+        if sets:
+            title = " ".join(f"{k}={key_text(v)}" for k, v in zip(sets, values, strict=True))
+            ax.set_title(title, fontsize=9)
         xerr = panel[f"{x}_ci95"] if f"{x}_ci95" in panel.columns else None
         ax.errorbar(
             panel[f"{x}_mean"],
@@ -222,53 +246,49 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
             xerr=xerr,
             yerr=panel["test_acc_ci95"],
             fmt="o",
-            color=f"C{colour}",
+            color="C0",
             ms=4,
             capsize=2,
-            label=name or None,
         )
         if pareto:
             # pareto_front wants x lower-is-better and y higher-is-better: signs from the registry
             xs = panel[f"{x}_mean"] * (-1 if xinfo.higher_is_better else 1)
             ys = panel["test_acc_mean"] * (1 if acc.higher_is_better else -1)
-            on_front = pareto_front(xs.tolist(), ys.tolist())
-            front = panel[on_front]
-            front = front.sort_values(f"{x}_mean")
+            front = panel[pareto_front(xs.tolist(), ys.tolist())].sort_values(f"{x}_mean")
             ax.step(
                 front[f"{x}_mean"],
                 front["test_acc_mean"],
                 where="post",
-                color=f"C{colour}",
-                alpha=0.5,
-                label=f"Pareto front {name}".strip(),
+                color="C1",
+                alpha=0.6,
+                label="Pareto front",
             )
-    ax.set_ylim(*value_limits(acc, *_span(ok["test_acc_mean"], ok["test_acc_ci95"])))
-    x_half = ok[f"{x}_ci95"] if f"{x}_ci95" in ok.columns else ok[f"{x}_mean"] * 0
-    ax.set_xlim(*value_limits(xinfo, *_span(ok[f"{x}_mean"], x_half)))
-    ax.set_xlabel(f"{xinfo.axis_label()}: {xinfo.description}, {INTERVAL}", fontsize=8)
-    ax.set_ylabel(f"test_acc: {INTERVAL}", fontsize=8)
-    ax.grid(alpha=0.3)
-    if sets or pareto:
-        ax.legend(fontsize=7)
-    key_ax.axis("off")
-    key_ax.text(
-        0,
-        1,
-        "\n".join(f"{n:>3}  {label}" for n, label in enumerate(labels, 1)),
-        va="top",
-        family="monospace",
-        fontsize=max(4.5, min(8, 200 / max(len(labels), 1))),
-        transform=key_ax.transAxes,
-    )
+            if ax is axes.flat[0]:
+                ax.legend(fontsize=7, loc="lower right")
+        ax.set_ylim(*value_limits(acc, *_span(ok["test_acc_mean"], ok["test_acc_ci95"])))
+        ax.set_xlim(*value_limits(xinfo, *_span(ok[f"{x}_mean"], x_half)))
+        ax.grid(alpha=0.3)
+        labels = row_labels(panel, unique_index(panel, [by], varying_keys(panel, below)))
+        placed.append((ax, panel[f"{x}_mean"].tolist(), panel["test_acc_mean"].tolist(), labels))
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[-1, :]:
+        ax.set_xlabel(xinfo.axis_label(), fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test_acc", fontsize=8)
     what = {
         "latency_ms": "each run's own timing: not comparable on a busy machine",
         "latency_interleaved_ms": "every config timed in one process, interleaved",
     }.get(x, x)
-    fig.suptitle(_wrap(f"test accuracy vs {x} ({what})\n{caption(ok)}"), fontsize=10)
-    fig.text(0.01, 0.005, AXIS_RULE, fontsize=6.5, va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    numbers = [str(n) for n in range(1, len(ok) + 1)]
-    place_labels(ax, ok[f"{x}_mean"].tolist(), ok["test_acc_mean"].tolist(), numbers)
+    fig.suptitle(_wrap(f"test accuracy vs {x} ({what})\n{caption(ok)}", 120), fontsize=10)
+    footer = _wrap(
+        f"x: {xinfo.axis_label()}, {xinfo.description}; y: test accuracy; each point the "
+        f"{INTERVAL}.\n{AXIS_RULE}",
+        150,
+    )
+    lay_out(fig, fig.text(0.01, 0.005, footer, fontsize=6.5, va="bottom"))
+    for ax, xs, ys, labels in placed:
+        place_labels(ax, xs, ys, labels)
     return fig
 
 
@@ -279,14 +299,17 @@ _RINGS = (6, 12, 20, 30, 42, 56)
 
 def place_labels(ax: Any, xs: list[float], ys: list[float], texts: list[str]) -> list[Any]:
     """Annotate each point with its text at the nearest offset where the text's box overlaps
-    no label placed before and stays inside the axes (a thin line joins text and point beyond
-    the first ring); where none is free, at the last offset tried. Call after the layout is
-    final: boxes are measured in display space."""
+    no label placed before (nor the legend) and stays inside the axes (a thin line joins text
+    and point beyond the first ring); where none is free, at the last offset tried. Call after
+    the layout is final: boxes are measured in display space."""
     from matplotlib.text import Text
 
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     placed, annotations = [], []
+    legend = ax.get_legend()
+    if legend is not None:  # the labels keep off the legend too
+        placed.append(legend.get_window_extent(renderer))
     for x, y, text in zip(xs, ys, texts, strict=True):
         for ring in _RINGS:
             for dx, dy in _DIRECTIONS:
@@ -384,8 +407,7 @@ def _learning_curves(
     if not has_val:
         title += " (no validation accuracy recorded: train.eval_every = 0)"
     fig.suptitle(_wrap(f"{title}\n{caption(summary[summary['n'] > 0])}"), fontsize=10)
-    fig.text(0.01, 0.005, AXIS_RULE, fontsize=6.5, va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 0.75, 1))
+    lay_out(fig, fig.text(0.01, 0.005, AXIS_RULE, fontsize=6.5, va="bottom"), right=0.75)
     return fig
 
 
@@ -446,7 +468,7 @@ def critical_difference(
         ),
         fontsize=9,
     )
-    fig.tight_layout()
+    lay_out(fig)
     note = f"critical-difference diagram: {k} {by} values over {n} settings ({friedman})"
     if left_out:
         note += f"; left out (not run in every setting): {', '.join(left_out)}"
@@ -511,21 +533,42 @@ def make_figures(
 
 def write_plots(
     summary: pd.DataFrame,
-    out: Path,
+    out: Path | None,
     significance: Significance | None = None,
     runs: pd.DataFrame | None = None,
+    svg: dict[str, str] | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """The figures of :func:`make_figures` as ``<stem>_<name>.png`` beside ``out``; the paths
-    written and the notes (figures not made and why, groups left out)."""
+    """The figures of :func:`make_figures` as ``<stem>_<name>.png`` and, vector for a paper,
+    ``<stem>_<name>.pdf`` beside ``out`` (None: no files); each also as SVG text into ``svg``
+    where given (for the HTML page). Returns the paths written and the notes (figures not
+    made and why, groups left out)."""
     plt = _pyplot()
     figures, notes = make_figures(summary, significance or Significance(), runs)
-    out = Path(out)
     paths = []
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
-        path = out.with_name(f"{out.stem}_{name}.png")
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=120)
+        for suffix, options in ((".png", {"dpi": 120}), (".pdf", {})) if out else ():
+            path = Path(out).with_name(f"{Path(out).stem}_{name}{suffix}")
+            tmp = path.with_name(f".{path.name}.tmp{suffix}")
+            fig.savefig(tmp, **options)
+            tmp.replace(path)
+            paths.append(path)
+        if svg is not None:
+            text = io.StringIO()
+            fig.savefig(text, format="svg")
+            svg[name] = text.getvalue()
         plt.close(fig)
-        tmp.replace(path)
-        paths.append(path)
     return paths, notes
+
+
+def lay_out(fig: Figure, footer: Any = None, right: float = 1.0) -> None:
+    """Lay the axes out above ``footer`` (a text at the figure's bottom-left: the legend, the
+    axis rule), so that caption, axis labels, tick labels and legends never overlap: the
+    footer's height is measured as drawn, then the layout leaves it that room."""
+    bottom = 0.0
+    if footer is not None:
+        fig.canvas.draw()
+        box = footer.get_window_extent(fig.canvas.get_renderer())
+        bottom = box.height / fig.bbox.height + 0.015
+    fig.tight_layout(rect=(0, bottom, right, 1))

@@ -43,6 +43,7 @@ def write_report(
     plots: bool = True,
     alpha: float = defaults.ALPHA,
     delta: float | None = None,
+    html: bool = False,
 ) -> Written:
     """Every report file, named after ``out`` (default ``results/report.csv``):
 
@@ -51,7 +52,9 @@ def write_report(
     - ``report_pivot_<metric>.csv``/``.md``/``.tex``: ``pivot_on[0]`` x ``pivot_on[1]``;
     - ``report_ranking_<metric>.csv``/``.md``/``.tex``: rows by mean rank, ties with the best
       in bold;
-    - the PNG figures of :func:`poolbench.report.plots.write_plots`.
+    - the figures of :func:`poolbench.report.plots.write_plots` (PNG and PDF);
+    - with ``html``, ``report.html``: the whole comparison on one page
+      (:mod:`poolbench.report.html`), its figures inline.
 
     ``pivot_on[0]`` is also what the significance tests compare (see :class:`Significance`).
     """
@@ -75,20 +78,56 @@ def write_report(
     write("summary.md", summary_markdown(summary, significance))
     if summary.empty or summary["n"].sum() == 0:
         written.notes.append("no ok run: no pivot, ranking or plots")
+        if html:
+            write_html_page(df, summary, significance, out.with_suffix(".html"), written)
         return written
     table = pivot(summary, metric, rows, columns)
     write(f"pivot_{metric}.csv", table.mean.to_csv())
     write(f"pivot_{metric}.md", table_text(table, "markdown", significance))
-    write(f"pivot_{metric}.tex", table_text(table, "latex", significance))
+    write(f"pivot_{metric}.tex", table_text(table, "latex", significance, name=f"pivot-{metric}"))
     by_setting, ranks = ranking(summary, significance)
     write(f"ranking_{metric}.csv", ranks.to_csv())
     for style, suffix in (("markdown", "md"), ("latex", "tex")):
-        text = table_text(by_setting, style, significance, mean_rank=ranks["mean_rank"])
+        text = table_text(
+            by_setting, style, significance, ranks["mean_rank"], name=f"ranking-{metric}"
+        )
         write(f"ranking_{metric}.{suffix}", text)
-    if plots:
+    svg: dict[str, str] | None = {} if html else None
+    if plots or html:
         from poolbench.report.plots import write_plots
 
-        paths, notes = write_plots(summary, out, significance, df)
+        paths, notes = write_plots(summary, out if plots else None, significance, df, svg)
         written.paths += paths
         written.notes += notes
+    if html:
+        write_html_page(df, summary, significance, out.with_suffix(".html"), written, svg)
     return written
+
+
+def write_html_page(
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    significance: Significance,
+    page: Path,
+    written: Written,
+    figures: dict[str, str] | None = None,
+    sentences: list[str] | None = None,
+    legend: str | None = None,
+    title: str = "poolbench report",
+) -> Path:
+    """The HTML page of :mod:`poolbench.report.html` at ``page``, added to ``written``:
+    ``sentences`` and ``legend`` default to the tests' own (a race passes its decisions)."""
+    from poolbench.report.conclusions import conclusions
+    from poolbench.report.html import render_html
+
+    if sentences is None:
+        sentences = conclusions(df, significance.alpha, significance.compare_by, significance.delta)
+    if legend is None:
+        legend = significance.verdict_legend(summary["n"]) if not summary.empty else ""
+    notes = [n for n in written.notes if not n.startswith("wrote")]
+    text = render_html(
+        df, summary, significance, page, sentences, figures or {}, notes, legend, title
+    )
+    atomic_write_text(page, text)
+    written.paths.append(page)
+    return page

@@ -64,21 +64,64 @@ class SweepOutcome:
     elsewhere: set[str] = field(default_factory=set)
     table: Path | None = None  # <sweep dir>/summary.csv: one row per run
     race: RaceSettings | None = None  # the race's settings, where the sweep raced
+    page: Path | None = None  # <sweep dir>/report.html: the comparison on one page
+    _closing: list[SweepSummary | None] = field(default_factory=list, repr=False)
 
     def closing(self) -> SweepSummary | None:
         """The closing table's contents (:func:`poolbench.report.conclusions.sweep_summary`),
-        with the race's decisions where the sweep raced; None when no run finished."""
+        with the race's decisions where the sweep raced; None when no run finished. Computed
+        once (the table and the HTML page share it)."""
         from poolbench.report.conclusions import sweep_summary
 
+        if self._closing:
+            return self._closing[0]
         decisions = read_decisions(self.sweep_dir) if self.sweep_dir is not None else None
         if self.race is None or decisions is None:
-            return sweep_summary(self.records, self.race.delta if self.race else None)
-        return sweep_summary(
-            tag_records(self.records, decisions),
-            self.race.delta,
-            race_legend(self.race),
-            race_sentences(decisions, self.race),
+            found = sweep_summary(self.records, self.race.delta if self.race else None)
+        else:
+            found = sweep_summary(
+                tag_records(self.records, decisions),
+                self.race.delta,
+                race_legend(self.race),
+                race_sentences(decisions, self.race),
+            )
+        self._closing.append(found)
+        return found
+
+    def write_page(self, results_dir: Path) -> Path | None:
+        """``<sweep dir>/report.html`` (:mod:`poolbench.report.html`) from the closing summary:
+        the race's verdicts where it raced, each run linked to its record under
+        ``results_dir``; None for a single run or a sweep where no run finished."""
+        found = self.closing()
+        if self.sweep_dir is None or found is None:
+            return None
+        from poolbench.report.records import records_frame
+        from poolbench.report.write import Written, write_html_page
+
+        records = [
+            {**r, "record_path": str(Path(results_dir) / "runs" / r["run_name"] / RECORD_NAME)}
+            for r in self.records
+            if r.get("status") != "missing"
+        ]
+        df = records_frame(records)
+        summary = found.summary.assign(verdict=found.verdicts)
+        written = Written()
+        svg: dict[str, str] = {}
+        from poolbench.report.plots import write_plots
+
+        _, written.notes = write_plots(summary, None, found.significance, df, svg)
+        self.page = write_html_page(
+            df,
+            summary,
+            found.significance,
+            Path(self.sweep_dir) / "report.html",
+            written,
+            svg,
+            found.sentences,
+            found.legend,
+            title=f"poolbench sweep {Path(self.sweep_dir).name}",
         )
+        return self.page
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -241,7 +284,7 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         if r.get("status") != "missing" and r["run_name"] not in ran | skipped
     }
     table = None if sweep_dir is None else write_sweep_table(sweep_dir, records)
-    return SweepOutcome(
+    outcome = SweepOutcome(
         records,
         skipped,
         time.time() - start,
@@ -252,6 +295,8 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         table=table,
         race=plan.race,
     )
+    outcome.write_page(plan.results_dir)
+    return outcome
 
 
 def write_sweep_table(sweep_dir: Path, records: list[dict[str, Any]]) -> Path:

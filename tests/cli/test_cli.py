@@ -67,6 +67,12 @@ def test_multirun_sweep_prints_table_and_csv(workdir: Path):
     assert "2 ok, 0 failed" in result.output
     (csv,) = (workdir / "results" / "sweeps").rglob("summary.csv")
     assert sorted(pd.read_csv(csv)["pool"]) == ["avg", "max"]
+    # the sweep's page: both pools, each run linked to its record, said in the last line
+    page = csv.with_name("report.html")
+    assert f"page: {page}" in " ".join(result.output.split())
+    text = page.read_text()
+    assert text.count('href="../../runs/') == 2 and "<svg" in text
+    assert all(f">{pool}</td>" in text for pool in ("max", "avg"))
 
 
 def test_no_arguments_is_the_quick_sweep_plan():
@@ -295,7 +301,8 @@ def test_hydra_run_dir_is_honoured_and_its_record_found(workdir: Path):
     sweep = invoke("run", "-m", "pool=avg,max", *FAST, "hydra.sweep.dir=my-sweep")
     assert sweep.exit_code == 0, sweep.output
     names = sorted(p.name for p in Path("my-sweep").iterdir())
-    assert names == ["jobs", "multirun.yaml", "summary.csv"]  # jobs/: one report per job
+    # jobs/: one report per job; report.html: the comparison on one page
+    assert names == ["jobs", "multirun.yaml", "report.html", "summary.csv"]
     assert len(list(Path("results/runs").glob("*/result.json"))) == 2
     subdir = runner.invoke(app, ["run", "-m", "pool=avg,max", "hydra.sweep.subdir=x"])
     assert subdir.exit_code == 2 and "hydra.sweep.subdir cannot be set" in subdir.output

@@ -86,14 +86,17 @@ def test_report_tables_and_plots_match_the_records(sweep: Path, workdir: Path):
     assert summary.loc[other, "test_vs_best"] == "paired t-test"
     tied = summary["tied_with_best"].astype(bool)
     assert summary.loc[other, "tied_with_best"] == (p >= 0.05)
+    # the best cell in bold, a worse one with a dagger; one not shown worse is not marked worse
     md = Path("out/report_pivot_test_acc.md").read_text()
     best_line = next(line for line in md.splitlines() if line.startswith(f"| {best} |"))
     assert f"**{summary.loc[best, 'test_acc_mean']:.4f} ± " in best_line
-    assert md.count("**") == 2 * tied.sum()
+    assert md.count("**") == 2
+    other_line = next(line for line in md.splitlines() if line.startswith(f"| {other} |"))
+    assert ("†" in other_line) is not bool(tied[other])
     assert "one-sided paired t-tests by seed" in md and "Holm" in md and "alpha 0.05" in md
     tex = Path("out/report_pivot_test_acc.tex").read_text()
-    assert tex.startswith("\\begin{tabular}{lr}") and tex.count("\\textbf{") == tied.sum()
-    assert "$\\pm$" in tex and "% test_acc, n = 2 seeds per group" in tex
+    assert "\\begin{tabular}{lr@{}l}" in tex and tex.count("\\textbf{") == 2  # mean, interval
+    assert "$\\pm$" in tex and "test\\_acc, n = 2 seeds per group" in tex
     ranking = pd.read_csv("out/report_ranking_test_acc.csv")
     assert ranking["pool"].iloc[0] == best and ranking["test_acc"].iloc[0] == 1
     for name in ("acc_vs_latency", "test_acc_per_pool"):

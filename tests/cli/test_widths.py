@@ -1,0 +1,104 @@
+"""Terminal output that fits and stays readable: the sweep's closing table and `poolbench
+report` on a real pseudo-terminal at 80, 100 and 160 columns print every number whole (columns
+are left out, and named, rather than cells cut), prose wraps at words; piped output honours
+COLUMNS and is otherwise not cut at all."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.cells import cell_len
+
+from tests.cli.test_progress import ANSI, run_in_pty
+from tests.helpers import FAST
+from tests.helpers.fake_records import write_runs
+from tests.helpers.report_cases import CASES, one_setting
+
+EXE = str(Path(sys.executable).with_name("poolbench"))
+WIDTHS = [80, 100, 160]
+TABLE = "┏┃┡│└"
+PATH_LINE = re.compile(r"(table|page): /\S+$")
+
+
+def screen_lines(raw: str) -> list[str]:
+    return [ln for ln in re.split(r"\r\n|\r|\n", ANSI.sub("", raw)) if ln.strip()]
+
+
+def assert_fits(lines: list[str], cols: int) -> None:
+    # a path is printed whole on a line of its own (the terminal wraps what is wider)
+    too_wide = [ln for ln in lines if cell_len(ln) > cols and not PATH_LINE.match(ln)]
+    assert not too_wide, too_wide
+    cut = [ln for ln in lines if "…" in ln]
+    assert not cut, cut
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("cols", WIDTHS)
+def test_report_fits_every_width_with_every_number_whole(tmp_path: Path, case: str, cols: int):
+    write_runs(tmp_path / "recs", CASES[case]())
+    cmd = [EXE, "report", "recs", "-o", "out/r.csv", "--no-plots"]
+    lines = screen_lines(run_in_pty(cmd, cols, tmp_path))
+    assert_fits(lines, cols)
+    summary = pd.read_csv(tmp_path / "out" / "r_summary.csv")
+    text = "\n".join(lines)
+    for p in summary["p_vs_best"].dropna():
+        assert f" {p:.3g} " in text, (p, text)
+    for mean in summary["test_acc_mean"].dropna():
+        assert f"{mean:.4f}" in text
+    # the legend wraps at words: its words, in order, are the library's
+    legend = [ln for ln in lines if ln[:1] not in TABLE]
+    prose = " ".join(" ".join(legend).split())
+    assert "verdict against the best" in prose or "no verdict" in prose, prose
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sweep's records: a rerun of the same command prints its closing table again,
+    each run skipped as already ok."""
+    where = tmp_path_factory.mktemp("sweep")
+    args = [EXE, "run", "-m", "pool=max,avg,strided_conv", "seed=0,1", *FAST]
+    done = subprocess.run(args, cwd=where, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return where
+
+
+@pytest.mark.parametrize("cols", WIDTHS)
+def test_the_closing_table_fits_every_width(swept: Path, cols: int):
+    args = [EXE, "run", "-m", "pool=max,avg,strided_conv", "seed=0,1", *FAST]
+    lines = screen_lines(run_in_pty(args, cols, swept))
+    start = next(i for i, ln in enumerate(lines) if "poolbench sweep:" in ln)
+    closing = lines[start:]
+    assert_fits(closing, cols)
+    rows = [ln for ln in closing if ln.startswith("│")]
+    assert len(rows) == 3 and all(re.search(r"\d\.\d{4} ± \d\.\d{4}", r) for r in rows), rows
+    left_out = [ln for ln in closing if ln.startswith("left out at")]
+    if cols >= 100:
+        assert not left_out, closing
+    else:  # the narrow terminal names what it left out and where it is
+        assert left_out and "summary.csv" in " ".join(closing), closing
+
+
+def piped(cmd: list[str], cwd: Path, columns: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_piped_output_honours_columns_and_is_otherwise_not_cut(tmp_path: Path):
+    write_runs(tmp_path / "recs", one_setting())
+    cmd = [EXE, "report", "recs", "-o", "out/r.csv", "--no-plots"]
+    narrow = piped(cmd, tmp_path, "80").splitlines()
+    assert max(cell_len(ln) for ln in narrow) <= 80
+    whole = piped(cmd, tmp_path, None).splitlines()
+    legend = next(ln for ln in whole if ln.startswith("test_acc, n = 5 seeds"))
+    assert cell_len(legend) > 200  # one line: a program reading it gets the whole sentence
+    assert not any("…" in ln for ln in whole)
