@@ -12,8 +12,20 @@ import functools
 import platform
 from pathlib import Path
 
-# The flags that change what a CPU computes fast, as /proc/cpuinfo names them.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+# The flags that change what a CPU computes fast, as /proc/cpuinfo names them (x86's "flags",
+# and Arm's "Features": bf16 there is Armv8.6's BFloat16 instructions).
+SPEED_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_tile",
+    "asimd",
+    "sve",
+    "bf16",
+)
 
 
 @functools.cache
@@ -35,7 +47,7 @@ def cpu_name() -> str:
 def cpu_flags() -> tuple[str, ...]:
     """Those of :data:`SPEED_FLAGS` the CPU has (empty where the system does not say)."""
     for line in _cpuinfo().splitlines():
-        if line.startswith("flags"):
+        if line.startswith(("flags", "Features")):
             have = set(line.split(":", 1)[1].split())
             return tuple(f for f in SPEED_FLAGS if f in have)
     return ()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from poolbench.core.errors import ConfigError
+from poolbench.core.host import cpu_flags
 
 
 def resolve_device(device: str) -> torch.device:
@@ -27,8 +28,31 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# The CPU flags of native bf16 arithmetic (x86: AVX-512-BF16's dot products, AMX's tiles; Arm:
+# the BFloat16 instructions).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) below its bf16 kernels: bf16 would be emulated.
+NO_BF16_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+)
+
+
 def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AVX-512-BF16 or AMX)."""
+    """True on CPUs that compute bf16 natively: the CPU has AVX-512-BF16, AMX-BF16 or Arm's
+    BFloat16 instructions (``/proc/cpuinfo``; elsewhere, where it does not say: False),
+    oneDNN has bf16 kernels, and ``ONEDNN_MAX_CPU_ISA`` does not cap them away. oneDNN's own
+    check says yes on every AVX-512 CPU, where it emulates bf16 with fp32 arithmetic
+    (Skylake-SP, Cascade Lake): no faster, and not what ``auto`` should offer."""
+    if not any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS):
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in NO_BF16_ISAS:
+        return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

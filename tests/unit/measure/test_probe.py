@@ -96,6 +96,29 @@ def test_bf16_is_a_candidate_only_where_the_cpu_computes_it_natively(monkeypatch
     ]
 
 
+@pytest.mark.parametrize(
+    ("flags", "isa", "native"),
+    [
+        ("avx2 fma avx512f avx512bw avx512vl avx512dq", "", False),  # oneDNN would emulate
+        ("avx2 fma", "", False),
+        ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16", "", True),
+        ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_bf16 amx_tile", "", True),
+        ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16", "avx2", False),
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags_not_from_onednn(monkeypatch, flags, isa, native):
+    import poolbench.core.host as host
+    import poolbench.measure.device as device
+
+    monkeypatch.setattr(host, "_cpuinfo", lambda: f"model name\t: Some CPU\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    monkeypatch.setattr(probe, "cpu_supports_bf16", device.cpu_supports_bf16)  # the real one
+    assert device.cpu_supports_bf16() is native
+    precisions = {c.precision for c in candidates("auto", "auto", CPU)}
+    assert precisions == ({"fp32", "bf16"} if native else {"fp32"})
+
+
 def test_the_probe_leaves_the_random_state_as_it_found_it():
     model = SlowInNHWC()
     torch.manual_seed(4)
