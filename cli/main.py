@@ -259,6 +259,8 @@ def report(
 
     sources = list(sources or [])
     if compare:
+        if html:
+            raise ConfigError("--html writes a report's page; --compare writes a comparison only")
         if len(sources) != 2:
             given = ", ".join(map(str, sources)) or "none"
             raise ConfigError(f"expected --compare A B (two record sources), got {given}")
@@ -267,7 +269,7 @@ def report(
         path = rp.write_compare(comparison, output)
         tables.print_compare(console, comparison, *sources)
         for note in [*a.attrs.get("notes", []), *b.attrs.get("notes", [])]:
-            console.print(note, highlight=False)
+            console.print(note, highlight=False, markup=False)
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         return
     df = rp.with_tags(rp.load_nonempty(sources or [Path("results")]), tags or [])
@@ -276,7 +278,7 @@ def report(
     )
     tables.print_summary(console, written.summary, written.significance)
     for note in written.notes:
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written.paths), highlight=False)
 
 

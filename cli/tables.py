@@ -64,20 +64,50 @@ def fit(columns: list[Column], width: int) -> tuple[list[Column], list[Column]]:
 
 def fitted_table(
     console: Console, title: str, columns: list[Column], rows_style: list[str | None]
-) -> tuple[Table, str]:
+) -> tuple[Any, str]:
     """A rich table of ``columns`` that fits the console, and the line naming the columns
-    left out (empty when none was)."""
+    left out (empty when none was). Where even the columns that stay are wider than the
+    console (many keys vary), each row is a paragraph of every column instead, wrapped at
+    words, every number whole."""
     kept, left_out = fit(columns, console.width)
+    if sum(c.width for c in kept) + 3 * len(kept) + 1 > console.width:  # every column, wrapped
+        return _paragraphs(console, title, columns, rows_style), ""
+    note = ""
+    if left_out:
+        names = ", ".join(c.header for c in left_out)
+        note = f"left out at {console.width} columns: {names} (a wider terminal shows them)"
     table = Table(title=title)
     for c in kept:
         table.add_column(c.header, justify=c.justify, min_width=c.width, overflow="fold")
     for i, style in enumerate(rows_style):
         table.add_row(*(c.cells[i] for c in kept), style=style)
-    note = ""
-    if left_out:
-        names = ", ".join(c.header for c in left_out)
-        note = f"left out at {console.width} columns: {names} (a wider terminal shows them)"
     return table, note
+
+
+def _paragraphs(
+    console: Console, title: str, columns: list[Column], rows_style: list[str | None]
+) -> Any:
+    """The rows of a table too wide for the console, one paragraph each: the keys (the
+    left-justified columns) as ``key=value``, then ``header value`` of every other column."""
+    from rich.console import Group
+    from rich.text import Text
+
+    width = max(20, console.width)
+    keys = [c for c in columns if c.justify == "left"]
+    values = [c for c in columns if c.justify != "left"]
+    lines = [Text(line) for line in textwrap.wrap(title, width)]
+    for i, style in enumerate(rows_style):
+        head = " ".join(f"{c.header}={c.cells[i]}" for c in keys)
+        body = "; ".join(f"{c.header} {c.cells[i]}" for c in values)
+        wrapped = textwrap.wrap(
+            f"{head}: {body}",
+            width,
+            subsequent_indent="    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines += [Text(line, style=style or "") for line in wrapped]
+    return Group(*lines)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -253,18 +283,20 @@ def print_summary(console: Console, summary: pd.DataFrame, significance: Signifi
     interval half-width, p against the best, verdict), accuracy, latency, parameters, n and
     failed runs; columns left out, in a documented order, where the terminal is narrow."""
     from poolbench.report.keys import key_text, shown_keys
+    from poolbench.report.summary import comparable_latency
 
     if summary.empty:
         console.print("no runs")
         return
     info = significance.info
     keys = shown_keys(summary, significance.compare_by)
+    latency = comparable_latency(summary) or "latency_ms"  # as the figures and the page
     others = [
         metrics.get(m)
-        for m in ("test_acc", "latency_ms", "params")
+        for m in ("test_acc", latency, "params")
         if m != info.name and f"{m}_mean" in summary.columns
     ]
-    drops = {"params": 1, "latency_ms": 2, "test_acc": 3}
+    drops = {"params": 1, latency: 2, "test_acc": 3}
     columns = [Column(c, justify="left") for c in keys]
     columns += [Column(f"{info.name} ± ci95"), Column("p vs best"), Column("verdict")]
     columns += [

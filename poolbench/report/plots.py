@@ -255,12 +255,15 @@ def _scatter(summary: pd.DataFrame, significance: Significance, x: str, pareto: 
             xs = panel[f"{x}_mean"] * (-1 if xinfo.higher_is_better else 1)
             ys = panel["test_acc_mean"] * (1 if acc.higher_is_better else -1)
             front = panel[pareto_front(xs.tolist(), ys.tolist())].sort_values(f"{x}_mean")
-            ax.step(
+            ax.step(front[f"{x}_mean"], front["test_acc_mean"], where="post", color="C1", alpha=0.6)
+            # the points on it ringed, so that a front of one point shows too
+            ax.scatter(
                 front[f"{x}_mean"],
                 front["test_acc_mean"],
-                where="post",
-                color="C1",
-                alpha=0.6,
+                s=110,
+                facecolors="none",
+                edgecolors="C1",
+                zorder=3,
                 label="Pareto front",
             )
             if ax is axes.flat[0]:

@@ -113,27 +113,6 @@ class Significance:
             text += f"; groups with n < {MIN_N}: no test, no verdict"
         return text
 
-    def legend(self, n: Iterable[int], marker: str = "bold") -> str:
-        """The sentence that explains a table's or plot's marks; ``n`` the groups' sizes."""
-        sizes = sorted({int(k) for k in n})
-        if sizes and sizes[-1] < MIN_N:
-            claim = f"n < {MIN_N} in every group: no test, no claim of ties (nothing {marker})"
-        else:
-            claim = (
-                f"{marker}: the best mean of each comparison of {self.compare_by} values "
-                f"(groups equal in everything else) and every one not significantly worse "
-                f"({self.info.direction}); worse: another value is significantly better, by "
-                f"one-sided {PAIRED}s by seed where the seeds match ({SIGN} where the "
-                f"differences do not vary), {WELCH} otherwise, against every other value "
-                f"(combined by Simes' rule, as the best is picked from the same data), "
-                f"Holm-corrected within each comparison, alpha {self.alpha:g}"
-            )
-            if sizes and sizes[0] < MIN_N:
-                claim += f"; groups with n < {MIN_N}: no test, no claim (never {marker})"
-            if self.margin is not None:
-                claim += f"; {self.equivalence_text()}"
-        return f"{self.metric}, {n_text(sizes)}; {claim}"
-
 
 def n_text(sizes: Sequence[int]) -> str:
     if not sizes:

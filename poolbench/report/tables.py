@@ -340,11 +340,13 @@ def table_text(
         part for part in re.split(r"[^A-Za-z0-9]+", name or f"{table.metric}") if part
     )
     caption = " ".join(f"{latex_escape(line)}." for line in legend)
+    ranked = ", ranked" if mean_rank is not None else ""
+    short = latex_escape(f"{table.metric}: mean ± ci95 over seeds{ranked}")
     lines = [
         "% poolbench table: needs \\usepackage{booktabs} and \\usepackage{graphicx}",
         "\\begin{table}[tbp]",
         "\\centering",
-        f"\\caption{{{caption}}}",
+        f"\\caption[{short}]{{{caption}}}",  # the short form for \\listoftables
         f"\\label{{{label}}}",
         "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%",
         f"\\begin{{tabular}}{{{spec}}}",

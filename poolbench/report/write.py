@@ -12,10 +12,7 @@ import pandas as pd
 from poolbench.core import defaults
 from poolbench.core.errors import ConfigError
 from poolbench.core.storage import atomic_write_text
-from poolbench.report.keys import (
-    resolve_key,
-    valid_keys,
-)
+from poolbench.report.keys import resolve_key, row_labels, shown_keys, valid_keys
 from poolbench.report.summary import (
     Significance,
     summarize,
@@ -120,8 +117,11 @@ def write_html_page(
     from poolbench.report.conclusions import conclusions
     from poolbench.report.html import render_html
 
-    if sentences is None:
-        sentences = conclusions(df, significance.alpha, significance.compare_by, significance.delta)
+    if sentences is None:  # about test accuracy: the tested metric's margin is not its own
+        accuracy = significance.delta if significance.metric == "test_acc" else None
+        sentences = conclusions(df, significance.alpha, significance.compare_by, accuracy)
+        if significance.metric != "test_acc" and not summary.empty:
+            sentences = [tested_sentence(summary, significance), *sentences]
     if legend is None:
         legend = significance.verdict_legend(summary["n"]) if not summary.empty else ""
     notes = [n for n in written.notes if not n.startswith("wrote")]
@@ -131,3 +131,19 @@ def write_html_page(
     atomic_write_text(page, text)
     written.paths.append(page)
     return page
+
+
+def tested_sentence(summary: pd.DataFrame, significance: Significance) -> str:
+    """What the tests of a metric other than test accuracy decided, in one sentence."""
+    labels = row_labels(summary, shown_keys(summary, significance.compare_by))
+    by_verdict: dict[str, list[str]] = {}
+    for label, verdict in zip(labels, summary["verdict"].fillna(""), strict=True):
+        by_verdict.setdefault(str(verdict) or "no claim", []).append(label)
+    info = significance.info
+    best = ", ".join(by_verdict.pop("best", ["none"]))
+    parts = [f"{info.name} ({info.direction}): best {best}"]
+    names = {"equivalent": "equivalent", "worse": "significantly worse", "undecided": "undecided"}
+    parts += [f"{text}: {', '.join(by_verdict[v])}" for v, text in names.items() if v in by_verdict]
+    if "no claim" in by_verdict:
+        parts.append(f"one seed, no claim: {', '.join(by_verdict['no claim'])}")
+    return "; ".join(parts) + "."

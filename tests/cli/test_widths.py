@@ -17,7 +17,7 @@ from rich.cells import cell_len
 
 from tests.cli.test_progress import ANSI, run_in_pty
 from tests.helpers import FAST
-from tests.helpers.fake_records import write_runs
+from tests.helpers.fake_records import record, write_runs
 from tests.helpers.report_cases import CASES, one_setting
 
 EXE = str(Path(sys.executable).with_name("poolbench"))
@@ -102,3 +102,41 @@ def test_piped_output_honours_columns_and_is_otherwise_not_cut(tmp_path: Path):
     legend = next(ln for ln in whole if ln.startswith("test_acc, n = 5 seeds"))
     assert cell_len(legend) > 200  # one line: a program reading it gets the whole sentence
     assert not any("…" in ln for ln in whole)
+
+
+def six_keys() -> list[dict]:
+    """Pools over datasets, models, learning rates, weight decays and widths: no table of them
+    fits 80 columns, whatever it leaves out."""
+    out = []
+    for d, m, lr, wd in (("digits", "vgg", 0.05, 0.0005), ("shapes", "resnet18", 0.005, 0.001)):
+        for widths in ([16, 32, 64], [32, 64, 128]):
+            for i, p in enumerate(("max", "avg")):
+                config = {
+                    "data": {"name": d},
+                    "model": {"name": m, "widths": widths},
+                    "train": {"lr": lr, "weight_decay": wd},
+                }
+                out += [record(p, s, 0.9 - 0.01 * i + s / 500, config) for s in range(3)]
+    return out
+
+
+def test_a_table_too_wide_even_when_narrowed_prints_each_row_as_a_paragraph(tmp_path: Path):
+    write_runs(tmp_path / "recs", six_keys())
+    lines = screen_lines(
+        run_in_pty([EXE, "report", "recs", "-o", "out/r.csv", "--no-plots"], 80, tmp_path)
+    )
+    assert_fits(lines, 80)
+    summary = pd.read_csv(tmp_path / "out" / "r_summary.csv")
+    text = " ".join(" ".join(lines).split())
+    for mean in summary["test_acc_mean"]:
+        assert f"{mean:.4f}" in text
+    verdicts = re.findall(r"; verdict (best|equiv\.|undecided|worse|no claim); latency", text)
+    assert text.count("pool=max ") == 4 and len(verdicts) == 8
+    assert "latency_ms " in text and "params " in text  # every column, none left out
+
+
+def test_the_report_table_shows_the_latency_the_figures_compare(tmp_path: Path):
+    write_runs(tmp_path / "recs", one_setting())  # every pool timed in one session
+    out = piped([EXE, "report", "recs", "-o", "out/r.csv", "--no-plots"], tmp_path, None)
+    header = next(ln for ln in out.splitlines() if "p vs best" in ln)
+    assert "latency_interleaved_ms" in header and "latency_ms " not in header

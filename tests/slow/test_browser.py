@@ -96,9 +96,13 @@ const order = () => Array.from(table.tBodies[0].rows, (r) => r.cells[0].textCont
 document.body.dataset.ascending = order();
 header.click();
 document.body.dataset.descending = order();
+const byName = Array.from(table.tHead.rows[0].cells).find((th) => th.textContent === "pool");
+byName.click();
+document.body.dataset.names = order();
 </script></body>"""
     clicks.write_text(page.read_text().replace("</body>", script))
     dom = chromium(clicks, "--dump-dom").stdout
     by_acc = summary.sort_values("test_acc_mean")["pool"].tolist()
     assert f'data-ascending="{",".join(by_acc)}"' in dom
     assert f'data-descending="{",".join(reversed(by_acc))}"' in dom
+    assert f'data-names="{",".join(sorted(by_acc))}"' in dom  # text columns sort too

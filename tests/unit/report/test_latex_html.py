@@ -35,7 +35,8 @@ def test_latex_is_a_float_with_caption_label_booktabs_and_marked_verdicts(tmp_pa
     assert "\\begin{table}" in tex and "\\end{table}" in tex
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "\\label{tab:poolbench-pivot-test-acc}" in tex
-    caption = re.search(r"\\caption\{(.*)\}\n", tex).group(1)
+    caption = re.search(r"\\caption\[([^]]*)\]\{(.*)\}\n", tex).group(2)
+    assert re.search(r"\\caption\[test\\_acc: mean \$\\pm\$ ci95 over seeds\]", tex)
     # the legend is the caption, where it renders: the interval, the test, alpha, n
     for words in ("95\\% t-interval", "paired t-tests", "alpha 0.05", "n = 5 seeds", "Holm"):
         assert words in caption, words
@@ -209,3 +210,19 @@ def test_the_markdown_summary_holds_what_a_reader_compares(tmp_path: Path):
     assert columns[:5] == ["pool", "test_acc_mean", "test_acc_ci95", "p_vs_best", "verdict"]
     assert {"params_mean", "n"} <= set(columns) and len(columns) <= 16
     assert len(summary.columns) > len(columns) + 10  # the CSV keeps every column
+
+
+def test_the_page_of_another_metric_says_what_its_tests_decided(tmp_path: Path):
+    summary, out = report_of(one_setting(), tmp_path, plots=False, html=True, metric="params")
+    text = (out / "r.html").read_text()
+    conclusions = text[text.index('id="conclusions"') : text.index('id="summary"')]
+    best = summary.loc[summary["verdict"] == "best", "pool"].tolist()
+    assert f"params (lower is better): best {', '.join(best)}" in conclusions
+    assert "Best test accuracy" in conclusions  # and what test accuracy says, as always
+
+
+def test_html_and_compare_together_are_refused(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_runs(Path("a"), one_setting())
+    result = invoke("report", "--compare", "a", "a", "--html")
+    assert result.exit_code == 2 and "--html writes a report's page" in result.output
