@@ -158,6 +158,8 @@ def print_outcome(console: Console, outcome: SweepOutcome, plan: Plan) -> int:
         return len(failed)
 
     print_sweep_summary(console, outcome)
+    for note in outcome.notes:  # they quote what jobs returned: no markup
+        console.print(note, highlight=False, markup=False)
     if outcome.timing:
         console.print(outcome.timing, highlight=False)
     ok = len(records) - len(failed)
@@ -452,6 +454,8 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
     elif not plan.expanded:
         title += " (the sweeper picks its jobs as it goes: each is checked when it starts)"
     console.print(title, highlight=False)
+    if plan.resources:
+        console.print(f"launcher: {plan.resources}", highlight=False, markup=False)
     failures = []
     width = len(str(len(jobs)))
     indent = " " * (width + 7)

@@ -118,6 +118,7 @@ class Checkpoint:
             obj.load_state_dict(state["objects"][name])
         _set_rng_states(state["rng"], generator)
         self.epoch = int(state["epoch"])
+        log.info("%s: resuming after epoch %d", self.path, self.epoch)
         return state["totals"]
 
     def _read(self) -> dict[str, Any] | None:

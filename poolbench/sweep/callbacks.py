@@ -43,13 +43,16 @@ def objective_value(record: dict[str, Any], objective: str) -> float:
 
 class JobResult(float):
     """A job's objective value, with the run's ``record`` (None when the job could not be
-    configured: ``error`` says why), whether it was ``skipped`` (already ok) and the name of
-    the ``objective``."""
+    configured: ``error`` says why), whether it was ``skipped`` (already ok), the name of the
+    ``objective`` and the run's ``files`` that travel with it (``metrics.csv``: on a cluster
+    without a shared disk they come home with the record, see
+    :mod:`poolbench.run.homecoming`)."""
 
     record: dict[str, Any] | None
     objective: str
     skipped: bool
     error: str | None
+    files: dict[str, str]
 
     def __new__(
         cls,
@@ -58,21 +61,30 @@ class JobResult(float):
         objective: str,
         skipped: bool = False,
         error: str | None = None,
+        files: dict[str, str] | None = None,
     ) -> JobResult:
         self = super().__new__(cls, value)
         self.record, self.objective, self.skipped, self.error = record, objective, skipped, error
+        self.files = dict(files or {})
         return self
 
     @classmethod
-    def of(cls, record: dict[str, Any], objective: str, skipped: bool = False) -> JobResult:
-        return cls(objective_value(record, objective), record, objective, skipped)
+    def of(
+        cls,
+        record: dict[str, Any],
+        objective: str,
+        skipped: bool = False,
+        files: dict[str, str] | None = None,
+    ) -> JobResult:
+        return cls(objective_value(record, objective), record, objective, skipped, files=files)
 
     @classmethod
     def failed(cls, objective: str, error: str) -> JobResult:
         return cls(worst(objective), None, objective, error=error)
 
-    def __reduce__(self) -> tuple[Any, ...]:  # across processes (joblib, submitit)
-        return (JobResult, (float(self), self.record, self.objective, self.skipped, self.error))
+    def __reduce__(self) -> tuple[Any, ...]:  # across processes (joblib, submitit, Ray)
+        args = (float(self), self.record, self.objective, self.skipped, self.error, self.files)
+        return (JobResult, args)
 
 
 def job_report(job_return: JobReturn, job: int) -> dict[str, Any]:

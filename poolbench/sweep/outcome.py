@@ -24,16 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
 from poolbench.core.defaults import UNSTABLE_TEXT
-from poolbench.core.errors import StopCommand
+from poolbench.core.errors import ConfigError, StopCommand, one_line
 from poolbench.core.record import RECORD_NAME, SWEEP_SUMMARY_NAME, read_ok_record, read_record
 from poolbench.core.storage import atomic_write_text, is_no_space, storage_error
 from poolbench.engine.checkpoint import CHECKPOINT_NAME
-from poolbench.run.jobs import read_reports
+from poolbench.run.homecoming import bring_home
+from poolbench.run.jobs import JOBS_DIR, read_reports, write_job_report
 from poolbench.run.runner import COMMAND_ENV
+from poolbench.sweep.callbacks import JobResult, job_report
 from poolbench.sweep.launch import launch
 from poolbench.sweep.plan import Plan, quoted
-from poolbench.sweep.plugins import MAIN_PID_ENV, SWEEP_SIZE_ENV
+from poolbench.sweep.plugins import MAIN_PID_ENV, RAY, SWEEP_SIZE_ENV
 from poolbench.sweep.race import (
     RaceSettings,
     race_legend,
@@ -65,6 +70,7 @@ class SweepOutcome:
     table: Path | None = None  # <sweep dir>/summary.csv: one row per run
     race: RaceSettings | None = None  # the race's settings, where the sweep raced
     page: Path | None = None  # <sweep dir>/report.html: the comparison on one page
+    notes: list[str] = field(default_factory=list)  # warnings: records refused on the way home
     _closing: list[SweepSummary | None] = field(default_factory=list, repr=False)
 
     def closing(self) -> SweepSummary | None:
@@ -257,13 +263,26 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         LAUNCH_CWD_ENV: quoted(os.getcwd()),
     }
     extra += [f"++hydra.job.env_set.{key}={value}" for key, value in job_env.items()]
+    notes: list[str] = []
+
+    def home(returns: list[JobReturn]) -> None:  # each batch, as the launcher hands it back
+        if sweep_dir is not None:
+            notes.extend(come_home(returns, plan.results_dir, sweep_dir))
+
     # HYDRA_FULL_ERROR: an exception a job raises (a config error of a job a sweeper picked)
     # reaches the command as itself, to be said in one line, not as Hydra's traceback.
     with display, _environment({"HYDRA_FULL_ERROR": "1"}):
         try:
-            launch([*overrides, *plan.hydra_overrides, *extra], plan.multirun)
+            launch([*overrides, *plan.hydra_overrides, *extra], plan.multirun, None, home)
         except StopCommand as stop:  # a job's full disk
             raise stop.error from None
+        except ConnectionError as err:
+            if plan.launcher != RAY:
+                raise
+            raise ConfigError(
+                f"the launcher could not reach its cluster ({one_line(err)}); is it running, "
+                "and is hydra.launcher.ray.init.address its address?"
+            ) from None
         except OSError as err:  # Hydra's own files (.hydra/, multirun.yaml) on a full disk
             if not is_no_space(err):
                 raise
@@ -294,9 +313,37 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         elsewhere=elsewhere,
         table=table,
         race=plan.race,
+        notes=notes,
     )
     outcome.write_page(plan.results_dir)
     return outcome
+
+
+def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> list[str]:
+    """Write the records the jobs handed back (:mod:`poolbench.run.homecoming`) into
+    ``results_dir`` where it lacks them or holds older ones, and each job's report as this
+    command sees it (its run at home; a job that failed, from its return): on a cluster without
+    a shared disk the reports the nodes wrote are on their disks. Returns the warnings, one
+    line each."""
+    warnings = []
+    for ret in returns:
+        job = OmegaConf.select(ret.hydra_cfg, "hydra.job.num") if ret.hydra_cfg else None
+        if job is None:  # a job the launcher reported itself (poolbench_slurm)
+            continue
+        job = int(job)
+        report = job_report(ret, job)
+        result = ret.return_value if ret.status == JobStatus.COMPLETED else None
+        if isinstance(result, JobResult) and result.record is not None:
+            ran_in = Path(str(report["run_dir"])).name  # the run the job's config names
+            home = bring_home(result.record, result.files, results_dir, f"job {job}", ran_in)
+            if home.warning:
+                warnings.append(home.warning)
+                continue
+            report["run_dir"] = str(home.run_dir)
+        elif (Path(sweep_dir) / JOBS_DIR / f"{job:06d}.json").is_file():
+            continue  # the node's own report is here: a shared disk
+        write_job_report(sweep_dir, job, report)
+    return warnings
 
 
 def write_sweep_table(sweep_dir: Path, records: list[dict[str, Any]]) -> Path:

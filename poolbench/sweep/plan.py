@@ -32,9 +32,10 @@ from poolbench.core.storage import check_writable_dir
 from poolbench.run.runner import describe_compute, validate
 from poolbench.sweep.plugins import (
     BASIC_SWEEPER,
-    CLUSTER_LAUNCHERS,
     RACE_SWEEPER,
     launcher_defaults,
+    resources,
+    runs_elsewhere,
     sweeper_defaults,
 )
 from poolbench.sweep.race import RaceSettings, configurations
@@ -78,16 +79,13 @@ class Plan:
     sweeper_overrides: tuple[str, ...] = ()
     race: RaceSettings | None = None  # hydra/sweeper=race: its settings
     configurations: int = 0  # the race's configurations (each raced over race.seeds)
+    resources: str = ""  # where the launcher runs each run and what it asks for
+    on_cluster: bool = False  # the launcher's jobs run on other machines: not timed here
 
     @property
     def hydra_overrides(self) -> tuple[str, ...]:
         """What poolbench adds to the command line for the launcher and the sweeper."""
         return (*self.launcher_overrides, *self.sweeper_overrides)
-
-    @property
-    def on_cluster(self) -> bool:
-        """Runs go to cluster nodes, so this process's machine is not theirs."""
-        return self.launcher in CLUSTER_LAUNCHERS
 
     def run_dir(self, cfg: RunConfig) -> Path:
         if self.run_dir_override is not None and not self.multirun:
@@ -255,6 +253,8 @@ def plan(overrides: list[str], multirun: bool = False, collect: bool = False) ->
         sweep_dir=sweep_dir,
         race=race,
         configurations=configs,
+        resources=resources(head.hydra.launcher, launcher_overrides) if multirun else "",
+        on_cluster=runs_elsewhere(head.hydra.launcher),
     )
 
 

@@ -18,11 +18,12 @@ from poolbench.core import defaults
 from poolbench.core.config import NON_IDENTITY_KEYS, RunConfig, run_name
 from poolbench.core.errors import PoolbenchError, StopCommand, StorageError
 from poolbench.core.record import RECORD_NAME, read_ok_record
-from poolbench.measure.device import claim_gpu, threads_per_job
+from poolbench.measure.device import claim_gpu
+from poolbench.run.homecoming import RETURNED_FILES
 from poolbench.run.runner import execute
 from poolbench.run.watchdog import stop_with_parent
 from poolbench.sweep.callbacks import JobResult
-from poolbench.sweep.plugins import CLUSTER_LAUNCHERS, JOBLIB, MAIN_PID_ENV, concurrent_jobs
+from poolbench.sweep.plugins import JOBLIB, MAIN_PID_ENV, runs_elsewhere, threads_per_run
 from poolbench.ui.progress import RunProgress
 
 log = logging.getLogger("poolbench")
@@ -33,13 +34,22 @@ log = logging.getLogger("poolbench")
 LAUNCH_CWD_ENV = "POOLBENCH_CWD"
 
 
+# Where jobs on a cluster's nodes keep their runs when the command's results directory is not
+# on a disk they share (set in the nodes' environment, e.g. Ray's runtime_env): each record
+# then comes home with its job's return value (poolbench.run.homecoming).
+WORKER_RESULTS_ENV = "POOLBENCH_WORKER_RESULTS"
+
+
 def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
-    """``hydra.run.dir`` / ``hydra.sweep.subdir``: <results_dir>/runs/<run_name>, absolute."""
+    """``hydra.run.dir`` / ``hydra.sweep.subdir``: <results_dir>/runs/<run_name>, absolute;
+    under ``$POOLBENCH_WORKER_RESULTS`` where the process resolving it has that set."""
     env_set = OmegaConf.select(_root_, "hydra.job.env_set", default=None)
     cwd = (env_set or {}).get(LAUNCH_CWD_ENV) or cwd
     keys = [k for k in _root_ if k not in NON_IDENTITY_KEYS]
     config = OmegaConf.to_container(OmegaConf.masked_copy(_root_, keys), resolve=True)
     base = Path(results_dir) if os.path.isabs(results_dir) else Path(cwd) / results_dir
+    if os.environ.get(WORKER_RESULTS_ENV):
+        base = Path(os.environ[WORKER_RESULTS_ENV]).expanduser().resolve()
     return str(base / "runs" / run_name(config))
 
 
@@ -70,10 +80,9 @@ def task(cfg: DictConfig) -> JobResult:
     except PoolbenchError as err:  # only a job composed after plan() can get here
         log.error("job %s failed: %s", " ".join(hc.overrides.task), err)
         return JobResult.failed(objective, f"{type(err).__name__}: {err}")
-    concurrent = concurrent_jobs(hc.launcher)
-    if concurrent is not None:
-        cpus = hc.launcher.get("cpus_per_task")
-        torch.set_num_threads(int(cpus) if cpus else threads_per_job(concurrent))
+    threads = threads_per_run(hc.launcher)
+    if threads is not None:
+        torch.set_num_threads(threads)
     in_main_process = os.environ.get(MAIN_PID_ENV) == str(os.getpid())
     if not in_main_process and hc.launcher.get("_target_") == JOBLIB:
         stop_with_parent(int(os.environ[MAIN_PID_ENV]))  # no orphans training on
@@ -86,7 +95,11 @@ def task(cfg: DictConfig) -> JobResult:
             record = execute(run, output_dir, observer, in_run_latency=_times_itself(run, hc))
         except StorageError as err:  # every later job would hit it too: stop the command
             raise StopCommand(err) from None
-    return JobResult.of(record, run.objective, skipped=skipped)
+    files = {}
+    for name in RETURNED_FILES:  # they travel home with the record (no shared disk needed)
+        if (output_dir / name).is_file():
+            files[name] = (output_dir / name).read_text(encoding="utf-8")
+    return JobResult.of(record, run.objective, skipped=skipped, files=files)
 
 
 def _times_itself(run: RunConfig, hc: DictConfig) -> bool:
@@ -95,4 +108,4 @@ def _times_itself(run: RunConfig, hc: DictConfig) -> bool:
     are the ones compared; runs on cluster nodes do, as the sweep cannot time them."""
     if hc.mode != RunMode.MULTIRUN or not run.latency_interleaved:
         return True
-    return hc.launcher.get("_target_") in CLUSTER_LAUNCHERS
+    return runs_elsewhere(hc.launcher)

@@ -1,0 +1,1 @@
+"""poolbench's Slurm launcher as a Hydra plugin: ``hydra/launcher=slurm_cpu``, ``slurm_gpu``."""

@@ -1,0 +1,184 @@
+"""Records that come home from nodes without a shared disk: a returned record (and its
+metrics.csv) is written once into the command's results directory, never over a newer one,
+and one that does not parse as a run's record is refused with a warning; the job reports then
+point at the runs at home. Each launcher's --dry-run says what a run asks for."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from poolbench.core.record import RECORD_NAME
+from poolbench.run.homecoming import bring_home
+from poolbench.run.jobs import read_reports, write_job_report
+from poolbench.sweep.callbacks import JobResult
+from poolbench.sweep.outcome import come_home
+from tests.helpers.cli import invoke
+from tests.helpers.fake_records import record
+
+
+def returned(started: str = "2026-12-06T10:00:00.000+00:00", **fields) -> dict:
+    return {**record("max", 0, 0.9), "started_at": started, **fields}
+
+
+def test_a_returned_record_is_written_once_with_its_history(tmp_path: Path):
+    rec = returned()
+    home = bring_home(rec, {"metrics.csv": "epoch,train_loss\n1,0.5\n"}, tmp_path)
+    assert home.written and not home.warning
+    run_dir = tmp_path / "runs" / rec["run_name"]
+    assert home.run_dir == run_dir
+    assert json.loads((run_dir / RECORD_NAME).read_text()) == rec
+    assert (run_dir / "metrics.csv").read_text().startswith("epoch,train_loss")
+    again = bring_home(rec, {"metrics.csv": "changed"}, tmp_path)
+    assert not again.written  # the same record: nothing rewritten
+    assert (run_dir / "metrics.csv").read_text().startswith("epoch,train_loss")
+
+
+def test_an_older_record_never_replaces_a_newer_one(tmp_path: Path):
+    newer = returned("2026-12-06T11:00:00.000+00:00", test_acc=0.95)
+    older = returned("2026-12-06T10:00:00.000+00:00", test_acc=0.5)
+    assert bring_home(newer, {}, tmp_path).written
+    assert not bring_home(older, {}, tmp_path).written
+    path = tmp_path / "runs" / newer["run_name"] / RECORD_NAME
+    assert json.loads(path.read_text())["test_acc"] == 0.95
+    # a failed run started again and finished ok comes home over the failure
+    failed = returned("2026-12-06T12:00:00.000+00:00", status="failed", test_acc=None)
+    assert bring_home(failed, {}, tmp_path).written
+    ok = returned("2026-12-06T12:00:00.000+00:00")
+    assert bring_home(ok, {}, tmp_path).written
+    assert json.loads(path.read_text())["status"] == "ok"
+    assert not bring_home(failed, {}, tmp_path).written
+
+
+@pytest.mark.parametrize(
+    ("rec", "why"),
+    [
+        (["not", "a", "record"], "expected a JSON object"),
+        (returned(run_name="../../escape"), "is not a run directory's name"),
+        (returned(run_name="a/b"), "is not a run directory's name"),
+        (returned(status="running"), "status 'running'"),
+        (returned(started_at=None), "started_at None"),
+        (returned(run_id=7), "run_id 7"),
+    ],
+)
+def test_an_unusable_record_is_refused_and_nothing_is_written(tmp_path: Path, rec, why: str):
+    home = bring_home(rec, {"metrics.csv": "x"}, tmp_path / "results", "job 3")
+    assert home.run_dir is None and not home.written
+    assert (
+        home.warning.startswith("warning: job 3 returned an unusable record")
+        and why in home.warning
+    )
+    assert not (tmp_path / "results").exists()
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_only_the_files_that_travel_are_written(tmp_path: Path):
+    rec = returned()
+    bring_home(rec, {"metrics.csv": "a\n", "checkpoint.pt": "x", "../x.csv": "y"}, tmp_path)
+    written = sorted(p.name for p in (tmp_path / "runs" / rec["run_name"]).iterdir())
+    assert written == ["metrics.csv", RECORD_NAME]
+    assert not (tmp_path / "x.csv").exists()
+
+
+def job_return(job: int, output_dir: str, result: object, status=JobStatus.COMPLETED) -> JobReturn:
+    hydra_cfg = OmegaConf.create(
+        {"hydra": {"runtime": {"output_dir": output_dir}, "job": {"num": job}}}
+    )
+    return JobReturn(
+        overrides=[f"seed={job}"], hydra_cfg=hydra_cfg, status=status, _return_value=result
+    )
+
+
+def test_come_home_writes_the_records_and_points_the_job_reports_home(tmp_path: Path):
+    """As a Ray worker with another results path hands its jobs back: the records land in the
+    command's results directory and the sweep's job reports name them there."""
+    worker, home, sweep = tmp_path / "node", tmp_path / "results", tmp_path / "sweep"
+    recs = [
+        {**record("max", s, 0.9), "started_at": "2026-12-06T10:00:00.000+00:00"} for s in range(2)
+    ]
+    returns = []
+    for job, rec in enumerate(recs):
+        node_dir = worker / "runs" / rec["run_name"]
+        write_job_report(sweep, job, {"job": job, "run_dir": str(node_dir), "run_name": "x"})
+        result = JobResult.of(rec, "test_acc", files={"metrics.csv": f"epoch\n{job}\n"})
+        returns.append(job_return(job, str(node_dir), pickle.loads(pickle.dumps(result))))
+    returns.append(
+        job_return(2, str(worker / "runs" / "gone"), RuntimeError("x"), JobStatus.FAILED)
+    )
+    assert come_home(returns, home, sweep) == []
+    for job, rec in enumerate(recs):
+        run_dir = home / "runs" / rec["run_name"]
+        assert json.loads((run_dir / RECORD_NAME).read_text())["run_id"] == rec["run_id"]
+        assert (run_dir / "metrics.csv").read_text() == f"epoch\n{job}\n"
+    *reports, failed = read_reports(sweep)
+    assert [r["run_dir"] for r in reports] == [str(home / "runs" / r["run_name"]) for r in recs]
+    # the failed job is reported here too (its node's report may be on the node's disk)
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: x"
+    assert not (home / "runs" / "gone").exists()
+
+
+def test_a_corrupt_returned_record_is_refused_with_a_warning(tmp_path: Path):
+    bad = JobResult.of({**returned(), "run_name": "../../etc"}, "test_acc")
+    notes = come_home([job_return(0, str(tmp_path / "n"), bad)], tmp_path / "r", tmp_path / "s")
+    assert len(notes) == 1 and "job 0 returned an unusable record" in notes[0]
+    assert not (tmp_path / "r").exists() and not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    ("launcher", "says"),
+    [
+        (None, "launcher: in this process, one run after another"),
+        ("joblib", "launcher: joblib: 1 run at once on this machine"),
+        (
+            "slurm_cpu",
+            "each run asks partition the default for 1 node, 4 CPUs, 0 GPUs, 8 GB, 120 min",
+        ),
+        ("slurm_gpu", "1 node, 8 CPUs, 1 GPU, 32 GB, 240 min"),
+        ("ray_local", "Ray: each run a task on a Ray cluster this command starts on this machine"),
+        (
+            "ray_cluster",
+            "Ray: each run a task on the running Ray cluster, asking 4 CPUs and 0 GPUs",
+        ),
+    ],
+)
+def test_dry_run_says_where_each_run_goes_and_what_it_asks_for(workdir: Path, launcher, says):
+    if launcher and launcher.startswith("ray"):
+        pytest.importorskip(
+            "hydra_plugins.hydra_ray_launcher", reason="pip install 'poolbench[ray]'"
+        )
+    chosen = [f"hydra/launcher={launcher}"] if launcher else []
+    result = invoke("run", "-m", *chosen, "pool=max,avg", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert says in " ".join(result.output.split())
+    assert "2 of 2 runs can run" in result.output
+    assert not (workdir / "results").exists()
+
+
+def test_a_cluster_the_launcher_cannot_reach_is_one_line(workdir: Path, monkeypatch):
+    import poolbench.sweep.outcome as outcome
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(outcome, "launch", unreachable)
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install 'poolbench[ray]'")
+    result = invoke("run", "-m", "hydra/launcher=ray_cluster", "pool=max,avg", "train.epochs=1")
+    assert result.exit_code == 2
+    assert "error: the launcher could not reach its cluster (Failed to connect" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_record_of_another_run_or_with_a_forged_id_is_refused(tmp_path: Path):
+    """A job can only bring home its own run's record, and a record whose run_id is not the
+    hash of its config is refused."""
+    rec = returned()
+    other = bring_home(rec, {}, tmp_path, "job 1", run_name="some-other-run")
+    assert other.run_dir is None and "is not the job's run 'some-other-run'" in other.warning
+    forged = bring_home({**rec, "run_id": "0123456789abcdef"}, {}, tmp_path, "job 1")
+    assert forged.run_dir is None and "is not the hash of its config" in forged.warning
+    assert not (tmp_path / "runs").exists()
