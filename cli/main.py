@@ -233,7 +233,8 @@ def report(
     delta: float | None = typer.Option(
         None,
         "--delta",
-        help="Equivalence margin in the metric's units (default 0.005 for accuracies; 0: none).",
+        help=f"Equivalence margin in the metric's units (default {defaults.DELTA:g} for "
+        "accuracies; 0: none).",
     ),
     plots: bool = typer.Option(
         True, "--plots/--no-plots", help="Write the figures (PNG, and PDF for a paper)."
@@ -293,9 +294,15 @@ def time_(
     sources: list[Path] = typer.Argument(
         None, help="Run records: directories, sweep directories or run lists (default results/)."
     ),
-    batch: int = typer.Option(64, "--batch", help="Images per timed forward pass."),
-    repeats: int = typer.Option(15, "--repeats", help="Rounds; each times every config once."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed calls per config first."),
+    batch: int = typer.Option(
+        defaults.TIME_BATCH, "--batch", help="Images per timed forward pass."
+    ),
+    repeats: int = typer.Option(
+        defaults.TIME_REPEATS, "--repeats", help="Rounds; each times every config once."
+    ),
+    warmup: int = typer.Option(
+        defaults.TIME_WARMUP, "--warmup", help="Untimed calls per config first."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.core.checks import check_int

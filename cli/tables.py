@@ -15,7 +15,7 @@ from rich.table import Table
 from poolbench.core import metrics
 from poolbench.core.defaults import UNSTABLE_TEXT
 
-# Type names only: pandas (~0.5 s), torch (hydra_app, sweep: ~1.5 s) are imported by the commands
+# Type names only: pandas (~0.5 s), torch (poolbench.sweep: ~1.5 s) are imported by the commands
 # that need them, so that `poolbench --help` and shell completion stay fast.
 if TYPE_CHECKING:
     import pandas as pd

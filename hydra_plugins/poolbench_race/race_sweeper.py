@@ -24,6 +24,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from poolbench.core import defaults
+
 log = logging.getLogger("poolbench")
 
 
@@ -33,9 +35,9 @@ class RaceSweeperConf:
     # the configurations, as the basic sweeper takes them (pool: max,avg); the command line's
     # sweeps are added to them
     params: Any = None
-    seeds: Any = "range(0,10)"  # raced one a round; a list, a sweep string or a count
-    min_seeds: int = 3  # every configuration's first round
-    alpha: float = 0.05  # family-wise, spent evenly over the looks
+    seeds: Any = defaults.RACE_SEEDS  # raced one a round; a list, a sweep string or a count
+    min_seeds: int = defaults.RACE_MIN_SEEDS  # every configuration's first round
+    alpha: float = defaults.ALPHA  # family-wise, spent evenly over the looks
     delta: Any = None  # equivalence margin in the objective's units (null: 0.005 for accuracy)
     budget: Any = None  # null, a number of runs, or wall time: 300s, 10m
 
@@ -52,9 +54,9 @@ class RaceSweeper(Sweeper):
     def __init__(
         self,
         params: Any = None,
-        seeds: Any = "range(0,10)",
-        min_seeds: int = 3,
-        alpha: float = 0.05,
+        seeds: Any = defaults.RACE_SEEDS,
+        min_seeds: int = defaults.RACE_MIN_SEEDS,
+        alpha: float = defaults.ALPHA,
         delta: Any = None,
         budget: Any = None,
     ) -> None:
@@ -89,7 +91,7 @@ class RaceSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
-        objective = str(self.config.get("objective", "test_acc"))
+        objective = str(self.config.get("objective", defaults.METRIC))
         settings = RaceSettings.from_config(self.options, objective)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         configs = configurations(parser, self.params, arguments)

@@ -44,7 +44,7 @@ def _metric(name: str) -> Any:
 class RunRecord:
     """One run's record, ``result.json``: every field a run writes, with its type, unit and
     meaning (the field list, the report's labels, a new run's empty record and the field table
-    of ``docs/records.md`` all come from here). Reports keep fields they do not know; the
+    of ``docs/results.md`` all come from here). Reports keep fields they do not know; the
     invariance fields the ``eval`` config names (``acc_shift_<k>``, ``acc_res_<size>``, see
     :meth:`poolbench.core.config.EvalConfig.metric_names`) follow these."""
 
@@ -163,7 +163,7 @@ def config_value(config: dict[str, Any], key: str) -> Any:
 
 
 def field_table() -> str:
-    """The record's fields as a Markdown table (``docs/records.md`` holds it; a test keeps the
+    """The record's fields as a Markdown table (``docs/results.md`` holds it; a test keeps the
     two equal)."""
     rows = ["| field | type | unit | meaning |", "|---|---|---|---|"]
     for f in fields(RunRecord):

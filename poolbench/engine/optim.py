@@ -7,7 +7,7 @@ over many steps, and checks that their state dicts load into torch's and back. W
 - **startup**: in torch 2.x, ``Optimizer.__init__`` (through ``add_param_group``), ``step``,
   ``zero_grad``, ``state_dict`` and ``load_state_dict`` import ``torch._dynamo`` on their first
   call, even when nothing is compiled: about a second, a large share of the time from
-  ``poolbench run`` to the first training step (README, Speed). Every method that would do so
+  ``poolbench run`` to the first training step (docs/speed.md). Every method that would do so
   is implemented here instead.
 - **speed**: on the CPU, torch.optim updates one parameter at a time (its multi-tensor path is
   the default only on CUDA); these update every parameter of a group with one multi-tensor

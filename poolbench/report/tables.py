@@ -117,7 +117,7 @@ def _column_part(key: str, value: Any) -> str:
 def pivot(
     summary: pd.DataFrame,
     metric: str = defaults.METRIC,
-    rows: str = "pool",
+    rows: str = defaults.COMPARE_BY,
     columns: str | Sequence[str] = "model",
 ) -> Pivot:
     """Every group of ``summary`` in one cell, ``rows`` down and ``columns`` (one key, or

@@ -113,9 +113,17 @@ def write_html_page(
     title: str = "poolbench report",
 ) -> Path:
     """The HTML page of :mod:`poolbench.report.html` at ``page``, added to ``written``:
-    ``sentences`` and ``legend`` default to the tests' own (a race passes its decisions)."""
+    ``figures`` (SVG text by name) are drawn here when not given; ``sentences`` and
+    ``legend`` default to the tests' own (a race passes its decisions)."""
     from poolbench.report.conclusions import conclusions
     from poolbench.report.html import render_html
+
+    if figures is None:
+        from poolbench.report.plots import write_plots
+
+        figures = {}
+        _, notes = write_plots(summary, None, significance, df, figures)
+        written.notes += notes
 
     if sentences is None:  # about test accuracy: the tested metric's margin is not its own
         accuracy = significance.delta if significance.metric == "test_acc" else None

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from poolbench.core import defaults
 from poolbench.core.config import RunConfig, config_hash
 from poolbench.core.errors import DataError, PoolbenchError
 from poolbench.core.host import cpu_name
@@ -121,9 +122,9 @@ class TimeOutcome:
 
 def time_records(
     paths: Sequence[Path],
-    batch: int = 64,
-    repeats: int = 15,
-    warmup: int = 3,
+    batch: int = defaults.TIME_BATCH,
+    repeats: int = defaults.TIME_REPEATS,
+    warmup: int = defaults.TIME_WARMUP,
     clock: Callable[[], float] = time.perf_counter,
 ) -> TimeOutcome:
     """Time every group of ``paths``' ok records interleaved and write the figures into each

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from poolbench.core import defaults
 from poolbench.core.defaults import UNSTABLE_TEXT
 from poolbench.core.errors import ConfigError, StopCommand, one_line
 from poolbench.core.record import RECORD_NAME, SWEEP_SUMMARY_NAME, read_ok_record, read_record
@@ -51,6 +52,10 @@ from poolbench.ui.progress import SweepProgress
 
 if TYPE_CHECKING:
     from poolbench.report.conclusions import SweepSummary
+
+# A sweep's closing timing takes at least this many rounds, whatever latency_repeats (a run's
+# own timing) says: these are the figures its table compares.
+SWEEP_TIMING_ROUNDS = 10
 
 
 @dataclass
@@ -111,18 +116,13 @@ class SweepOutcome:
         ]
         df = records_frame(records)
         summary = found.summary.assign(verdict=found.verdicts)
-        written = Written()
-        svg: dict[str, str] = {}
-        from poolbench.report.plots import write_plots
-
-        _, written.notes = write_plots(summary, None, found.significance, df, svg)
         self.page = write_html_page(
             df,
             summary,
             found.significance,
             Path(self.sweep_dir) / "report.html",
-            written,
-            svg,
+            Written(),
+            None,
             found.sentences,
             found.legend,
             title=f"poolbench sweep {Path(self.sweep_dir).name}",
@@ -394,7 +394,8 @@ def interleaved_latency(plan: Plan, run_dirs: list[Path]) -> str:
     paths = [p for p in paths if p.is_file()]
     print(f"sweep: timing {len(paths)} runs' models interleaved ...", flush=True)
     try:
-        outcome = time_records(paths, first.latency_batch, max(first.latency_repeats, 10), warmup=3)
+        repeats = max(first.latency_repeats, SWEEP_TIMING_ROUNDS)
+        outcome = time_records(paths, first.latency_batch, repeats, defaults.TIME_WARMUP)
     except DataError as err:
         return f"latency: not timed ({err})"
     unstable = sum(t.unstable for t in outcome.timings)

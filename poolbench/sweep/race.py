@@ -119,7 +119,7 @@ class RaceSettings:
     """The keys under ``hydra.sweeper`` (see the module docstring), checked."""
 
     seeds: tuple[int, ...]
-    min_seeds: int = 3
+    min_seeds: int = defaults.RACE_MIN_SEEDS
     alpha: float = defaults.ALPHA
     delta: float | None = None
     budget_runs: int | None = None
@@ -131,7 +131,7 @@ class RaceSettings:
         """From the sweeper's config node; one-line :class:`ConfigError` for a bad key."""
         metrics.get(objective, option="objective")
         seeds = parse_seeds(sweeper.get("seeds"))
-        min_seeds = sweeper.get("min_seeds", 3)
+        min_seeds = sweeper.get("min_seeds", defaults.RACE_MIN_SEEDS)
         if isinstance(min_seeds, bool) or not isinstance(min_seeds, int) or min_seeds < MIN_SEEDS:
             raise ConfigError(
                 f"expected hydra.sweeper.min_seeds to be an integer >= {MIN_SEEDS} (a test needs "

@@ -2,8 +2,9 @@
 recipes on real CIFAR-10 photographs (``../shared/data/cifar10_dev.npz``, its 4,068 training
 images, scored on its 1,017 validation images). Slow: ``pytest -m slow``.
 
-The thresholds sit a few points under what the development CPU measured (README, Recipes), so
-that they fail when a recipe or a model stops training, not on a new torch's rounding."""
+The thresholds sit a few points under what the development CPU measured
+(benchmarks/README.md), so that they fail when a recipe or a model stops training, not on a
+new torch's rounding."""
 
 from __future__ import annotations
 

@@ -29,13 +29,16 @@ RANKS = {
 
 
 def modules() -> dict[str, Path]:
-    """Every module of the package by dotted name (the command line as ``poolbench.cli``)."""
+    """Every module of the package by dotted name, the command line (``cli/``, installed as
+    ``poolbench.cli`` through the link ``poolbench/cli``, which rglob does not follow) too."""
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(REPO).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found[".".join(parts)] = path
+    trees = [(PACKAGE, ["poolbench"]), (REPO / "cli", ["poolbench", "cli"])]
+    for root, prefix in trees:
+        for path in sorted(root.rglob("*.py")):
+            parts = [*prefix, *path.relative_to(root).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
     return found
 
 
@@ -164,3 +167,18 @@ def test_every_package_says_what_it_owns_and_may_import():
         assert doc, f"{package.name}/__init__.py has no docstring"
         if package.name != "cli":
             assert "import" in doc, f"{package.name}: say what it may import"
+
+
+def test_the_cli_is_in_the_graph_and_only_report_write_draws():
+    """The command line's modules are read too, and the figures (matplotlib) are made in one
+    place: report.write imports report.plots, nothing else does."""
+    assert "poolbench.cli.main" in MODULES and "poolbench.cli.tables" in MODULES
+    drawing = sorted(
+        {
+            name
+            for name, targets in EDGES.items()
+            for t, _ in targets
+            if t == "poolbench.report.plots"
+        }
+    )
+    assert drawing == ["poolbench.report.write"], drawing

@@ -9,6 +9,7 @@ import torch
 from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import ConfigError
 from poolbench.data import create_dataset
+from poolbench.engine.callbacks import Callback
 from poolbench.engine.loop import Compute, check_validation, train
 from poolbench.engine.optim import AdamW
 from poolbench.engine.recipe import make_optimizer, make_schedule
@@ -150,3 +151,39 @@ def test_test_time_mirrors_only_what_training_mirrored(monkeypatch, flip: str, m
     cfg = TrainConfig(epochs=1, flip=flip, val_fraction=0.0)
     train(model, data, cfg, Compute(CPU, FP32), seed=0, tta="flip")
     assert seen and set(seen) == {mirrored}
+
+
+class Reads(Callback):
+    """Asks for progress every ``interval`` seconds and counts the reports."""
+
+    def __init__(self, interval: float) -> None:
+        self.progress_interval_s = interval
+        self.reports = 0
+
+    def on_progress(self, loop, batch: int, loss: float, img_s: float) -> None:
+        self.reports += 1
+
+
+@pytest.mark.parametrize(("interval", "most"), [(None, 0), (3600.0, 0), (0.0, None)])
+def test_the_loss_leaves_the_device_once_an_epoch_unless_progress_asks(
+    monkeypatch: pytest.MonkeyPatch, interval, most
+):
+    """Reading a loss (Tensor.item) waits for the device: the loop reads it once an epoch, and
+    for a display no more often than its interval, never once a batch by itself."""
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(1) or item(t))
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, eval_every=0, val_fraction=0.0)
+    callbacks = [] if interval is None else [Reads(interval)]
+    torch.manual_seed(0)
+    data = small_digits()
+    model = create_model(
+        "vgg", 10, 1, PoolSpec("max", {"F": 2, "S": 2}), PoolSpec("global_avg"), widths=[8, 8, 8]
+    )
+    reads.clear()
+    train(model, data, cfg, Compute(CPU, FP32), seed=0, callbacks=callbacks)
+    batches = 2 * data.steps_per_epoch(32)
+    shown = callbacks[0].reports if callbacks else 0
+    assert shown == (batches if most is None else most)
+    # the epoch losses (2), what the display showed, and the test's own few reads: not per batch
+    assert len(reads) - shown < batches // 2, (len(reads), shown, batches)

@@ -1,4 +1,4 @@
-"""FLOP counts against hand counts (convention in poolbench/cost.py)."""
+"""FLOP counts against hand counts (convention in poolbench/measure/cost.py)."""
 
 from __future__ import annotations
 
