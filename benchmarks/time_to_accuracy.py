@@ -23,11 +23,11 @@ train=cifar10`` (batch 128) through the engine, against the loop of
 ``benchmarks/plain_loop_cifar.py`` (``torch.optim.SGD``, ``OneCycleLR``, flips and
 reflect-padded crops per image) on the same initial weights, layout and precision.
 
-They alternate (engine, plain, engine, ...) ``--repeats`` times so that a busy machine slows
-both alike. ``--profile`` runs ``torch.profiler`` over one epoch of each after the timed
-repeats and prints the top entries by CPU time (where the remaining gap goes). Printed: the
-CPU, threads, images/s and test accuracy of each, and the ratio of
-the medians (engine / plain; the engine should cost nothing: >= 1.0).
+They alternate ``--repeats`` times in ABBA order (engine then plain, then plain then engine,
+...), so that a busy machine, or one whose speed drifts, slows both alike. ``--profile`` runs
+``torch.profiler`` over one epoch of each after the timed repeats and prints the top entries by
+CPU time (where the remaining gap goes). Printed: the CPU, threads, images/s and test accuracy
+of each, and the ratio of the medians (engine / plain; the engine should cost nothing: >= 1.0).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from poolbench.core.config import PoolSpec, TrainConfig
 from poolbench.core.errors import PoolbenchError
 from poolbench.core.host import cpu_text
 from poolbench.data import create_dataset
+from poolbench.engine.callbacks import Callback
 from poolbench.engine.loop import Compute, evaluate, train
 from poolbench.measure.device import resolve_device, synchronize
 from poolbench.measure.probe import choose
@@ -183,6 +184,30 @@ def plain(name, model, data, cfg, precision, channels_last, seed) -> tuple[float
     return seconds, cfg.epochs * len(data.train_y)
 
 
+def isa_cap() -> str:
+    """The instruction sets this process was limited to (oneDNN's and ATen's caps), if any: a
+    run capped to AVX2 on an AVX-512 CPU runs AVX2's kernels, not an AVX2 CPU's clocks."""
+    caps = [
+        f"{name}={os.environ[name]}"
+        for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+        if os.environ.get(name)
+    ]
+    return f", capped to {' '.join(caps)}" if caps else ""
+
+
+class Profiled(Callback):
+    """Runs ``prof`` (a torch.profiler.profile) over each epoch of the engine's loop."""
+
+    def __init__(self, prof) -> None:
+        self.prof = prof
+
+    def on_epoch_start(self, loop) -> None:
+        self.prof.start()
+
+    def on_epoch_end(self, loop) -> None:
+        self.prof.stop()
+
+
 def profile(name, initial, data, cfg, compute: Compute, tta: str, rows: int = 12) -> None:
     """One epoch of each side under ``torch.profiler``: the top entries by self CPU time."""
     from torch.profiler import ProfilerActivity
@@ -196,10 +221,11 @@ def profile(name, initial, data, cfg, compute: Compute, tta: str, rows: int = 12
         activities = [ProfilerActivity.CPU]
         if compute.device.type == "cuda":
             activities.append(ProfilerActivity.CUDA)
-        with profiler(activities=activities) as prof:
-            if side == "engine":
-                train(model, data, one, compute, seed=0, tta="none")
-            else:
+        prof = profiler(activities=activities)
+        if side == "engine":  # the epoch alone, as on the plain side: not the test at the end
+            train(model, data, one, compute, seed=0, tta="none", callbacks=[Profiled(prof)])
+        else:
+            with prof:
                 plain(name, model, data, one, compute.precision, compute.channels_last, 0)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
         print(f"--- profile, {side}, 1 epoch (top {rows} by self CPU time)")
@@ -250,21 +276,22 @@ def main() -> None:
     rates: dict[str, list[float]] = {"engine": [], "plain": []}
     accs: dict[str, list[float]] = {"engine": [], "plain": []}
     for repeat in range(args.repeats):
-        model = copy.deepcopy(initial)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        result = train(model, data, cfg, compute, seed=repeat, tta=tta)
-        rates["engine"].append(result.throughput_img_s)
-        accs["engine"].append(result.test_acc)
-
-        model = copy.deepcopy(initial)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        seconds, images = plain(args.recipe, model, data, cfg, precision, channels_last, repeat)
-        rates["plain"].append(images / seconds)
-        accs["plain"].append(
-            evaluate(model, data, device, precision, channels_last=channels_last, tta=tta)[0]
-        )
+        # ABBA: engine first in even repeats, plain first in odd ones, so that a machine whose
+        # speed drifts during the run favours neither
+        for side in ("engine", "plain") if repeat % 2 == 0 else ("plain", "engine"):
+            model = copy.deepcopy(initial)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            if side == "engine":
+                result = train(model, data, cfg, compute, seed=repeat, tta=tta)
+                rates["engine"].append(result.throughput_img_s)
+                accs["engine"].append(result.test_acc)
+                continue
+            seconds, images = plain(args.recipe, model, data, cfg, precision, channels_last, repeat)
+            rates["plain"].append(images / seconds)
+            accs["plain"].append(
+                evaluate(model, data, device, precision, channels_last=channels_last, tta=tta)[0]
+            )
         print(
             f"repeat {repeat + 1}: engine {rates['engine'][-1]:.0f} img/s (acc "
             f"{accs['engine'][-1]:.4f}), plain {rates['plain'][-1]:.0f} img/s (acc "
@@ -274,7 +301,8 @@ def main() -> None:
     engine, plain_rate = statistics.median(rates["engine"]), statistics.median(rates["plain"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
-        f"conditions: {cpu_text()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
+        f"conditions: {cpu_text()}{isa_cap()}, {os.cpu_count()} CPUs, threads "
+        f"{torch.get_num_threads()}, "
         f"torch {torch.__version__}, load avg {load:.1f}; recipe {args.recipe}, precision "
         f"{precision.name}, channels_last {channels_last} ({choice.describe()}); "
         f"{len(data.train_y)} training images, {len(data.test_y)} scored ({args.test}), "
