@@ -112,3 +112,18 @@ def test_bad_race_settings_stop_before_anything_runs(workdir: Path, option: str,
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not Path("results").exists()
+
+
+@pytest.mark.parametrize(("budget", "says"), [("9", "budget of 9 runs"), ("1s", "budget of 1 s")])
+def test_a_budget_stops_the_race_with_what_is_left_undecided(workdir: Path, budget, says):
+    """The sweeper's own budget: 9 runs, or one second of wall time (the first round takes
+    longer), stops the race after its first round, whatever is still racing undecided."""
+    result = invoke("run", *RACE, *FAST, f"hydra.sweeper.budget={budget}")
+    assert result.exit_code == 0, result.output
+    runs = records()
+    assert sorted((r["pool"], r["seed"]) for r in runs) == sorted(
+        (p, s) for p in ("max", "avg", "none") for s in (0, 1, 2)
+    )
+    final = decisions(sweep_dir())
+    assert "undecided" in final.values() or "eliminated" in final.values()
+    assert says in " ".join(result.output.split())
