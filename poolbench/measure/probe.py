@@ -56,6 +56,10 @@ log = logging.getLogger("poolbench")
 CACHE_FOLDER = "compute"
 CACHE_VERSION = 1  # bump when what a probe measures changes
 TIMED_ROUNDS = 3
+# Timed rounds stop once they have taken this long (after the first): a model whose step takes
+# a second (airbench at batch 256 on 2 cores: 0.6-1.4 s a candidate) is probed in seconds,
+# not a quarter of a minute; a small one gets every round.
+ROUNDS_BUDGET_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,12 @@ def time_steps(
     options: Sequence[Candidate],
     clock: Callable[[], float] = time.perf_counter,
     rounds: int = TIMED_ROUNDS,
+    budget_s: float = ROUNDS_BUDGET_S,
 ) -> dict[str, float]:
     """Median seconds of one training step (forward, loss, backward, SGD step) of a copy of
     ``model`` on random images, for each candidate, timed round by round after one untimed
-    step each. The global random state is restored afterwards."""
+    step each: ``rounds`` rounds, fewer (one at least) once they have taken ``budget_s``.
+    The global random state is restored afterwards."""
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
@@ -179,12 +185,16 @@ def time_steps(
             step()
         synchronize(device)
         times: list[list[float]] = [[] for _ in options]
+        spent = 0.0
         for _ in range(rounds):
+            if spent >= budget_s:
+                break
             for i, step in enumerate(steps):
                 start = clock()
                 step()
                 synchronize(device)
                 times[i].append(clock() - start)
+                spent += times[i][-1]
     finally:
         torch.set_rng_state(cpu_state)
         if cuda_state is not None:

@@ -148,6 +148,30 @@ def test_timing_is_round_by_round_with_a_mocked_clock():
     assert order == ["NCHW fp32", "NHWC fp32"] * 3  # one warm-up round, then two timed
 
 
+def test_a_slow_step_is_timed_in_fewer_rounds_so_the_probe_stays_short():
+    """Each step takes 2 s on the mocked clock: the first round takes 4 s, over the 3 s budget,
+    so it is the only timed one (a fast model gets all three)."""
+    ticks = iter(range(0, 10_000, 2))
+    calls = []
+
+    def clock() -> float:
+        calls.append(1)
+        return float(next(ticks))
+
+    options = [Candidate(False, "fp32"), Candidate(True, "fp32")]
+    times = probe.time_steps(SlowInNHWC(), (3, 8, 8), 10, 4, CPU, options, clock)
+    assert times == {"NCHW fp32": 2.0, "NHWC fp32": 2.0}
+    assert len(calls) == 2 * 2  # one timed round of two candidates, a start and an end each
+    quick, calls[:] = iter(range(10_000)), []
+
+    def fast_clock() -> float:  # a millisecond a step: every round
+        calls.append(1)
+        return next(quick) / 1000
+
+    probe.time_steps(SlowInNHWC(), (3, 8, 8), 10, 4, CPU, options, fast_clock)
+    assert len(calls) == 3 * 2 * 2
+
+
 def test_another_candidate_must_be_clearly_faster_than_the_plain_one():
     """A near-equal timing keeps NCHW fp32 (the first candidate), so that a fresh cache does
     not flip the layout, and with it a run's last digits; 10% faster takes the other."""
