@@ -14,7 +14,10 @@ main job's settings (or those given). Scenarios:
 - ``main job``: the ten pools' means and per-seed spreads as a 5-seed grid of the main job
   measured them (``real``), taken as the truth;
 - ``margin``: five configurations equal to the best and four exactly ``delta`` below it;
-  calling one of those four equivalent is false.
+  calling one of those four equivalent is false;
+- ``spread``: a sweep of settings most of which are clearly worse (learning rates, say): the
+  best, one a third of ``delta`` below it, and eight from one to nine points below; where
+  racing is meant to save runs.
 
 Printed per scenario: the family-wise rate of a false elimination (a configuration as good as
 the best eliminated) and of a false equivalence (one ``delta`` or more from the best called
@@ -79,12 +82,16 @@ def scenarios(delta: float) -> list[Scenario]:
     margin = {f"equal{i}": 0.997 for i in range(5)} | {
         f"margin{i}": 0.997 - delta for i in range(4)
     }
+    spread = {"best": 0.99, "close": 0.99 - delta / 3} | {
+        f"worse{i}": 0.99 - 0.01 * i for i in range(1, 9)
+    }
     main = {k: m for k, (m, _) in MAIN_JOB.items()}
     main_sd = {k: max(h * SD_OF_CI95, 0.0005) for k, (_, h) in MAIN_JOB.items()}
     return [
         Scenario("null", null, dict.fromkeys(null, sd)),
         Scenario("main job", main, main_sd),
         Scenario("margin", margin, dict.fromkeys(margin, sd)),
+        Scenario("spread", spread, dict.fromkeys(spread, 2 * sd)),
     ]
 
 
