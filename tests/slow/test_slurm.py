@@ -146,7 +146,7 @@ def test_a_sweep_through_sbatch_lands_home_and_a_job_cancelled_for_good_is_named
     assert "3 ok, 0 failed (3 ran" in out
 
     # one job of the next sweep cancelled outright: no requeue, reported, the others go on
-    long = ["train.epochs=60", "model.widths=[16,32,64]"]
+    long = ["train.epochs=30", "model.widths=[16,32,64]"]
     args = ["run", "-m", *ON_TEST_CLUSTER, "pool=gem,softpool", *SMALL[1:], *long]
     proc = poolbench(slurm, tmp_path, *args)
     victim = running_job(slurm)
