@@ -84,6 +84,22 @@ def fitted_table(
     return table, note
 
 
+def add_row(columns: list[Column], cells: list[str]) -> None:
+    for column, cell in zip(columns, cells, strict=True):
+        column.cells.append(cell)
+
+
+def print_fitted(
+    console: Console, title: str, columns: list[Column], styles: list[str | None], where: str
+) -> None:
+    """:func:`fitted_table`, printed, with the line naming what it left out and ``where`` it
+    is."""
+    table, note = fitted_table(console, title, columns, styles)
+    console.print(table)
+    if note:
+        console.print(f"{note}; {where}", highlight=False)
+
+
 def _paragraphs(
     console: Console, title: str, columns: list[Column], rows_style: list[str | None]
 ) -> Any:
@@ -237,17 +253,13 @@ def print_sweep_summary(console: Console, outcome: SweepOutcome) -> None:
                 cells.append(_fmt(value, info.fmt))
         failed = f" ({row['failed']} failed)" if row["failed"] else ""
         cells.append(f"{row['n']}{failed}")
-        for column, cell in zip(columns, cells, strict=True):
-            column.cells.append(cell)
+        add_row(columns, cells)
         styles.append("bold" if verdict in ("best", "equivalent") else None)
     title = (
         f"poolbench sweep: {len(outcome.records)} runs in {outcome.seconds:.0f} s, mean over "
         f"seeds (ci95: 95% t-interval half-width)"
     )
-    table, note = fitted_table(console, title, columns, styles)
-    console.print(table)
-    if note:
-        console.print(f"{note}; all in {outcome.table}", highlight=False)
+    print_fitted(console, title, columns, styles, f"all in {outcome.table}")
     console.print(found.legend, highlight=False)
     if latency == "latency_ms":
         console.print(
@@ -325,17 +337,13 @@ def print_summary(console: Console, summary: pd.DataFrame, significance: Signifi
         cells.append(str(row["n"]))
         if any_failed:
             cells.append(str(row["failed"]))
-        for column, cell in zip(columns, cells, strict=True):
-            column.cells.append(cell)
+        add_row(columns, cells)
         styles.append("bold" if verdict in ("best", "equivalent") else None)
     title = (
         f"summary over seeds: {info.name} ({info.direction}), mean ± ci95 (95% t-interval "
         f"half-width)"
     )
-    table, note = fitted_table(console, title, columns, styles)
-    console.print(table)
-    if note:
-        console.print(f"{note}; the summary CSV holds every column", highlight=False)
+    print_fitted(console, title, columns, styles, "the summary CSV holds every column")
     console.print(significance.verdict_legend(summary["n"]), highlight=False)
 
 
