@@ -81,7 +81,9 @@ def _summary_rows(summary: pd.DataFrame, columns: list[str]) -> list[dict[str, A
             cell = Cell(_format(column, value), _number(value))
             if column == "verdict":
                 cell = Cell(verdict or "no claim", verdict, verdict)
-            elif column.startswith("latency") and bool(row.get("latency_unstable") is True):
+            elif (
+                column.startswith("latency") and cell.value and row.get("latency_unstable") is True
+            ):
                 cell.flag, cell.text = "unstable", cell.text + " !"
             cells.append(cell)
         rows.append({"verdict": verdict, "cells": cells})

@@ -85,6 +85,13 @@ VERDICT_STYLES: dict[str, dict[str, Any]] = {
         "label": "undecided",
     },
     "worse": {"marker": "o", "facecolors": "0.55", "edgecolors": "0.55", "label": "worse"},
+    # a race's own decision for one shown worse at a look (its page shows the race's verdicts)
+    "eliminated": {
+        "marker": "o",
+        "facecolors": "0.55",
+        "edgecolors": "0.55",
+        "label": "eliminated",
+    },
     "": {"marker": "x", "color": "0.3", "label": "n < {n}: no claim"},
 }
 

@@ -59,7 +59,13 @@ def summary_columns(summary: pd.DataFrame, significance: Significance) -> list[s
         if name != tested:
             columns += [f"{name}_mean", f"{name}_ci95"]
     columns += [f"{name}_mean" for name in READER_COSTS] + ["n", "failed"]
-    return [c for c in dict.fromkeys(columns) if c in summary.columns]
+    shown = [c for c in dict.fromkeys(columns) if c in summary.columns]
+    # a metric no group has (in-run latency in a sweep timed interleaved) is left out
+    return [
+        c
+        for c in shown
+        if c in keys or not c.endswith(("_mean", "_ci95")) or summary[c].notna().any()
+    ]
 
 
 def summary_markdown(summary: pd.DataFrame, significance: Significance) -> str:

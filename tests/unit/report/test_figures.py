@@ -107,3 +107,15 @@ def test_every_figure_is_written_as_png_and_pdf(tmp_path: Path):
         assert p.read_bytes()[:4] == magic
     assert not list((tmp_path / "out").glob(".*tmp*"))  # nothing half-written
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_a_race_s_eliminated_groups_are_marked_like_the_worse(tmp_path: Path):
+    """A sweep's page shows the race's own verdicts, where a configuration shown worse at a look
+    is 'eliminated': the per-group figure marks it (grey), not leaves it bare."""
+    write_runs(tmp_path / "recs", one_setting())
+    df = load_records([tmp_path / "recs"])
+    summary = summarize(df)
+    summary.loc[summary["pool"] == "gem", "verdict"] = "eliminated"
+    figures, _ = make_figures(summary, Significance(), df)
+    (ax,) = figures["test_acc_per_pool"].axes
+    assert "eliminated" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -226,3 +226,11 @@ def test_html_and_compare_together_are_refused(tmp_path: Path, monkeypatch):
     write_runs(Path("a"), one_setting())
     result = invoke("report", "--compare", "a", "a", "--html")
     assert result.exit_code == 2 and "--html writes a report's page" in result.output
+
+
+def test_a_metric_no_group_has_is_left_out_of_the_summary_a_reader_reads(tmp_path: Path):
+    recs = [{**r, "latency_ms": None} for r in one_setting()]  # a sweep timed interleaved
+    summary, out = report_of(recs, tmp_path, plots=False, html=True)
+    header = (out / "r_summary.md").read_text().splitlines()[0]
+    assert "latency_interleaved_ms_mean" in header and "latency_ms_mean" not in header
+    assert ">latency_ms<" not in (out / "r.html").read_text()
