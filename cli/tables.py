@@ -464,6 +464,10 @@ def print_dry_run(console: Console, plan: Plan) -> list[str]:
     console.print(title, highlight=False)
     if plan.resources:
         console.print(f"launcher: {plan.resources}", highlight=False, markup=False)
+    if plan.on_cluster:
+        console.print(
+            "computes: as measured on this machine; each node measures its own", highlight=False
+        )
     failures = []
     width = len(str(len(jobs)))
     indent = " " * (width + 7)

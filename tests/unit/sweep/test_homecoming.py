@@ -156,6 +156,8 @@ def test_dry_run_says_where_each_run_goes_and_what_it_asks_for(workdir: Path, la
     assert result.exit_code == 0, result.output
     assert says in " ".join(result.output.split())
     assert "2 of 2 runs can run" in result.output
+    on_nodes = launcher in ("slurm_cpu", "slurm_gpu", "ray_cluster")
+    assert ("each node measures its own" in result.output) is on_nodes
     assert not (workdir / "results").exists()
 
 
