@@ -39,8 +39,14 @@ class Column:
 
     @property
     def width(self) -> int:
+        """The narrowest it can be: its widest cell, or its header's longest word."""
         words = max((cell_len(w) for w in self.header.split()), default=0)
         return max([words, *(cell_len(c) for c in self.cells)])
+
+    @property
+    def natural(self) -> int:
+        """The width at which its header takes one line."""
+        return max(self.width, cell_len(self.header))
 
 
 def fit(columns: list[Column], width: int) -> tuple[list[Column], list[Column]]:
@@ -76,9 +82,15 @@ def fitted_table(
     if left_out:
         names = ", ".join(c.header for c in left_out)
         note = f"left out at {console.width} columns: {names} (a wider terminal shows them)"
+    # Widths are set here, not left to rich: its shrinking of a table wider than the console
+    # can leave one a column too wide (then cropped). What is spare goes to headers that
+    # would otherwise wrap, left to right.
+    spare = console.width - (sum(c.width for c in kept) + 3 * len(kept) + 1)
     table = Table(title=title)
     for c in kept:
-        table.add_column(c.header, justify=c.justify, min_width=c.width, overflow="fold")
+        grow = min(spare, c.natural - c.width)
+        spare -= grow
+        table.add_column(c.header, justify=c.justify, width=c.width + grow, overflow="fold")
     for i, style in enumerate(rows_style):
         table.add_row(*(c.cells[i] for c in kept), style=style)
     return table, note

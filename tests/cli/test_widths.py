@@ -140,3 +140,44 @@ def test_the_report_table_shows_the_latency_the_figures_compare(tmp_path: Path):
     out = piped([EXE, "report", "recs", "-o", "out/r.csv", "--no-plots"], tmp_path, None)
     header = next(ln for ln in out.splitlines() if "p vs best" in ln)
     assert "latency_interleaved_ms" in header and "latency_ms " not in header
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_fitted_table_is_never_wider_than_the_console_nor_cuts_a_cell(seed: int):
+    """Headers of several words that wrap, beside cells of every width: rich's own shrinking
+    once left such a table one column too wide, cropped at the right edge (the sweep's closing
+    table at 80 columns, piped)."""
+    import io
+    import random
+
+    from rich.console import Console
+
+    from cli.tables import Column, add_row, fitted_table
+
+    rng = random.Random(seed)
+    words = ["ms", "(interleaved)", "shift", "cons.", "test_acc", "± ci95", "p", "vs", "best"]
+    columns = [Column("pool", justify="left")]
+    for i in range(rng.randint(3, 9)):
+        header = " ".join(rng.sample(words, rng.randint(1, 3)))
+        columns.append(Column(header, drop=i + 1 if rng.random() < 0.7 else None))
+    rows = [
+        [rng.choice(["max", "strided_conv", "softpool"])]
+        + [f"{rng.random():.{rng.randint(1, 6)}f}" for _ in columns[1:]]
+        for _ in range(3)
+    ]
+    for cells in rows:
+        add_row(columns, cells)
+    for width in (60, 70, 80, 90, 100, 120, 160):
+        out = io.StringIO()
+        console = Console(file=out, width=width)
+        table, _ = fitted_table(console, "title", columns, [None] * len(rows))
+        console.print(table)
+        lines = out.getvalue().splitlines()
+        assert max(cell_len(ln) for ln in lines) <= width, (width, out.getvalue())
+        assert "…" not in out.getvalue()
+        if lines[1].startswith("┏"):  # a table (not paragraphs): closed on the right
+            assert all(ln.rstrip()[-1] in "┓┃┩│┘" for ln in lines[1:]), out.getvalue()
+            body = [ln for ln in lines if ln.startswith("│")]
+            for ln, cells in zip(body, rows, strict=True):
+                printed = [c.strip() for c in ln.strip("│").split("│")]
+                assert all(c in cells for c in printed), (printed, cells)
