@@ -360,30 +360,35 @@ def print_summary(console: Console, summary: pd.DataFrame, significance: Signifi
 
 
 def print_bench(console: Console, rows: list[Any]) -> None:
-    """The ``poolbench bench`` table: one line per layer, forward and forward+backward."""
+    """The ``poolbench bench`` table: one line per layer, forward and forward+backward; on a
+    narrow terminal the bandwidths go first, then the ratios (the CSV holds them all)."""
     if not rows:
         return
     first = rows[0]
-    table = Table(
-        title=f"pooling layers at {first.shape} {first.dtype} on {first.device}, "
+    title = (
+        f"pooling layers at {first.shape} {first.dtype} on {first.device}, "
         f"{first.threads} threads, allocator {first.allocator}, "
         f"median of {first.repeats} (interleaved)"
     )
-    table.add_column("pool")
+    columns = [Column("pool", justify="left")]
+    drops = {"fwd": (4, 2), "fwd+bwd": (3, 1)}  # (× max, GB/s): left out in this order
     for mode in ("fwd", "fwd+bwd"):
-        table.add_column(f"{mode} ms ± IQR", justify="right")
-        table.add_column(f"{mode} × max", justify="right")
-        table.add_column(f"{mode} GB/s", justify="right")
+        ratio, gb_s = drops[mode]
+        columns += [
+            Column(f"{mode} ms ± IQR"),
+            Column(f"{mode} × max", drop=ratio),
+            Column(f"{mode} GB/s", drop=gb_s),
+        ]
     by_pool: dict[str, dict[str, Any]] = {}
     for r in rows:
         by_pool.setdefault(r.pool, {})[r.mode] = r
     for pool, modes in by_pool.items():
-        cells = []
+        cells = [pool]
         for mode in ("fwd", "fwd+bwd"):
             r = modes[mode]
             cells += [f"{r.median_ms:.2f} ± {r.iqr_ms:.2f}", f"{r.ratio:.2f}", f"{r.gb_s:.2f}"]
-        table.add_row(pool, *cells)
-    console.print(table)
+        add_row(columns, cells)
+    print_fitted(console, title, columns, [None] * len(by_pool), "the CSV holds every column")
 
 
 def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) -> None:
@@ -394,24 +399,28 @@ def print_compare(console: Console, comparison: Comparison, a: Path, b: Path) ->
     info = metrics.get(comparison.metric)
     diff = comparison.table
     matched = diff[diff["pair"] == "matched"]
-    table = Table(title=f"{info.name}: B - A (A = {a}, B = {b})")
     told = [f"{k}_{side}" for k in comparison.distinguishing for side in ("a", "b")]
-    for c in (*comparison.keys, *told):
-        table.add_column(c)
-    for c in ("A", "B", "B - A", "p", "differs", "n A", "n B"):
-        table.add_column(c, justify="right")
+    columns = [Column(c, justify="left") for c in (*comparison.keys, *told)]
+    # on a narrow terminal the counts go first, then the two means (B - A and p stay)
+    for c, drop in (("A", 4), ("B", 3), ("B - A", None), ("p", None), ("differs", None)):
+        columns.append(Column(c, drop=drop))
+    columns += [Column("n A", drop=1), Column("n B", drop=2)]
     for _, row in matched.iterrows():
-        table.add_row(
-            *(key_text(row[c]) for c in (*comparison.keys, *told)),
-            _fmt(row[f"{info.name}_mean_a"], info.fmt),
-            _fmt(row[f"{info.name}_mean_b"], info.fmt),
-            _fmt(row[f"{info.name}_diff"], "+" + info.fmt),
-            _fmt(row["p"], ".3g"),
-            _claim(row["differs"]),
-            _fmt(row["n_a"], ".0f"),
-            _fmt(row["n_b"], ".0f"),
+        add_row(
+            columns,
+            [
+                *(key_text(row[c]) for c in (*comparison.keys, *told)),
+                _fmt(row[f"{info.name}_mean_a"], info.fmt),
+                _fmt(row[f"{info.name}_mean_b"], info.fmt),
+                _fmt(row[f"{info.name}_diff"], "+" + info.fmt),
+                _fmt(row["p"], ".3g"),
+                _claim(row["differs"]),
+                _fmt(row["n_a"], ".0f"),
+                _fmt(row["n_b"], ".0f"),
+            ],
         )
-    console.print(table)
+    title = f"{info.name}: B - A (A = {a}, B = {b})"
+    print_fitted(console, title, columns, [None] * len(matched), "the comparison CSV holds all")
     console.print(compare_legend(comparison), highlight=False)
     for side, suffix in (("A", "a"), ("B", "b")):
         alone = diff[diff["pair"] == f"only in {side}"]
@@ -513,21 +522,21 @@ def print_timings(console: Console, outcome: Any, batch: int, repeats: int) -> N
     """``poolbench time``: one row per configuration, fastest first."""
     from poolbench.core.host import cpu_text
 
-    table = Table(
-        title=f"latency, interleaved: batch {batch}, median of {repeats} rounds, one process "
+    title = (
+        f"latency, interleaved: batch {batch}, median of {repeats} rounds, one process "
         f"({cpu_text()}; session {outcome.session})"
     )
-    for c in ("config", "ms", "IQR ms", "stable", "runs"):
-        table.add_column(c, justify="left" if c == "config" else "right")
-    for t in sorted(outcome.timings, key=lambda t: t.median_ms):
-        table.add_row(
-            t.label,
-            f"{t.median_ms:.3f}",
-            f"{t.iqr_ms:.3f}",
-            f"no ({UNSTABLE_TEXT})" if t.unstable else "yes",
-            str(len(t.records)),
+    columns = [Column("config", justify="left"), Column("ms"), Column("IQR ms", drop=2)]
+    columns += [Column("stable", drop=3), Column("runs", drop=1)]
+    timings = sorted(outcome.timings, key=lambda t: t.median_ms)
+    for t in timings:
+        stable = "no !" if t.unstable else "yes"
+        add_row(
+            columns, [t.label, f"{t.median_ms:.3f}", f"{t.iqr_ms:.3f}", stable, str(len(t.records))]
         )
-    console.print(table)
+    print_fitted(console, title, columns, [None] * len(timings), "the records hold every figure")
+    if any(t.unstable for t in timings):
+        console.print(f"!: {UNSTABLE_TEXT}", highlight=False)
     skipped = f"; {outcome.skipped} records not ok, not timed" if outcome.skipped else ""
     console.print(
         f"wrote latency_interleaved_ms into {sum(len(t.records) for t in outcome.timings)} "

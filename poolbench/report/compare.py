@@ -21,6 +21,7 @@ from poolbench.report.keys import (
 from poolbench.report.significance import (
     MIN_N,
     PAIRED,
+    SIGN,
     WELCH,
     holm,
     pair_test,
@@ -152,8 +153,8 @@ def compare_legend(comparison: Comparison) -> str:
     return (
         f"{comparison.metric}: B - A ({info.direction}); pairs agree in every config key but "
         f"what tells A from B: {told}; p: two-sided {PAIRED} by seed where the seeds match, "
-        f"{WELCH} otherwise, Holm-corrected over the pairs; differs: p < "
-        f"{comparison.alpha:g} (empty: n < {MIN_N}, no claim)"
+        f"{SIGN} where the differences do not vary, {WELCH} otherwise, Holm-corrected over "
+        f"the pairs; differs: p < {comparison.alpha:g} (empty: n < {MIN_N}, no claim)"
     )
 
 

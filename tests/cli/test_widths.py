@@ -104,6 +104,33 @@ def test_piped_output_honours_columns_and_is_otherwise_not_cut(tmp_path: Path):
     assert not any("…" in ln for ln in whole)
 
 
+def test_bench_time_and_compare_fit_80_columns_with_every_number_whole(swept: Path, tmp_path: Path):
+    """The other tables poolbench prints: ``bench`` (a long layer name, mean ± IQR), ``time``
+    (the sweep's models) and ``report --compare`` leave columns out, and name them, rather
+    than cut a cell or wrap a number."""
+    bench = [EXE, "bench", "--pools", "max,cascade_corner", "--shape", "2,4,16,16"]
+    bench += ["--repeats", "2", "--warmup", "1", "-o", str(tmp_path / "b.csv")]
+    lines = piped(bench, tmp_path, "80").splitlines()
+    assert_fits(lines, 80)
+    rows = [ln for ln in lines if ln.startswith("│")]
+    assert len(rows) == 3 and any("max_pool2d (native)" in r for r in rows), lines
+    assert all(re.search(r"\d\.\d\d ± \d+\.\d\d", r) for r in rows), rows
+    assert any(ln.startswith("left out at 80 columns: ") for ln in lines), lines
+    wide = piped(bench, tmp_path, "200").splitlines()
+    assert not any(ln.startswith("left out") for ln in wide) and "fwd+bwd GB/s" in "".join(wide)
+
+    timed = piped([EXE, "time", "results", "--repeats", "2"], swept, "80").splitlines()
+    assert_fits(timed, 80)
+    assert len([ln for ln in timed if ln.startswith("│")]) == 3, timed
+
+    write_runs(tmp_path / "a", one_setting())
+    write_runs(tmp_path / "b", [{**r, "tags": ["b"]} for r in one_setting()])
+    cmd = [EXE, "report", "--compare", "a", "b", "-o", "c.csv"]
+    compared = piped(cmd, tmp_path, "80").splitlines()
+    assert_fits(compared, 80)
+    assert len([ln for ln in compared if ln.startswith("│")]) == 5, compared
+
+
 def six_keys() -> list[dict]:
     """Pools over datasets, models, learning rates, weight decays and widths: no table of them
     fits 80 columns, whatever it leaves out."""

@@ -255,6 +255,7 @@ def test_compare_two_sweep_directories_of_one_results_dir(workdir: Path):
     # the same difference on each of 3 seeds: the sign test (p = 0.25 each), no claim at 0.05
     assert (diff["test"] == "sign test").all() and not diff["differs"].any()
     assert diff["p"].tolist() == pytest.approx([0.5, 0.5])  # Holm over the two pairs
+    assert "sign test where the differences do not vary" in " ".join(result.output.split())
     assert "train.lr_a" in diff.columns and "train.lr_a" in result.output
 
 
