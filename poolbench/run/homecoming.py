@@ -7,20 +7,24 @@ Rules: files are written atomically, the record last (a reader that sees the rec
 history); a record already at home is never replaced by an older one (``started_at``, then an
 ok one over a failed one of the same start); a returned record is refused, with a warning and
 nothing written, when it does not parse as a run's record, names another run than the job's
-(``run_name``) or a directory outside ``runs/``, or when its ``run_id`` is not the hash of its
-``config``. Records are JSON and files text: bringing them home runs nothing.
+(``run_name``) or a directory outside ``runs/``, has no ``config``, or when its ``run_id`` is
+not the hash of its config or its ``run_name`` not the config's. Records are JSON and files
+text: bringing them home runs nothing.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from poolbench.core.config import config_hash
+from poolbench.core.config import run_name as config_run_name
 from poolbench.core.record import RECORD_NAME, read_record, write_record
-from poolbench.core.storage import atomic_write_text
+from poolbench.core.storage import atomic_write_text, set_aside
+from poolbench.run.locks import RunLock
 
 # The files a job hands back beside its record, by name in the run directory.
 RETURNED_FILES = ("metrics.csv",)
@@ -51,25 +55,40 @@ def problem(record: Any, run_name: str | None = None) -> str | None:
     if not isinstance(record.get("run_id"), str):
         return f"run_id {record.get('run_id')!r} is not text"
     config = record.get("config")
-    if config is not None and (
-        not isinstance(config, dict) or config_hash(config) != record["run_id"]
-    ):
+    if not isinstance(config, dict):
+        return "it has no config"
+    if config_hash(config) != record["run_id"]:
         return f"run_id {record['run_id']!r} is not the hash of its config"
+    if name != config_run_name(config):
+        return f"run_name {name!r} is not its config's run {config_run_name(config)!r}"
     if record.get("status") not in STATUSES:
         return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
-    if not isinstance(record.get("started_at"), str):
-        return f"started_at {record.get('started_at')!r} is not a time"
+    if started(record) is None:
+        return f"started_at {record.get('started_at')!r} is not a time with its zone (ISO 8601)"
     return None
 
 
+def started(record: dict[str, Any]) -> datetime | None:
+    """When the run started, as its record says (None: not an ISO 8601 time with a zone)."""
+    text = record.get("started_at")
+    try:
+        when = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return when if when is not None and when.tzinfo is not None else None
+
+
 def newer(returned: dict[str, Any], home: dict[str, Any] | None) -> bool:
-    """Whether ``returned`` should replace ``home`` (None: nothing readable at home): a later
-    start, or the same start finished ok where home's did not."""
+    """Whether ``returned`` (a record :func:`problem` accepts) should replace ``home`` (None:
+    nothing readable at home): a later start, or the same start finished ok where home's did
+    not. A home record without a readable start is replaced."""
     if home is None:
         return True
-    there = str(home.get("started_at") or "")
-    if returned["started_at"] != there:
-        return returned["started_at"] > there  # ISO 8601 in UTC: text order is time order
+    there, here = started(home), started(returned)
+    if there is None:
+        return True
+    if here != there:
+        return here > there
     return returned["status"] == "ok" and home.get("status") != "ok"
 
 
@@ -89,11 +108,34 @@ def bring_home(
             None, False, f"warning: {origin} returned an unusable record ({why}): not written"
         )
     run_dir = Path(results_dir) / "runs" / record["run_name"]
+    lock = RunLock(run_dir)  # as every writer of a run holds it (see poolbench.run.locks)
+    if not lock.try_acquire():
+        return Homecoming(
+            run_dir,
+            False,
+            f"note: {origin}'s run {record['run_name']} is being trained by another process "
+            f"({lock.holder()}): the record it writes stands, the returned one is not written",
+        )
     try:
-        home = read_record(run_dir / RECORD_NAME)
-    except (OSError, ValueError):
-        home = None
-    if not newer(record, home if isinstance(home, dict) else None):
+        return _write_if_newer(record, files, run_dir)
+    finally:
+        lock.release()
+
+
+def _write_if_newer(
+    record: dict[str, Any], files: dict[str, str] | None, run_dir: Path
+) -> Homecoming:
+    path = run_dir / RECORD_NAME
+    home: Any = None
+    if path.is_file():
+        try:
+            home = read_record(path)
+        except (OSError, ValueError):
+            home = None
+        if not isinstance(home, dict):  # not a record: kept for a look, never read again
+            set_aside(path)
+            home = None
+    if not newer(record, home):
         return Homecoming(run_dir, False)
     for name, text in (files or {}).items():
         if name in RETURNED_FILES and isinstance(text, str):

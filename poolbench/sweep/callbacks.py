@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from omegaconf import DictConfig
 
 from poolbench.core import metrics
 from poolbench.run.jobs import write_job_report
+
+log = logging.getLogger("poolbench")
 
 
 def worst(objective: str) -> float:
@@ -127,4 +130,10 @@ class JobReports(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         job = int(config.hydra.job.num)
-        write_job_report(Path(str(config.hydra.sweep.dir)), job, job_report(job_return, job))
+        try:
+            write_job_report(Path(str(config.hydra.sweep.dir)), job, job_report(job_return, job))
+        except OSError as err:
+            # A node without the command's disk (Ray, Slurm without a shared file system): an
+            # error raised here would fail the job and lose its record. The command writes this
+            # report itself from what the job hands back (poolbench.sweep.outcome.come_home).
+            log.info("job %d: its report stays with the command (%s)", job, err)

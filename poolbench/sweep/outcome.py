@@ -166,24 +166,32 @@ def collect(plan: Plan, runs: list[Any] | None = None) -> list[dict[str, Any]]:
     """The record of every planned run, or of ``runs`` (a run that left none, or an
     unreadable one, is reported as ``missing``)."""
     return [
-        _record_at(
-            plan.run_dir(run) / RECORD_NAME,
-            {
-                "run_name": run.run_name,
-                "pool": run.pool.name,
-                "head": run.head.name,
-                "model": run.model.name,
-                "seed": run.seed,
-            },
-        )
+        _record_at(plan.run_dir(run) / RECORD_NAME, _keys_of(run))
         for run in (plan.runs if runs is None else runs)
     ]
 
 
-def reported(plan: Plan, sweep_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
+def _keys_of(run: Any) -> dict[str, Any]:
+    """What the closing table shows of a run that left no record."""
+    return {
+        "run_name": run.run_name,
+        "pool": run.pool.name,
+        "head": run.head.name,
+        "model": run.model.name,
+        "seed": run.seed,
+        "config": run.identity or run.as_identity_dict(),
+    }
+
+
+def reported(
+    plan: Plan, sweep_dir: Path, command_id: str | None = None
+) -> tuple[list[dict[str, Any]], set[str]]:
     """The record of every run the sweep's jobs reported, once per run (a sweeper may pick
     a config twice), then, where the plan lists them, the planned runs that reported nothing
-    (``missing``); and the names of the runs their jobs found already ok."""
+    (``missing``); and the names of the runs their jobs found already ok. A job that failed
+    without a record (a config a sweeper composed, a cluster job cancelled) stands as a failed
+    record of this command (``command_id``), with its run's keys where the plan has them."""
+    planned = {run.run_name: run for run in plan.runs} if plan.expanded else {}
     records, seen, skipped = [], set(), set()
     for report in read_reports(sweep_dir):
         name = report["run_name"]
@@ -195,9 +203,18 @@ def reported(plan: Plan, sweep_dir: Path) -> tuple[list[dict[str, Any]], set[str
         path = Path(report["run_dir"]) / RECORD_NAME
         if path.is_file():
             records.append(_record_at(path, {"run_name": name}))
-        else:  # the job failed before its run started (a config the sweeper composed)
+        else:  # the job failed before its run wrote a record
+            keys: dict[str, Any] = {"seed": None}
+            if name in planned:
+                keys = _keys_of(planned[name])
             records.append(
-                {"run_name": name, "status": "failed", "error": report["error"], "seed": None}
+                {
+                    **keys,
+                    "run_name": name,
+                    "status": "failed",
+                    "error": report["error"],
+                    "command_id": command_id,
+                }
             )
     if plan.expanded:
         records += collect(plan, [r for r in plan.runs if r.run_name not in seen])
@@ -292,7 +309,7 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
     else:
         run_dirs = [Path(r["run_dir"]) for r in read_reports(sweep_dir)]
         timing = interleaved_latency(plan, run_dirs)  # first: it writes into the records
-        records, found_done = reported(plan, sweep_dir)
+        records, found_done = reported(plan, sweep_dir, command_id)
         skipped |= found_done - {
             r["run_name"] for r in records if r.get("command_id") == command_id
         }
@@ -338,8 +355,12 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
             home = bring_home(result.record, result.files, results_dir, f"job {job}", ran_in)
             if home.warning:
                 warnings.append(home.warning)
-                continue
-            report["run_dir"] = str(home.run_dir)
+            if home.run_dir is None:  # refused: the job's run at home, failed unless it is there
+                reason = home.warning.removeprefix("warning: ")
+                report.update(status="failed", objective=None, wall_s=None, error=reason)
+                report["run_dir"] = str(Path(results_dir) / "runs" / ran_in)
+            else:
+                report["run_dir"] = str(home.run_dir)
         elif (Path(sweep_dir) / JOBS_DIR / f"{job:06d}.json").is_file():
             continue  # the node's own report is here: a shared disk
         write_job_report(sweep_dir, job, report)
@@ -395,7 +416,13 @@ def interleaved_latency(plan: Plan, run_dirs: list[Path]) -> str:
     print(f"sweep: timing {len(paths)} runs' models interleaved ...", flush=True)
     try:
         repeats = max(first.latency_repeats, SWEEP_TIMING_ROUNDS)
-        outcome = time_records(paths, first.latency_batch, repeats, defaults.TIME_WARMUP)
+        # the custom models this command line names, which its own runs imported already
+        factories = {
+            str(r.model.params["factory"]) for r in plan.runs if "factory" in r.model.params
+        }
+        outcome = time_records(
+            paths, first.latency_batch, repeats, defaults.TIME_WARMUP, factories=factories
+        )
     except DataError as err:
         return f"latency: not timed ({err})"
     unstable = sum(t.unstable for t in outcome.timings)

@@ -6,7 +6,7 @@ raised.
 
 The plugin gathers results in job order and raises at the first job that ended without one,
 while later jobs may still run: the command would stop with a traceback and lose the closing
-table. Here each such job becomes a failed :class:`~hydra.core.utils.JobReturn` and a job
+table. Here each such job becomes a :class:`~hydra.core.utils.JobReturn` of a failed run and a job
 report saying why (``<sweep dir>/jobs/``), so that the closing table counts and names it and
 the others finish. A job that is preempted (``scancel --signal=USR2``, the signal submitit
 listens for) or reaches its time limit is requeued by submitit (after a timeout up to
@@ -25,15 +25,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from poolbench.core import defaults
 from poolbench.run.jobs import write_job_report
-from poolbench.sweep.callbacks import job_report
+from poolbench.sweep.callbacks import JobResult, job_report
 
 log = logging.getLogger("poolbench")
 
 
 class _Waiting:
     """A submitit job whose ``results()`` waits for its end and never raises: a job that
-    ended without a result gives a failed JobReturn saying why."""
+    ended without a result gives the JobReturn of a failed run, saying why."""
 
     def __init__(self, job: Any, launcher: Any, overrides: list[str], number: int) -> None:
         self.job, self.launcher, self.overrides, self.number = job, launcher, overrides, number
@@ -74,7 +75,7 @@ def waiting_for_every_job(
 def ended_without_result(
     launcher: Any, job: Any, overrides: list[str], number: int, error: Exception
 ) -> JobReturn:
-    """The failed JobReturn of a job that ended without a result, and its job report (the
+    """The JobReturn of a failed run for a job that ended without a result, and its job report (the
     run's directory as its config names it), so that the sweep can say which run it was and
     why."""
     state = getattr(job, "state", "unknown")
@@ -88,12 +89,16 @@ def ended_without_result(
         run_dir = str(OmegaConf.select(config, "hydra.sweep.subdir"))
     finally:
         hydra_config.cfg = before
+    # COMPLETED with a failed result, as a run that failed on its node hands back: a FAILED
+    # JobReturn re-raises its error in the sweeper (Hydra's basic sweeper reads every return
+    # value), which would end the command with a traceback instead of the closing table.
+    objective = str(OmegaConf.select(config, "objective", default=defaults.METRIC))
     ret = JobReturn(
         overrides=overrides,
         cfg=config,
         hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": run_dir}}}),
-        status=JobStatus.FAILED,
-        _return_value=RuntimeError(reason),
+        status=JobStatus.COMPLETED,
+        _return_value=JobResult.failed(objective, reason),
     )
     report = {**job_report(ret, number), "error": reason[:500]}
     write_job_report(Path(str(launcher.config.hydra.sweep.dir)), number, report)

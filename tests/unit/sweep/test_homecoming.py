@@ -64,6 +64,15 @@ def test_an_older_record_never_replaces_a_newer_one(tmp_path: Path):
         (returned(status="running"), "status 'running'"),
         (returned(started_at=None), "started_at None"),
         (returned(run_id=7), "run_id 7"),
+        (returned(config=None), "it has no config"),
+        # a time that sorts after every real one as text, and one without its zone
+        (returned(started_at="9"), "started_at '9' is not a time"),
+        (returned(started_at="2026-12-06T10:00:00"), "is not a time with its zone"),
+        # another run's config, its own hash, under this run's name
+        (
+            returned(config=record("avg", 0)["config"], run_id=record("avg", 0)["run_id"]),
+            "is not its config's run",
+        ),
     ],
 )
 def test_an_unusable_record_is_refused_and_nothing_is_written(tmp_path: Path, rec, why: str):
@@ -127,6 +136,10 @@ def test_a_corrupt_returned_record_is_refused_with_a_warning(tmp_path: Path):
     notes = come_home([job_return(0, str(tmp_path / "n"), bad)], tmp_path / "r", tmp_path / "s")
     assert len(notes) == 1 and "job 0 returned an unusable record" in notes[0]
     assert not (tmp_path / "r").exists() and not (tmp_path / "etc").exists()
+    # the closing table still counts the job, failed, saying why
+    (report,) = read_reports(tmp_path / "s")
+    assert report["status"] == "failed" and "unusable record" in report["error"]
+    assert report["run_dir"] == str(tmp_path / "r" / "runs" / "n")
 
 
 @pytest.mark.parametrize(
@@ -184,3 +197,58 @@ def test_a_record_of_another_run_or_with_a_forged_id_is_refused(tmp_path: Path):
     forged = bring_home({**rec, "run_id": "0123456789abcdef"}, {}, tmp_path, "job 1")
     assert forged.run_dir is None and "is not the hash of its config" in forged.warning
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_another_process_is_writing_is_left_to_it(tmp_path: Path):
+    """bring_home holds the run's lock, as every writer of the run does: while another
+    process trains the run (a rerun of the same run, say), its record is not replaced."""
+    from poolbench.run.locks import RunLock
+
+    rec = returned()
+    run_dir = tmp_path / "runs" / rec["run_name"]
+    lock = RunLock(run_dir)
+    assert lock.try_acquire()
+    try:
+        busy = bring_home(rec, {}, tmp_path, "job 2")
+    finally:
+        lock.release()
+    assert not busy.written and "job 2's run" in busy.warning and "another process" in busy.warning
+    assert not (run_dir / RECORD_NAME).exists()
+    assert bring_home(rec, {}, tmp_path, "job 2").written  # once it is free
+
+
+def test_a_corrupt_record_at_home_is_set_aside_and_replaced(tmp_path: Path):
+    rec = returned()
+    run_dir = tmp_path / "runs" / rec["run_name"]
+    run_dir.mkdir(parents=True)
+    (run_dir / RECORD_NAME).write_text('{"run_name": "trunc')
+    assert bring_home(rec, {}, tmp_path).written
+    assert json.loads((run_dir / RECORD_NAME).read_text()) == rec
+    (kept,) = run_dir.glob(f"{RECORD_NAME}.corrupt-*")
+    assert kept.read_text() == '{"run_name": "trunc'
+
+
+def test_a_node_that_cannot_write_the_commands_sweep_directory_still_hands_its_run_back(
+    tmp_path: Path,
+):
+    """On a node without the command's disk the job's report cannot be written where the
+    command's sweep directory is: the job goes on (its return carries the record) and the
+    command writes the report (come_home)."""
+    from hydra.types import RunMode
+
+    from poolbench.sweep.callbacks import JobReports
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = OmegaConf.create(
+        {"hydra": {"mode": RunMode.MULTIRUN, "job": {"num": 0}, "sweep": {"dir": str(blocker)}}}
+    )
+    rec = returned()
+    ret = job_return(
+        0, str(tmp_path / "node" / "runs" / rec["run_name"]), JobResult.of(rec, "test_acc")
+    )
+    JobReports().on_job_end(config, ret)  # no error
+    assert come_home([ret], tmp_path / "results", tmp_path / "sweep") == []
+    (report,) = read_reports(tmp_path / "sweep")
+    assert report["status"] == "ok"
+    assert report["run_dir"] == str(tmp_path / "results" / "runs" / rec["run_name"])
