@@ -29,6 +29,29 @@ RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 # Launchers whose jobs run on other machines: the command cannot time them interleaved (Ray
 # too where it joins a cluster: ray.init.address set).
 CLUSTER_LAUNCHERS = frozenset({SUBMITIT_SLURM, SLURM})
+SUBMITIT_LAUNCHERS = frozenset({SUBMITIT_LOCAL, SUBMITIT_SLURM, SLURM})
+JOB_FILES_RESOLVER = "pb_job_files"
+
+
+def job_files_dir(sweep_dir: str) -> str:
+    """submitit's folder for the sweep in ``sweep_dir`` (``${pb_job_files:...}``):
+    ``<cache>/jobs/<sweep name>-<hash of its path>``, created private to the user (0700).
+    submitit keeps there the pickles of each job's function and result, which it loads, and
+    the jobs' stdout and stderr. The results directory, often a shared scratch disk, is never
+    that folder: nothing read from it runs. The cache is under the home directory, which the
+    nodes of most clusters share; elsewhere set ``hydra.launcher.submitit_folder``."""
+    import hashlib
+
+    from poolbench.core.paths import cache_dir
+
+    absolute = os.path.abspath(sweep_dir)
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:8]
+    path = cache_dir() / "jobs" / f"{os.path.basename(absolute)}-{digest}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return str(path)
+
+
 # Set for every job of a command (hydra.job.env_set): the command's process id and how many
 # jobs its sweep launches.
 MAIN_PID_ENV = "POOLBENCH_MAIN_PID"
@@ -50,6 +73,11 @@ def launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str, 
     this machine lacks takes ``hydra.launcher.ray.remote.num_gpus=1`` on the command line).
     """
     target, keys = launcher.get("_target_"), _keys(overrides)
+    if target in SUBMITIT_LAUNCHERS and "hydra.launcher.submitit_folder" not in keys:
+        # submitit hands jobs and results over as pickles in this folder: not in the results
+        # directory, from which nothing is ever loaded as code (see job_files_dir)
+        folder = f"${{{JOB_FILES_RESOLVER}:${{hydra.sweep.dir}}}}/%j"
+        return (f"hydra.launcher.submitit_folder='{folder}'",)
     if target == JOBLIB and "hydra.launcher.n_jobs" not in keys:
         return (f"hydra.launcher.n_jobs={default_parallel_jobs()}",)
     if target == RAY and "hydra.launcher.ray.remote.num_gpus" not in keys:

@@ -23,7 +23,14 @@ from poolbench.run.homecoming import RETURNED_FILES
 from poolbench.run.runner import execute
 from poolbench.run.watchdog import stop_with_parent
 from poolbench.sweep.callbacks import JobResult
-from poolbench.sweep.plugins import JOBLIB, MAIN_PID_ENV, runs_elsewhere, threads_per_run
+from poolbench.sweep.plugins import (
+    JOB_FILES_RESOLVER,
+    JOBLIB,
+    MAIN_PID_ENV,
+    job_files_dir,
+    runs_elsewhere,
+    threads_per_run,
+)
 from poolbench.ui.progress import RunProgress
 
 log = logging.getLogger("poolbench")
@@ -54,9 +61,11 @@ def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
 
 
 def register_resolvers() -> None:
-    """``${pb_run_dir:...}`` for the configs (``hydra.run.dir``, ``hydra.sweep.subdir``):
-    wherever a job's config resolves, this process or a launcher's worker."""
+    """``${pb_run_dir:...}`` for the configs (``hydra.run.dir``, ``hydra.sweep.subdir``) and
+    ``${pb_job_files:...}`` (submitit's folder): wherever a job's config resolves, this process
+    or a launcher's worker."""
     OmegaConf.register_new_resolver("pb_run_dir", _run_dir, replace=True)
+    OmegaConf.register_new_resolver(JOB_FILES_RESOLVER, job_files_dir, replace=True)
 
 
 register_resolvers()  # on import: a worker imports this module to find the task function

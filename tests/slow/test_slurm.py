@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,8 @@ def poolbench(env: dict[str, str], cwd: Path, *args: str, timeout: float = 280):
     return subprocess.Popen(
         [EXE, *args],
         cwd=cwd,
-        env={**os.environ, **env, "COLUMNS": "160"},  # PATH: the cluster's sacct
+        # PATH: the cluster's sacct; the cache (submitit's folder) under the test's directory
+        env={**os.environ, **env, "COLUMNS": "160", "POOLBENCH_CACHE": str(cwd / ".cache")},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -127,6 +129,12 @@ def epochs_of(record: dict) -> list[int]:
     return [row["epoch"] for row in record["history"]]
 
 
+def trained_epochs(log: str) -> list[int]:
+    """The epochs a run's log says were trained, in order, once per time (the record's
+    history is restored from the checkpoint, so it cannot show an epoch trained twice)."""
+    return [int(n) for n in re.findall(r" epoch (\d+)/\d+ loss ", log)]
+
+
 def test_a_sweep_through_sbatch_lands_home_and_a_job_cancelled_for_good_is_named(
     slurm: dict[str, str], tmp_path: Path
 ):
@@ -142,7 +150,10 @@ def test_a_sweep_through_sbatch_lands_home_and_a_job_cancelled_for_good_is_named
     assert all(r["status"] == "ok" and r["threads"] == 1 for r in recs)
     jobs = ours(slurm, tmp_path)
     assert len(jobs) == 3 and all(j["JobState"] == "COMPLETED" for j in jobs)  # through sbatch
-    assert list(tmp_path.glob("results/sweeps/*/.submitit/*"))
+    # submitit's pickles and logs: in the private cache, never in the results directory
+    folders = list(tmp_path.glob(".cache/jobs/*"))
+    assert len(folders) == 1 and folders[0].stat().st_mode & 0o777 == 0o700
+    assert list(folders[0].glob("*/*_result.pkl")) and not list(tmp_path.rglob("results/**/*.pkl"))
     assert "3 ok, 0 failed (3 ran" in out
 
     # one job of the next sweep cancelled outright: no requeue, reported, the others go on
@@ -154,7 +165,10 @@ def test_a_sweep_through_sbatch_lands_home_and_a_job_cancelled_for_good_is_named
     out = finish(proc)
     assert proc.returncode == 1, out[-3000:]
     text = " ".join(out.split())
-    assert "1 ok, 1 failed" in text
+    assert "1 ok, 1 failed (2 ran" in text, out[-4000:]  # the closing table, no traceback
+    assert "Traceback" not in out and "Error executing job" not in out, out[-3000:]
+    rows = [ln for ln in out.splitlines() if ln.startswith("│")]
+    assert any(re.match(r"│ gem .*│ +0 \(1 failed\) │$", r) for r in rows), rows  # its row
     assert f"Slurm job {victim} ended without a result" in text, text[-3000:]
 
     report = subprocess.run(
@@ -200,6 +214,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
     assert job_id(state) == job and int(state["Restarts"]) >= 1  # requeued by submitit
     log = next(tmp_path.glob("results/runs/*/poolbench.log")).read_text()
     assert "resuming after epoch" in log
+    assert trained_epochs(log) == list(range(1, 41))  # the log: each epoch trained once
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_resumes(slurm: dict[str, str], tmp_path: Path):
@@ -228,9 +243,11 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes(slurm: dict[str, str], 
     assert proc.returncode == 0, out[-3000:]
     (record,) = [r for r in records(tmp_path) if r["pool"] == "avg"]
     assert record["status"] == "ok" and epochs_of(record) == list(range(1, epochs + 1))
+    log = next(tmp_path.glob("results/runs/*avg*/poolbench.log")).read_text()
+    assert "resuming after epoch" in log and trained_epochs(log) == list(range(1, epochs + 1))
     (state,) = ours(slurm, tmp_path)
     assert int(state["Restarts"]) >= 1
     submitit_logs = " ".join(
-        p.read_text(errors="replace") for p in tmp_path.glob("results/sweeps/*/.submitit/*/*.err")
+        p.read_text(errors="replace") for p in tmp_path.glob(".cache/jobs/*/*/*.err")
     )
     assert "this job is timed-out" in submitit_logs

@@ -19,7 +19,8 @@ from tests.helpers.cli import invoke, records
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep(workdir: Path):
+def test_submitit_local_sweep(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("POOLBENCH_CACHE", str(workdir / "cache"))
     result = invoke("run", "-m", "hydra/launcher=submitit_local", "pool=max,avg", *FAST)
     assert result.exit_code == 0, result.output
     runs = records()
@@ -28,7 +29,9 @@ def test_submitit_local_sweep(workdir: Path):
     assert {r["threads"] for r in runs} == {max(1, available_cpus() // 2)}
     for r in runs:
         assert (workdir / "results" / "runs" / r["run_name"] / "poolbench.log").is_file()
-    assert list(workdir.glob("results/sweeps/*/.submitit/*"))  # it went through submitit
+    # it went through submitit, whose pickles are kept out of the results directory
+    assert list(workdir.glob("cache/jobs/*/*/*_result.pkl"))
+    assert not list(workdir.rglob("results/**/*.pkl"))
 
 
 @pytest.mark.slow
