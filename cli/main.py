@@ -303,6 +303,12 @@ def time_(
     warmup: int = typer.Option(
         defaults.TIME_WARMUP, "--warmup", help="Untimed calls per config first."
     ),
+    factory: list[str] = typer.Option(
+        None,
+        "--factory",
+        help="A custom model's model.factory (package.module:function) that may be imported to "
+        "rebuild it; records name code, which runs only when named here. Repeatable.",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks."),
 ) -> None:
     from poolbench.core.checks import check_int
@@ -316,7 +322,7 @@ def time_(
     ):
         check_int(key, value, minimum)
     paths = find_records(sources or [Path("results")])
-    outcome = time_records(paths, batch, repeats, warmup)
+    outcome = time_records(paths, batch, repeats, warmup, factories=factory or ())
     tables.print_timings(console, outcome, batch, repeats)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,19 @@ def group_key(record: dict[str, Any]) -> str:
     return config_hash(config)
 
 
-def targets_from_records(paths: Sequence[Path]) -> list[Target]:
+def recorded_factory(record: dict[str, Any]) -> str | None:
+    """The ``model.factory`` a record's config names (``model=custom``): code that rebuilding
+    its model would import and call."""
+    model = (record.get("config") or {}).get("model")
+    factory = model.get("factory") if isinstance(model, dict) else None
+    return None if factory is None else str(factory)
+
+
+def targets_from_records(paths: Sequence[Path], factories: Collection[str] = ()) -> list[Target]:
     """One :class:`Target` per group of ok records (config less the seed), in first-seen
-    order, with a freshly built model."""
+    order, with a freshly built model. A record is data and nothing read from it runs: a
+    custom model's ``model.factory`` is imported only when it is among ``factories``, those
+    the user named (``poolbench time --factory``, or the sweep's own command line)."""
     from poolbench.data import describe_dataset
     from poolbench.models.inspect import set_learned_exponents
     from poolbench.models.registry import build_model
@@ -64,6 +74,12 @@ def targets_from_records(paths: Sequence[Path]) -> list[Target]:
         if key in groups:
             groups[key].records.append(path)
             continue
+        factory = recorded_factory(record)
+        if factory is not None and factory not in factories:
+            raise DataError(
+                f"{path} names model.factory {factory!r}, code that rebuilding its model would "
+                f"import and run; nothing read from a record runs unless named: --factory {factory}"
+            )
         cfg = RunConfig.from_dict(record["config"])
         info = describe_dataset(cfg.data.name, cfg.data.params)
         torch.manual_seed(0)
@@ -126,13 +142,17 @@ def time_records(
     repeats: int = defaults.TIME_REPEATS,
     warmup: int = defaults.TIME_WARMUP,
     clock: Callable[[], float] = time.perf_counter,
+    factories: Collection[str] = (),
 ) -> TimeOutcome:
     """Time every group of ``paths``' ok records interleaved and write the figures into each
-    record (atomically). Raises :class:`DataError` when no record can be timed."""
+    record (atomically). Raises :class:`DataError` when no record can be timed, or when one
+    names a custom model factory not in ``factories`` (:func:`targets_from_records`)."""
     if not paths:
         raise DataError(f"no run records ({RECORD_NAME}) to time")
     try:
-        targets = targets_from_records(paths)
+        targets = targets_from_records(paths, factories)
+    except DataError:
+        raise
     except PoolbenchError as err:
         raise DataError(f"cannot rebuild a recorded model: {err}") from None
     if not targets:

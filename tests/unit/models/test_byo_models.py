@@ -257,3 +257,22 @@ def test_replace_pools_names_a_pool_module_the_forward_pass_never_ran():
 
     with pytest.raises(ConfigError, match=r"pool module unused did not run in a forward pass"):
         replace_pools(Once(), pool="lip", head=None, probe_size=32)
+
+
+def test_a_recorded_factory_is_imported_only_when_named(workdir: Path):
+    """A record is data: ``poolbench time`` rebuilds a custom model only for a factory the
+    user names (--factory), never from what a results directory says; a sweep times its own
+    custom models, which its command line named."""
+    tiny = "tests.helpers.custom_nets:tiny"
+    args = ["run", "-m", "model=custom", f"model.factory={tiny}", "pool=max,lp", *NO_WIDTHS]
+    swept = runner.invoke(app, args)
+    assert swept.exit_code == 0, swept.output
+    assert "latency: 2 configs timed interleaved" in swept.output
+    refused = runner.invoke(app, ["time", "results", "--repeats", "2"])
+    assert refused.exit_code == 2
+    (line,) = refused.output.strip().splitlines()
+    assert line.startswith("error: ") and f"names model.factory '{tiny}'" in line
+    assert f"--factory {tiny}" in line
+    named = runner.invoke(app, ["time", "results", "--repeats", "2", "--factory", tiny])
+    assert named.exit_code == 0, named.output
+    assert "wrote latency_interleaved_ms into 2 records" in named.output
