@@ -114,10 +114,20 @@ class Checkpoint:
                 self.run_id,
             )
             return None
-        for name, obj in objects.items():
-            obj.load_state_dict(state["objects"][name])
-        _set_rng_states(state["rng"], generator)
-        self.epoch = int(state["epoch"])
+        try:
+            for name, obj in objects.items():
+                obj.load_state_dict(state["objects"][name])
+            _set_rng_states(state["rng"], generator)
+            self.epoch = int(state["epoch"])
+        except Exception as err:  # read as data, but not this run's state (a damaged save)
+            # The objects may hold part of it now: this attempt fails, and the next, with the
+            # file set aside, starts afresh instead of failing on it every time.
+            aside = set_aside(self.path)
+            reason = " ".join(str(err).split())[:300]
+            raise RuntimeError(
+                f"{self.path} does not fit this run ({type(err).__name__}: {reason}): set aside "
+                f"as {aside.name}; run the command again to start the run afresh"
+            ) from None
         log.info("%s: resuming after epoch %d", self.path, self.epoch)
         return state["totals"]
 

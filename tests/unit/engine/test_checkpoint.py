@@ -44,3 +44,21 @@ def test_a_real_checkpoint_is_plain_data(workdir: Path):
     state = torch.load(workdir / "run" / CHECKPOINT_NAME, weights_only=True)
     assert state["epoch"] == 2 and set(state["objects"]) >= {"model", "optimizer", "schedule"}
     assert Checkpoint(workdir / "run", cfg.run_id).restore({}, torch.Generator()) is not None
+
+
+def test_a_checkpoint_that_reads_but_does_not_fit_fails_once_then_the_run_starts_afresh(
+    workdir: Path,
+):
+    cfg = plan(["pool=max", *FAST, "train.epochs=2"]).runs[0]
+    run_dir = workdir / "run"
+    run_dir.mkdir()
+    torch.save(  # data, this run's id, but no optimizer state
+        {"run_id": cfg.run_id, "epoch": 1, "objects": {}, "rng": {}, "totals": {}},
+        run_dir / CHECKPOINT_NAME,
+    )
+    first = execute(cfg, run_dir)
+    assert first["status"] == "failed" and "does not fit this run" in first["error"]
+    assert not (run_dir / CHECKPOINT_NAME).exists()
+    assert len(list(run_dir.glob(f"{CHECKPOINT_NAME}.corrupt-*"))) == 1
+    again = execute(cfg, run_dir)
+    assert again["status"] == "ok" and [r["epoch"] for r in again["history"]] == [1, 2]
