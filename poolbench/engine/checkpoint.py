@@ -50,8 +50,9 @@ def _rng_states(generator: torch.Generator) -> dict[str, Any]:
 
 def _set_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states["cuda"] and torch.cuda.is_available():  # as many GPUs as are visible now
+        for i, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, i)
     generator.set_state(states["generator"])
 
 
@@ -119,6 +120,8 @@ class Checkpoint:
                 obj.load_state_dict(state["objects"][name])
             _set_rng_states(state["rng"], generator)
             self.epoch = int(state["epoch"])
+        except torch.cuda.OutOfMemoryError:  # the machine's state, not the file's: it stays
+            raise
         except Exception as err:  # read as data, but not this run's state (a damaged save)
             # The objects may hold part of it now: this attempt fails, and the next, with the
             # file set aside, starts afresh instead of failing on it every time.

@@ -31,6 +31,11 @@ OWN_KEYS = {
     "num_classes": "set from the data",
     "in_chans": "set from the data",
     "global_pool": "the global pool is head=",
+    # a file timm would load (with torch.load: older torch unpickles code): a run's config,
+    # kept in its record, names no file whose loading could run anything
+    "checkpoint_path": "nothing is loaded: every run trains from random init",
+    "pretrained_cfg": "nothing is loaded: every run trains from random init",
+    "pretrained_cfg_overlay": "nothing is loaded: every run trains from random init",
 }
 
 

@@ -47,6 +47,10 @@ def group_key(record: dict[str, Any]) -> str:
     return config_hash(config)
 
 
+# model=custom's default, poolbench's own example network
+EXAMPLE_FACTORY = "poolbench.models.custom:example_net"
+
+
 def recorded_factory(record: dict[str, Any]) -> str | None:
     """The ``model.factory`` a record's config names (``model=custom``): code that rebuilding
     its model would import and call."""
@@ -75,7 +79,7 @@ def targets_from_records(paths: Sequence[Path], factories: Collection[str] = ())
             groups[key].records.append(path)
             continue
         factory = recorded_factory(record)
-        if factory is not None and factory not in factories:
+        if factory is not None and factory not in (*factories, EXAMPLE_FACTORY):
             raise DataError(
                 f"{path} names model.factory {factory!r}, code that rebuilding its model would "
                 f"import and run; nothing read from a record runs unless named: --factory {factory}"

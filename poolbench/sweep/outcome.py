@@ -180,6 +180,7 @@ def _keys_of(run: Any) -> dict[str, Any]:
         "model": run.model.name,
         "seed": run.seed,
         "config": run.identity or run.as_identity_dict(),
+        "tags": list(run.tags),
     }
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from enum import Enum
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from poolbench.core import metrics
 from poolbench.core.errors import ConfigError
@@ -31,6 +32,15 @@ RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 CLUSTER_LAUNCHERS = frozenset({SUBMITIT_SLURM, SLURM})
 SUBMITIT_LAUNCHERS = frozenset({SUBMITIT_LOCAL, SUBMITIT_SLURM, SLURM})
 JOB_FILES_RESOLVER = "pb_job_files"
+# hydra-submitit-launcher's own: a preset that sets another folder keeps it
+SUBMITIT_DEFAULT_FOLDER = "${hydra.sweep.dir}/.submitit/%j"
+
+
+def _unresolved(node: DictConfig, key: str) -> Any:
+    """``node[key]`` as written, interpolations unresolved (None when absent)."""
+    if key not in node:
+        return None
+    return OmegaConf.to_container(node, resolve=False).get(key)
 
 
 def job_files_dir(sweep_dir: str) -> str:
@@ -48,7 +58,13 @@ def job_files_dir(sweep_dir: str) -> str:
     digest = hashlib.sha256(absolute.encode()).hexdigest()[:8]
     path = cache_dir() / "jobs" / f"{os.path.basename(absolute)}-{digest}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode) or found.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path} is not a folder of yours (a link, or another user's): submitit's files "
+            "must be private; set POOLBENCH_CACHE or hydra.launcher.submitit_folder"
+        )
+    os.chmod(path, 0o700)
     return str(path)
 
 
@@ -73,7 +89,11 @@ def launcher_defaults(launcher: DictConfig, overrides: list[str]) -> tuple[str, 
     this machine lacks takes ``hydra.launcher.ray.remote.num_gpus=1`` on the command line).
     """
     target, keys = launcher.get("_target_"), _keys(overrides)
-    if target in SUBMITIT_LAUNCHERS and "hydra.launcher.submitit_folder" not in keys:
+    if (
+        target in SUBMITIT_LAUNCHERS
+        and "hydra.launcher.submitit_folder" not in keys
+        and _unresolved(launcher, "submitit_folder") == SUBMITIT_DEFAULT_FOLDER
+    ):
         # submitit hands jobs and results over as pickles in this folder: not in the results
         # directory, from which nothing is ever loaded as code (see job_files_dir)
         folder = f"${{{JOB_FILES_RESOLVER}:${{hydra.sweep.dir}}}}/%j"

@@ -96,6 +96,12 @@ def test_timm_refuses_what_poolbench_sets_and_names_close_archs():
         create_model(
             "timm", 10, 3, PoolSpec("max"), PoolSpec("global_avg"), kwargs={"pretrained": True}
         )
+    # a file timm would load (torch.load): a config, kept in a record, never names one
+    for key in ("checkpoint_path", "pretrained_cfg_overlay"):
+        with pytest.raises(ConfigError, match=rf"model.kwargs.{key} is poolbench's to set"):
+            create_model(
+                "timm", 10, 3, PoolSpec("max"), PoolSpec("global_avg"), kwargs={key: "/x.pth"}
+            )
     with pytest.raises(ConfigError, match=r"unknown arch 'resnet19'; close matches: .*resnet18"):
         create_model("timm", 10, 3, PoolSpec("max"), PoolSpec("global_avg"), arch="resnet19")
 

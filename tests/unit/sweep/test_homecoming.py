@@ -252,3 +252,38 @@ def test_a_node_that_cannot_write_the_commands_sweep_directory_still_hands_its_r
     (report,) = read_reports(tmp_path / "sweep")
     assert report["status"] == "ok"
     assert report["run_dir"] == str(tmp_path / "results" / "runs" / rec["run_name"])
+
+
+def test_submitits_folder_is_private_and_out_of_the_results_directory(tmp_path: Path, monkeypatch):
+    """submitit loads the pickles in its folder: poolbench moves the plugin's default folder
+    (under the sweep, in the results directory) to a private one in the cache, keeps a folder
+    a preset or the command line sets, and refuses a folder that is a link."""
+    import os
+
+    from poolbench.core.errors import ConfigError
+    from poolbench.sweep.plugins import (
+        SUBMITIT_DEFAULT_FOLDER,
+        SUBMITIT_SLURM,
+        job_files_dir,
+        launcher_defaults,
+    )
+
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "cache"))
+    default = OmegaConf.create(
+        {"_target_": SUBMITIT_SLURM, "submitit_folder": SUBMITIT_DEFAULT_FOLDER}
+    )
+    (moved,) = launcher_defaults(default, [])
+    assert moved == "hydra.launcher.submitit_folder='${pb_job_files:${hydra.sweep.dir}}/%j'"
+    assert launcher_defaults(default, ["hydra.launcher.submitit_folder=/x/%j"]) == ()
+    preset = OmegaConf.create({"_target_": SUBMITIT_SLURM, "submitit_folder": "/scratch/%j"})
+    assert launcher_defaults(preset, []) == ()
+
+    folder = Path(job_files_dir(str(tmp_path / "results" / "sweeps" / "20261207-010000")))
+    assert folder.parent == tmp_path / "cache" / "jobs"
+    assert folder.name.startswith("20261207-010000-") and folder.stat().st_mode & 0o777 == 0o700
+    other = tmp_path / "results" / "sweeps" / "x"
+    target = Path(job_files_dir(str(other)))
+    os.rmdir(target)
+    os.symlink(tmp_path, target)  # someone's link where the folder would be
+    with pytest.raises(ConfigError, match="is not a folder of yours"):
+        job_files_dir(str(other))
