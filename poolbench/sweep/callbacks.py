@@ -46,7 +46,8 @@ def objective_value(record: dict[str, Any], objective: str) -> float:
 
 class JobResult(float):
     """A job's objective value, with the run's ``record`` (None when the job could not be
-    configured: ``error`` says why), whether it was ``skipped`` (already ok), the name of the
+    configured: ``error`` says why; or, ``skipped``, when the run is ok at the command's home
+    but not on the node that ran the job), whether it was ``skipped`` (already ok), the name of the
     ``objective`` and the run's ``files`` that travel with it (``metrics.csv``: on a cluster
     without a shared disk they come home with the record, see
     :mod:`poolbench.run.homecoming`)."""
@@ -110,7 +111,9 @@ def job_report(job_return: JobReturn, job: int) -> dict[str, Any]:
         report["error"] = f"{type(error).__name__}: {error}"
         return report
     result = job_return.return_value
-    if isinstance(result, JobResult):
+    if isinstance(result, JobResult) and result.record is None and result.skipped:
+        report.update(status="ok", skipped=True)  # ok at the command's home (come_home)
+    elif isinstance(result, JobResult):
         record = result.record or {}
         report.update(
             run_name=record.get("run_name", report["run_name"]),

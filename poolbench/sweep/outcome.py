@@ -47,7 +47,7 @@ from poolbench.sweep.race import (
     read_decisions,
     tag_records,
 )
-from poolbench.sweep.task import LAUNCH_CWD_ENV
+from poolbench.sweep.task import LAUNCH_CWD_ENV, OK_AT_HOME_ENV
 from poolbench.ui.progress import SweepProgress
 
 if TYPE_CHECKING:
@@ -280,6 +280,8 @@ def run_plan(plan: Plan, overrides: list[str], live: bool | None = None) -> Swee
         SWEEP_SIZE_ENV: str(plan.size or len(plan.runs)),
         LAUNCH_CWD_ENV: quoted(os.getcwd()),
     }
+    if plan.launcher == RAY and skipped:  # nodes may lack them: see OK_AT_HOME_ENV
+        job_env[OK_AT_HOME_ENV] = quoted(",".join(sorted(skipped)))
     extra += [f"++hydra.job.env_set.{key}={value}" for key, value in job_env.items()]
     notes: list[str] = []
 
@@ -362,6 +364,21 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
                 report["run_dir"] = str(Path(results_dir) / "runs" / ran_in)
             else:
                 report["run_dir"] = str(home.run_dir)
+        elif isinstance(result, JobResult) and result.record is None and result.skipped:
+            # ok at home, not on the node: the sweeper and the table get the record at home
+            run_dir = Path(results_dir) / "runs" / Path(str(report["run_dir"])).name
+            at_home = read_ok_record(run_dir / RECORD_NAME)
+            report["run_dir"] = str(run_dir)
+            if at_home is None:
+                report.update(
+                    status="failed",
+                    skipped=False,
+                    error="ok at home when the command started, gone when its job ended: "
+                    "run the command again",
+                )
+            else:
+                ret._return_value = JobResult.of(at_home, result.objective, skipped=True)
+                report.update(run_name=run_dir.name, objective=float(ret._return_value))
         elif (Path(sweep_dir) / JOBS_DIR / f"{job:06d}.json").is_file():
             continue  # the node's own report is here: a shared disk
         write_job_report(sweep_dir, job, report)

@@ -22,7 +22,7 @@ from poolbench.measure.device import claim_gpu
 from poolbench.run.homecoming import RETURNED_FILES
 from poolbench.run.runner import execute
 from poolbench.run.watchdog import stop_with_parent
-from poolbench.sweep.callbacks import JobResult
+from poolbench.sweep.callbacks import JobResult, worst
 from poolbench.sweep.plugins import (
     JOB_FILES_RESOLVER,
     JOBLIB,
@@ -45,6 +45,12 @@ LAUNCH_CWD_ENV = "POOLBENCH_CWD"
 # on a disk they share (set in the nodes' environment, e.g. Ray's runtime_env): each record
 # then comes home with its job's return value (poolbench.run.homecoming).
 WORKER_RESULTS_ENV = "POOLBENCH_WORKER_RESULTS"
+
+# The planned runs whose record at the command's home says ok, set for every job of a Ray
+# command (hydra.job.env_set): a job on a node whose disk lacks the run (its own results path,
+# or a node that was replaced) hands it back as skipped, and the command takes the record at
+# home (poolbench.sweep.outcome.come_home), instead of training it again.
+OK_AT_HOME_ENV = "POOLBENCH_OK_AT_HOME"
 
 
 def _run_dir(cwd: str, results_dir: str, *, _root_: DictConfig) -> str:
@@ -99,6 +105,10 @@ def task(cfg: DictConfig) -> JobResult:
     observer = RunProgress(run.run_name, live=live)
     output_dir = Path(hc.runtime.output_dir)
     skipped = not run.rerun and read_ok_record(output_dir / RECORD_NAME) is not None
+    at_home = str((hc.job.get("env_set") or {}).get(OK_AT_HOME_ENV) or "").split(",")
+    if not skipped and not run.rerun and run.run_name in at_home:
+        log.info("%s: ok at the command's home, not on this node: skipped", run.run_name)
+        return JobResult(worst(objective), None, run.objective, skipped=True)
     with claim_gpu(output_dir.parent.parent / ".gpu-locks"):
         try:
             record = execute(run, output_dir, observer, in_run_latency=_times_itself(run, hc))

@@ -117,6 +117,15 @@ def test_four_runs_as_ray_tasks_come_home_without_a_shared_results_path(head: st
     # nothing was written in the workers' working directory or the command's own beside it
     assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == ["README"]
 
+    # the nodes lose their copies (a node replaced): the same command trains nothing again,
+    # it takes the records at home
+    shutil.rmtree(workers)
+    again = poolbench(driver, "run", "-m", *cluster, "pool=max,avg", "seed=0,1", *SMALL)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "4 ok, 0 failed (0 ran, 4 skipped: already ok)" in again.stdout, again.stdout[-3000:]
+    assert not list(workers.glob("runs/*/result.json"))
+    assert sorted(driver.glob("results/runs/*/result.json")) == home
+
 
 def test_a_race_goes_through_the_ray_launcher(head: str, tmp_path: Path):
     driver = tmp_path / "driver"

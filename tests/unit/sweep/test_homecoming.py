@@ -287,3 +287,25 @@ def test_submitits_folder_is_private_and_out_of_the_results_directory(tmp_path: 
     os.symlink(tmp_path, target)  # someone's link where the folder would be
     with pytest.raises(ConfigError, match="is not a folder of yours"):
         job_files_dir(str(other))
+
+
+def test_a_run_ok_at_home_but_not_on_its_node_is_taken_from_home(tmp_path: Path):
+    """A rerun on a cluster without a shared disk: the node lacks the run, the command has
+    it; the job hands it back as skipped, and the sweeper and the report get the home record
+    (no retraining). Gone from home meanwhile: a failed job that says so."""
+    home, sweep = tmp_path / "results", tmp_path / "sweep"
+    rec = returned(test_acc=0.75)
+    bring_home(rec, {}, home)
+    node_dir = str(tmp_path / "node" / "runs" / rec["run_name"])
+    ret = job_return(0, node_dir, JobResult(float("-inf"), None, "test_acc", skipped=True))
+    assert come_home([ret], home, sweep) == []
+    assert ret.return_value == 0.75 and ret.return_value.record["run_id"] == rec["run_id"]
+    (report,) = read_reports(sweep)
+    assert report["status"] == "ok" and report["skipped"] and report["objective"] == 0.75
+    assert report["run_dir"] == str(home / "runs" / rec["run_name"])
+
+    gone = job_return(1, str(tmp_path / "node" / "runs" / "other"), ret.return_value)
+    gone._return_value = JobResult(float("-inf"), None, "test_acc", skipped=True)
+    come_home([gone], home, sweep)
+    failed = read_reports(sweep)[1]
+    assert failed["status"] == "failed" and "gone when its job ended" in failed["error"]
