@@ -364,6 +364,9 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
                 report["run_dir"] = str(Path(results_dir) / "runs" / ran_in)
             else:
                 report["run_dir"] = str(home.run_dir)
+                if home.warning and not (home.run_dir / RECORD_NAME).is_file():
+                    # another process holds the run and has not written its record yet
+                    report.update(status="failed", error=home.warning.removeprefix("note: "))
         elif isinstance(result, JobResult) and result.record is None and result.skipped:
             # ok at home, not on the node: the sweeper and the table get the record at home
             run_dir = Path(results_dir) / "runs" / Path(str(report["run_dir"])).name

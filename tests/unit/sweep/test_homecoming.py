@@ -214,6 +214,15 @@ def test_a_run_another_process_is_writing_is_left_to_it(tmp_path: Path):
         lock.release()
     assert not busy.written and "job 2's run" in busy.warning and "another process" in busy.warning
     assert not (run_dir / RECORD_NAME).exists()
+    # the command's closing table says why it has no record of the run
+    ret = job_return(2, str(tmp_path / "node" / rec["run_name"]), JobResult.of(rec, "test_acc"))
+    assert lock.try_acquire()
+    try:
+        (note,) = come_home([ret], tmp_path, tmp_path / "sweep")
+    finally:
+        lock.release()
+    (report,) = read_reports(tmp_path / "sweep")
+    assert report["status"] == "failed" and "another process" in report["error"] == note[6:]
     assert bring_home(rec, {}, tmp_path, "job 2").written  # once it is free
 
 
