@@ -49,16 +49,19 @@ class Column:
         return max(self.width, cell_len(self.header))
 
 
+def table_width(columns: list[Column]) -> int:
+    """The width of a rich table of ``columns`` at their narrowest: three characters a column
+    (a rule and two of padding) and the closing rule."""
+    return sum(c.width for c in columns) + 3 * len(columns) + 1
+
+
 def fit(columns: list[Column], width: int) -> tuple[list[Column], list[Column]]:
     """The columns that fit ``width`` terminal columns with every cell whole (rich's box:
     three characters a column and one), leaving out the droppable ones in their ``drop``
     order; and those left out."""
     kept, left_out = list(columns), []
 
-    def need(cols: list[Column]) -> int:
-        return sum(c.width for c in cols) + 3 * len(cols) + 1
-
-    while need(kept) > width:
+    while table_width(kept) > width:
         droppable = [c for c in kept if c.drop is not None]
         if not droppable:
             break
@@ -76,7 +79,7 @@ def fitted_table(
     console (many keys vary), each row is a paragraph of every column instead, wrapped at
     words, every number whole."""
     kept, left_out = fit(columns, console.width)
-    if sum(c.width for c in kept) + 3 * len(kept) + 1 > console.width:  # every column, wrapped
+    if table_width(kept) > console.width:  # every column, wrapped
         return _paragraphs(console, title, columns, rows_style), ""
     note = ""
     if left_out:
@@ -85,7 +88,7 @@ def fitted_table(
     # Widths are set here, not left to rich: its shrinking of a table wider than the console
     # can leave one a column too wide (then cropped). What is spare goes to headers that
     # would otherwise wrap, left to right.
-    spare = console.width - (sum(c.width for c in kept) + 3 * len(kept) + 1)
+    spare = console.width - table_width(kept)
     table = Table(title=title)
     for c in kept:
         grow = min(spare, c.natural - c.width)

@@ -92,6 +92,10 @@ class HeadFactory:
         return f"HeadFactory({self.spec.name})"
 
 
+# model=custom's default (configs/model/custom.yaml): poolbench's own example network
+EXAMPLE_FACTORY = "poolbench.models.custom:example_net"
+
+
 @register_model(
     "custom",
     description="your own network: model.factory=package.module:function",
@@ -106,7 +110,7 @@ def custom_model(
     in_channels: int,
     pool: PoolSpec,
     head: PoolSpec,
-    factory: str = "poolbench.models.custom:example_net",
+    factory: str = EXAMPLE_FACTORY,
     keep_geometry: bool = True,
     probe_size: int = 64,
     kwargs: dict[str, Any] | None = None,

@@ -59,8 +59,9 @@ def problem(record: Any, run_name: str | None = None) -> str | None:
         return "it has no config"
     if config_hash(config) != record["run_id"]:
         return f"run_id {record['run_id']!r} is not the hash of its config"
-    if name != config_run_name(config):
-        return f"run_name {name!r} is not its config's run {config_run_name(config)!r}"
+    own = config_run_name(config)
+    if name != own:
+        return f"run_name {name!r} is not its config's run {own!r}"
     if record.get("status") not in STATUSES:
         return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
     if started(record) is None:

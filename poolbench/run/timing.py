@@ -47,10 +47,6 @@ def group_key(record: dict[str, Any]) -> str:
     return config_hash(config)
 
 
-# model=custom's default, poolbench's own example network
-EXAMPLE_FACTORY = "poolbench.models.custom:example_net"
-
-
 def recorded_factory(record: dict[str, Any]) -> str | None:
     """The ``model.factory`` a record's config names (``model=custom``): code that rebuilding
     its model would import and call."""
@@ -65,6 +61,7 @@ def targets_from_records(paths: Sequence[Path], factories: Collection[str] = ())
     custom model's ``model.factory`` is imported only when it is among ``factories``, those
     the user named (``poolbench time --factory``, or the sweep's own command line)."""
     from poolbench.data import describe_dataset
+    from poolbench.models.custom import EXAMPLE_FACTORY
     from poolbench.models.inspect import set_learned_exponents
     from poolbench.models.registry import build_model
 

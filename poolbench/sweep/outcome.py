@@ -353,15 +353,16 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
         job = int(job)
         report = job_report(ret, job)
         result = ret.return_value if ret.status == JobStatus.COMPLETED else None
+        ran_in = Path(str(report["run_dir"])).name  # the run the job's config names
+        at_home_dir = Path(results_dir) / "runs" / ran_in
         if isinstance(result, JobResult) and result.record is not None:
-            ran_in = Path(str(report["run_dir"])).name  # the run the job's config names
             home = bring_home(result.record, result.files, results_dir, f"job {job}", ran_in)
             if home.warning:
                 warnings.append(home.warning)
             if home.run_dir is None:  # refused: the job's run at home, failed unless it is there
                 reason = home.warning.removeprefix("warning: ")
                 report.update(status="failed", objective=None, wall_s=None, error=reason)
-                report["run_dir"] = str(Path(results_dir) / "runs" / ran_in)
+                report["run_dir"] = str(at_home_dir)
             else:
                 report["run_dir"] = str(home.run_dir)
                 if home.warning and not (home.run_dir / RECORD_NAME).is_file():
@@ -369,9 +370,8 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
                     report.update(status="failed", error=home.warning.removeprefix("note: "))
         elif isinstance(result, JobResult) and result.record is None and result.skipped:
             # ok at home, not on the node: the sweeper and the table get the record at home
-            run_dir = Path(results_dir) / "runs" / Path(str(report["run_dir"])).name
-            at_home = read_ok_record(run_dir / RECORD_NAME)
-            report["run_dir"] = str(run_dir)
+            at_home = read_ok_record(at_home_dir / RECORD_NAME)
+            report["run_dir"] = str(at_home_dir)
             if at_home is None:
                 report.update(
                     status="failed",
@@ -381,7 +381,7 @@ def come_home(returns: list[JobReturn], results_dir: Path, sweep_dir: Path) -> l
                 )
             else:
                 ret._return_value = JobResult.of(at_home, result.objective, skipped=True)
-                report.update(run_name=run_dir.name, objective=float(ret._return_value))
+                report.update(run_name=ran_in, objective=float(ret._return_value))
         elif (Path(sweep_dir) / JOBS_DIR / f"{job:06d}.json").is_file():
             continue  # the node's own report is here: a shared disk
         write_job_report(sweep_dir, job, report)
